@@ -1,0 +1,37 @@
+# Quick start: `make demo` and `make test`. Both create/refresh .venv/ first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test gallery bench clean venv dot
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# a CPU build of torch when none is importable; users' own torch is kept otherwise
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+# graphviz's `dot` is only needed for pictures; install it when we can (root + apt), never fail on it
+dot:
+	@command -v dot >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get update -qq >/dev/null 2>&1; apt-get install -y -qq graphviz >/dev/null 2>&1) || true; }
+	@command -v dot >/dev/null 2>&1 && echo "graphviz: $$(dot -V 2>&1)" || echo "graphviz: 'dot' not installed; DOT text only"
+
+test: $(STAMP) dot
+	TRITON_INTERPRET=1 $(PY) -m pytest -n 2 -q
+
+demo: $(STAMP) dot
+	$(VENV)/bin/ebmgraph demo --out out/demo
+
+gallery: $(STAMP) dot
+	$(VENV)/bin/ebmgraph render specs/*.yaml --gallery docs/gallery
+
+bench: $(STAMP)
+	$(PY) examples/bench_rollout.py
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

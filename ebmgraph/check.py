@@ -1,0 +1,512 @@
+"""The checker: every name bound once, shapes inferred through module signatures,
+domains valid, the deterministic part acyclic, every latent constrained, and a
+collapse analysis (Figure 10, §4.3, §4.5).
+
+``check(graph, sizes=None)`` returns a :class:`Checked` record holding what later
+stages need (resolved sizes, index ranges, shapes, the element graph) or raises
+:class:`~ebmgraph.errors.SpecErrors` listing every error with file and line.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from . import ir
+from .errors import Diagnostics, Loc, SpecError
+from .expr import resolve_iexpr, resolve_int
+from .modules import BATCH_REGULARIZERS, KINDS, ShapeError
+
+Shape = tuple[int, ...]
+SCALAR: Shape = ()
+
+
+@dataclass(frozen=True)
+class ModInfo:
+    """A module instance after checking: its kind, int arguments and input shapes."""
+
+    name: str
+    kind: str
+    args: tuple
+    kwargs: dict
+    trainable: bool
+    in_shapes: tuple[Shape, ...]
+    out_shape: Shape
+    inline: bool = False
+
+
+@dataclass
+class Checked:
+    """A checked graph with everything resolved for a given set of sizes."""
+
+    graph: ir.Graph
+    sizes: dict[str, int]
+    ranges: dict[str, tuple[int, int]]          # index -> (lo, hi) inclusive
+    shapes: dict[str, Shape]                    # variable -> per-step shape
+    lengths: dict[str, int]                     # array variable -> number of elements
+    modules: dict[str, ModInfo]                 # declared and inline instances
+    call_module: dict[int, str]                 # id(Call node) -> module instance name
+    elements: nx.DiGraph                        # (name, pos) element dependency graph
+    warnings: list[SpecError] = field(default_factory=list)
+    architecture: object = None                 # collapse.ArchReport
+
+    def is_array(self, name: str) -> bool:
+        return name in self.lengths
+
+    def loop_values(self, loop: str | None) -> list[int]:
+        if loop is None:
+            return [0]
+        lo, hi = self.ranges[loop]
+        return list(range(lo, hi + 1))
+
+    def summary(self) -> str:
+        g = self.graph
+        n_lat = sum(v.role == "latent" for v in g.variables)
+        n_act = sum(v.role == "action" for v in g.variables)
+        sz = ", ".join(f"{k}={v}" for k, v in self.sizes.items())
+        arch = f"; {self.architecture.label}" if self.architecture is not None else ""
+        return (f"{g.name}: {len(g.variables)} variables ({n_lat} latent, {n_act} action), "
+                f"{len(g.modules)} modules, {len(g.functions)} functions, {len(g.energies)} energy terms"
+                f"{' [' + sz + ']' if sz else ''}{arch}")
+
+
+class _Ctx:
+    def __init__(self, g: ir.Graph, sizes: dict[str, int]):
+        self.g = g
+        self.sizes = sizes
+        self.d = Diagnostics()
+
+
+def check(g: ir.Graph, sizes: dict[str, int] | None = None, *, analyze: bool = True) -> Checked:
+    """Check a graph; ``sizes`` override the spec's default sizes (e.g. ``{"T": 16}``)."""
+    c = _Ctx(g, {**g.size_dict, **(sizes or {})})
+    d = c.d
+    _check_namespaces(c)
+    d.raise_if_errors()
+    ranges = _resolve_ranges(c)
+    d.raise_if_errors()
+    shapes, lengths = _leaf_vars(c, ranges)
+    d.raise_if_errors()
+    mods = _declared_modules(c)
+    d.raise_if_errors()
+    elements, positions = _elements(c, ranges, lengths)
+    d.raise_if_errors()
+    call_module: dict[int, str] = {}
+    _infer_shapes(c, ranges, shapes, lengths, mods, call_module, elements, positions)
+    d.raise_if_errors()
+    _check_constrained(c, elements, ranges, lengths)
+    d.raise_if_errors()
+    out = Checked(g, c.sizes, ranges, shapes, lengths, mods, call_module, elements, list(d.warnings))
+    if analyze:
+        from .collapse import analyze as _analyze
+
+        out.architecture = _analyze(out)
+        out.warnings.extend(out.architecture.warnings)
+    return out
+
+
+# ----------------------------------------------------------------------------- names
+def _check_namespaces(c: _Ctx) -> None:
+    g, d = c.g, c.d
+    seen: dict[str, tuple[str, Loc]] = {}
+
+    def bind(name: str, what: str, loc: Loc) -> None:
+        if name in seen:
+            prev_what, prev_loc = seen[name]
+            d.error(f"{name} is bound twice: as {what} and as {prev_what} ({prev_loc})", loc, name)
+        else:
+            seen[name] = (what, loc)
+
+    for i in g.indices:
+        bind(i.name, "index", i.loc)
+    for k, _ in g.sizes:
+        bind(k, "size", Loc(g.file))
+    for k, _ in g.weights:
+        bind(k, "weight", Loc(g.file))
+    for v in g.variables:
+        bind(v.name, f"{v.role} variable", v.loc)
+    for m in g.modules:
+        bind(m.name, "module", m.loc)
+    derived_seen: set[str] = set()
+    for f in g.functions:
+        n = f.target.name
+        if n in derived_seen:
+            continue
+        derived_seen.add(n)
+        if n in seen and seen[n][0].endswith("variable"):
+            d.error(f"{n} is declared as a {seen[n][0]} and also computed by a function; "
+                    f"an observed value cannot be bound twice", f.loc, n)
+        else:
+            bind(n, "function output", f.loc)
+    enames: dict[str, Loc] = {}
+    for e in g.energies:
+        if e.name in enames:
+            d.error(f"energy term {e.name} is bound twice (first at {enames[e.name]})", e.loc, e.name)
+        enames[e.name] = e.loc
+    for r in g.regularizers:
+        if r.name in enames:
+            d.error(f"regularizer {r.name} reuses the name of an energy term", r.loc, r.name)
+        enames[r.name] = r.loc
+    for name, (what, loc) in seen.items():
+        if what == "index":
+            continue
+
+
+def _resolve_ranges(c: _Ctx) -> dict[str, tuple[int, int]]:
+    out = {}
+    for i in c.g.indices:
+        try:
+            lo = resolve_iexpr(i.lo, c.sizes, i.loc, f"range of {i.name}")
+            hi = resolve_iexpr(i.hi, c.sizes, i.loc, f"range of {i.name}")
+        except SpecError as e:
+            c.d.errors.append(e)
+            continue
+        if hi < lo:
+            c.d.error(f"index {i.name} = {lo}..{hi} is empty", i.loc, i.name)
+        elif hi - lo > 100_000:
+            c.d.error(f"index {i.name} has {hi - lo + 1} steps; at most 100001 are supported", i.loc, i.name)
+        out[i.name] = (lo, hi)
+    return out
+
+
+def _leaf_vars(c: _Ctx, ranges) -> tuple[dict[str, Shape], dict[str, int]]:
+    shapes: dict[str, Shape] = {}
+    lengths: dict[str, int] = {}
+    for v in c.g.variables:
+        if v.role not in ir.ROLES:
+            c.d.error(f"{v.name}: unknown role {v.role!r}", v.loc, v.name)
+        try:
+            shapes[v.name] = tuple(resolve_int(s, c.sizes, v.loc, f"shape of {v.name}") for s in v.shape)
+        except SpecError as e:
+            c.d.errors.append(e)
+            continue
+        if any(s <= 0 for s in shapes[v.name]):
+            c.d.error(f"{v.name}: every dimension must be positive, got {list(shapes[v.name])}", v.loc, v.name)
+        if v.index is not None:
+            if v.index not in ranges:
+                c.d.error(f"{v.name}[{v.index}]: {v.index} is not a declared index (index: {{{v.index}: 0..T-1}})", v.loc, v.name)
+                continue
+            lo, hi = ranges[v.index]
+            if lo != 0:
+                c.d.error(f"{v.name}[{v.index}]: declared arrays start at 0; {v.index} starts at {lo}", v.loc, v.name)
+            lengths[v.name] = hi + 1
+        dom = v.domain
+        if isinstance(dom, ir.Real) and dom.lo is not None and dom.hi is not None and not dom.lo < dom.hi:
+            c.d.error(f"{v.name}: bounds [{dom.lo}, {dom.hi}] are empty (need lo < hi)", v.loc, v.name)
+        if isinstance(dom, ir.Discrete) and dom.K < 2:
+            c.d.error(f"{v.name}: a discrete variable needs at least 2 values", v.loc, v.name)
+        if v.role == "observed" and (isinstance(dom, ir.Discrete) is False and dom.bounded):
+            c.d.warn(f"{v.name}: bounds on an observed variable are not enforced", v.loc, v.name)
+        if v.sampled and v.role != "latent":
+            c.d.error(f"{v.name}: only latents can be sampled", v.loc, v.name)
+    return shapes, lengths
+
+
+def _declared_modules(c: _Ctx) -> dict[str, ModInfo]:
+    mods: dict[str, ModInfo] = {}
+    for m in c.g.modules:
+        kind = KINDS.get(m.kind)
+        if kind is None:
+            if m.kind in BATCH_REGULARIZERS:
+                c.d.error(f"module {m.name}: {m.kind} is a batch regularizer; declare it under regularizers:", m.loc, m.name)
+            else:
+                c.d.error(f"module {m.name}: unknown kind {m.kind!r}; known: {', '.join(sorted(KINDS))}", m.loc, m.name, m.kind)
+            continue
+        allowed = set(kind.kwargs)
+        for k, _ in m.kwargs:
+            if k not in allowed:
+                c.d.error(f"module {m.name}: {m.kind} takes no option {k!r}"
+                          + (f" (options: {', '.join(sorted(allowed))})" if allowed else ""), m.loc, m.name)
+        args = []
+        for a in m.args:
+            try:
+                args.append(resolve_int(a, c.sizes, m.loc, f"module {m.name}"))
+            except SpecError as e:
+                c.d.errors.append(e)
+        mods[m.name] = ModInfo(m.name, m.kind, tuple(args), dict(m.kwargs), m.trainable, (), ())
+    return mods
+
+
+# ----------------------------------------------------------------------------- elements
+def _eval_index(c: _Ctx, idx, loop: str | None, t: int | None, loc: Loc, what: str) -> int:
+    env = dict(c.sizes)
+    if loop is not None:
+        env[loop] = t
+    return resolve_iexpr(idx, env, loc, what)
+
+
+def _elements(c: _Ctx, ranges, lengths) -> tuple[nx.DiGraph, dict]:
+    """Bind each function element once and build the element dependency graph."""
+    g, d = c.g, c.d
+    owner: dict[tuple[str, int], tuple[int, Loc]] = {}
+    positions: dict[int, list[tuple[int | None, int]]] = {}  # fn id -> [(t, pos)]
+    indexed: dict[str, bool] = {}
+    for fi, f in enumerate(g.functions):
+        name = f.target.name
+        is_idx = f.target.index is not None
+        if indexed.setdefault(name, is_idx) != is_idx:
+            d.error(f"{name} is bound both as an array ({name}[...]) and as a single value", f.loc, name)
+            continue
+        if f.loop is not None and f.loop not in ranges:
+            d.error(f"{ir.ref_str(f.target)}: {f.loop} is not a declared index", f.loc, name, f.loop)
+            continue
+        pos_list = []
+        for t in (c_loop_values(ranges, f.loop)):
+            try:
+                pos = _eval_index(c, f.target.index, f.loop, t, f.loc, ir.ref_str(f.target)) if is_idx else 0
+            except SpecError as e:
+                d.errors.append(e)
+                break
+            if pos < 0:
+                d.error(f"{ir.ref_str(f.target)} binds {name}[{pos}]: negative index", f.loc, name)
+                break
+            key = (name, pos)
+            if key in owner:
+                d.error(f"{name}[{pos}] is bound twice ({owner[key][1]} and here)" if is_idx
+                        else f"{name} is bound twice (first at {owner[key][1]})", f.loc, name)
+                break
+            owner[key] = (fi, f.loc)
+            pos_list.append((t, pos))
+        positions[fi] = pos_list
+    for name, is_idx in indexed.items():
+        if is_idx:
+            pos = sorted(p for (n, p) in owner if n == name)
+            if pos and pos != list(range(len(pos))):
+                missing = sorted(set(range(pos[-1] + 1)) - set(pos))
+                d.error(f"elements of {name} must be bound for 0..n without gaps; {name}[{missing[0]}] is never bound",
+                        next(f.loc for f in g.functions if f.target.name == name), name)
+            lengths[name] = len(pos)
+    if d.errors:
+        return nx.DiGraph(), positions
+
+    leaf = {v.name: v for v in g.variables}
+    G = nx.DiGraph()
+    for v in g.variables:
+        for p in range(lengths.get(v.name, 1)):
+            G.add_node((v.name, p), kind=v.role)
+    for key in owner:
+        G.add_node(key, kind="derived")
+
+    def resolve_refs(expr, loop, t, loc, where) -> list[tuple[str, int]]:
+        out = []
+        for r in ir.refs(expr):
+            if r.name not in leaf and r.name not in indexed:
+                what = ("a module" if g.module(r.name) or r.name in KINDS else
+                        "an index" if r.name in ranges else "a size" if r.name in c.sizes else None)
+                d.error(f"{where}: {r.name} is {what}, not a variable" if what else
+                        f"{where}: {r.name} is not bound (declare it under variables: or compute it under functions:)",
+                        loc, r.name)
+                continue
+            is_arr = r.name in lengths
+            if is_arr and r.index is None:
+                d.error(f"{where}: {r.name} is an array; write {r.name}[t]", loc, r.name)
+                continue
+            if not is_arr and r.index is not None:
+                d.error(f"{where}: {r.name} is not an array and cannot be indexed", loc, r.name)
+                continue
+            if not is_arr:
+                out.append((r.name, 0))
+                continue
+            bad = {s.name for s in r.index.free_symbols} - set(c.sizes) - ({loop} if loop else set())
+            if bad:
+                d.error(f"{where}: index {', '.join(sorted(bad))} in {ir.ref_str(r)} is not bound here"
+                        + ("" if loop else " (name the term name[t] to sum over t)"), loc, r.name, *sorted(bad))
+                continue
+            try:
+                p = _eval_index(c, r.index, loop, t, loc, f"{where}: {ir.ref_str(r)}")
+            except SpecError as e:
+                d.errors.append(e)
+                continue
+            if not 0 <= p < lengths[r.name]:
+                d.error(f"{where}: {ir.ref_str(r)} reads {r.name}[{p}] (with {loop}={t}), "
+                        f"outside 0..{lengths[r.name] - 1}", loc, r.name)
+                continue
+            out.append((r.name, p))
+        return out
+
+    for fi, f in enumerate(g.functions):
+        for t, pos in positions.get(fi, []):
+            for src in resolve_refs(f.value, f.loop, t, f.loc, ir.ref_str(f.target)):
+                G.add_edge(src, (f.target.name, pos))
+            if d.errors:
+                break
+    for e in g.energies:
+        if e.loop is not None and e.loop not in ranges:
+            d.error(f"energy {e.name}[{e.loop}]: {e.loop} is not a declared index", e.loc, e.name)
+            continue
+        for t in c_loop_values(ranges, e.loop):
+            node = ("energy:" + e.name, t if e.loop else 0)
+            G.add_node(node, kind="energy")
+            for src in resolve_refs(e.value, e.loop, t, e.loc, f"energy {e.name}"):
+                G.add_edge(src, node)
+            if d.errors:
+                break
+    for r in g.regularizers:
+        node = ("reg:" + r.name, 0)
+        G.add_node(node, kind="regularizer")
+        for src in resolve_refs(r.value, None, None, r.loc, f"regularizer {r.name}"):
+            G.add_edge(src, node)
+    if not d.errors:
+        try:
+            cyc = nx.find_cycle(G)
+        except nx.NetworkXNoCycle:
+            cyc = None
+        if cyc:
+            names = " -> ".join(f"{n}[{p}]" if n in lengths else n for (n, p), _ in cyc) + f" -> {cyc[0][0][0]}"
+            f = next(f for f in g.functions if f.target.name == cyc[0][1][0])
+            d.error(f"the deterministic part has a cycle: {names}", f.loc, *{n for (n, _), _ in cyc})
+    return G, positions
+
+
+def c_loop_values(ranges, loop):
+    if loop is None:
+        return [None]
+    lo, hi = ranges[loop]
+    return range(lo, hi + 1)
+
+
+# ----------------------------------------------------------------------------- shapes
+def _infer_shapes(c: _Ctx, ranges, shapes, lengths, mods, call_module, G, positions) -> None:
+    g, d = c.g, c.d
+    fn_of: dict[tuple[str, int], int] = {}
+    for fi, plist in positions.items():
+        for _, pos in plist:
+            fn_of[(g.functions[fi].target.name, pos)] = fi
+    done: set[int] = set()
+    in_shapes: dict[str, tuple] = {}
+    inline_count: dict[str, int] = {}
+
+    def shape_of(e, where, loc) -> Shape | None:
+        """Per-sample shape of an expression; None for a constant (number or weight)."""
+        if isinstance(e, ir.Ref):
+            return shapes.get(e.name, "unknown")
+        if isinstance(e, (ir.Num, ir.Weight)):
+            if isinstance(e, ir.Weight) and e.name not in g.weight_dict:
+                d.error(f"{where}: weight {e.name} is not declared", loc, e.name)
+            return None
+        if isinstance(e, ir.Neg):
+            return shape_of(e.operand, where, loc)
+        if isinstance(e, ir.BinOp):
+            a, b = shape_of(e.left, where, loc), shape_of(e.right, where, loc)
+            if a == "unknown" or b == "unknown":
+                return "unknown"
+            if a is None or b is None or a == b:
+                return b if a is None else a
+            if a == SCALAR or b == SCALAR:
+                return a if b == SCALAR else b
+            d.error(f"{where}: {ir.expr_str(e)} combines shapes {list(a)} and {list(b)}", loc)
+            return "unknown"
+        if isinstance(e, ir.Call):
+            arg_shapes = [shape_of(a, where, loc) for a in e.args]
+            if any(s == "unknown" for s in arg_shapes):
+                return "unknown"
+            if any(s is None for s in arg_shapes):
+                d.error(f"{where}: {e.fn}(...) takes variables, not numbers or weights", loc, e.fn)
+                return "unknown"
+            if e.fn in shapes or g.var(e.fn):
+                d.error(f"{where}: {e.fn} is a variable, not a module", loc, e.fn)
+                return "unknown"
+            if e.fn in mods:
+                name = e.fn
+                info = mods[name]
+            elif e.fn in KINDS and KINDS[e.fn].inline:
+                k = inline_count.get(e.fn, 0)
+                inline_count[e.fn] = k + 1
+                name = e.fn if k == 0 else f"{e.fn}_{k}"
+                while name in mods and not mods[name].inline:
+                    k += 1
+                    name = f"{e.fn}_{k}"
+                info = ModInfo(name, e.fn, (), {}, True, (), (), inline=True)
+                mods[name] = info
+            elif e.fn in KINDS:
+                d.error(f"{where}: {e.fn} needs its sizes; declare it under modules: (e.g. P: {e.fn}(...))", loc, e.fn)
+                return "unknown"
+            elif e.fn in BATCH_REGULARIZERS:
+                d.error(f"{where}: {e.fn} is a batch regularizer; put it under regularizers:", loc, e.fn)
+                return "unknown"
+            else:
+                d.error(f"{where}: {e.fn} is not a declared module", loc, e.fn)
+                return "unknown"
+            call_module[id(e)] = name
+            kind = KINDS[info.kind]
+            try:
+                out = tuple(kind.shape(info.args, info.kwargs, [tuple(s) for s in arg_shapes]))
+            except ShapeError as exc:
+                d.error(f"{where}: {name}({', '.join(ir.expr_str(a) for a in e.args)}): {exc}", loc, name)
+                return "unknown"
+            sig = tuple(tuple(s) for s in arg_shapes)
+            prev = in_shapes.get(name)
+            if prev is not None and prev != sig and not info.inline:
+                d.error(f"{where}: module {name} is called with shapes {[list(s) for s in sig]} here "
+                        f"and {[list(s) for s in prev]} elsewhere; one module has one signature", loc, name)
+                return "unknown"
+            if prev is None or info.inline:
+                in_shapes[name] = sig
+                mods[name] = ModInfo(name, info.kind, info.args, info.kwargs, info.trainable, sig, out, info.inline)
+            return out
+        raise TypeError(e)
+
+    order = [n for n in nx.topological_sort(G) if n in fn_of]
+    for node in order:
+        fi = fn_of[node]
+        if fi in done:
+            continue
+        done.add(fi)
+        f = g.functions[fi]
+        where = ir.ref_str(f.target)
+        s = shape_of(f.value, where, f.loc)
+        if s == "unknown":
+            continue
+        if s is None or s == SCALAR:
+            d.error(f"{where} = {ir.expr_str(f.value)}: a function must produce a vector, not "
+                    f"{'a constant' if s is None else 'a scalar (use it as an energy term)'}", f.loc, f.target.name)
+            continue
+        name = f.target.name
+        if name in shapes and shapes[name] != s:
+            d.error(f"{where}: shape {list(s)} differs from {name}'s other elements {list(shapes[name])}", f.loc, name)
+            continue
+        shapes[name] = s
+    for f_i, f in enumerate(g.functions):  # functions unreachable in topo order (errors above)
+        if f_i not in done and not d.errors:
+            d.error(f"{ir.ref_str(f.target)} could not be ordered", f.loc, f.target.name)
+    for e in g.energies:
+        where = f"energy {e.name}"
+        s = shape_of(e.value, where, e.loc)
+        if s == "unknown":
+            continue
+        if s is None:
+            d.error(f"{where} = {ir.expr_str(e.value)} is a constant; an energy term reads variables", e.loc, e.name)
+        elif s not in (SCALAR, (1,)):
+            d.error(f"{where} = {ir.expr_str(e.value)} has shape {list(s)}; an energy term is a scalar per sample "
+                    f"(wrap it in a divergence such as sq_dist(...))", e.loc, e.name)
+    for r in g.regularizers:
+        where = f"regularizer {r.name}"
+        if not isinstance(r.value, ir.Call) or r.value.fn not in BATCH_REGULARIZERS:
+            d.error(f"{where}: write one of {', '.join(BATCH_REGULARIZERS)}(u, ...)", r.loc, r.name)
+            continue
+        for a in r.value.args:
+            if not isinstance(a, ir.Ref):
+                d.error(f"{where}: arguments are variables", r.loc, r.name)
+                continue
+            s = shapes.get(a.name)
+            if s is not None and len(s) != 1:
+                d.error(f"{where}: {a.name} must be a vector, has shape {list(s)}", r.loc, r.name)
+    unused = [m for m in g.modules if m.name not in in_shapes]
+    for m in unused:
+        d.warn(f"module {m.name} is declared but never called", m.loc, m.name)
+
+
+def _check_constrained(c: _Ctx, G: nx.DiGraph, ranges, lengths) -> None:
+    """Every latent and action must reach an energy term; unused observed inputs are warned about."""
+    g, d = c.g, c.d
+    for v in g.variables:
+        reaches = any(k.startswith("energy:") for (k, _) in
+                      set().union(*[nx.descendants(G, (v.name, p)) for p in range(lengths.get(v.name, 1))]))
+        if reaches:
+            continue
+        if v.role in ("latent", "action"):
+            d.error(f"{v.role} {v.name} is not constrained by any energy term: nothing would determine its value", v.loc, v.name)
+        else:
+            d.warn(f"observed {v.name} does not reach any energy term", v.loc, v.name)
+    if not g.energies:
+        d.error("the spec has no energy terms (energy: section)", Loc(g.file, 1))

@@ -1,0 +1,143 @@
+"""The command line: ``ebmgraph check | show | render | compile | infer | train | plan | bench | demo``.
+
+Verbs beyond the core live beside their capability: a module listed in ``_PLUGINS``
+defines ``register_cli(subparsers)`` adding its verb(s), so the CLI and the Python API
+share one implementation.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+
+from . import __version__
+from .errors import SpecError, SpecErrors
+
+_PLUGINS = ("ebmgraph.render", "ebmgraph.infer.cli", "ebmgraph.train.cli", "ebmgraph.agent.cli",
+            "ebmgraph.bench", "ebmgraph.demo")
+
+
+def _print_errors(exc: SpecError) -> None:
+    errs = exc.errors if isinstance(exc, SpecErrors) else [exc]
+    for e in errs:
+        print(f"{e.loc}: error: {e.message}", file=sys.stderr)
+
+
+def _parse_sizes(items: list[str] | None) -> dict[str, int]:
+    out = {}
+    for it in items or []:
+        k, _, v = it.partition("=")
+        if not v.lstrip("-").isdigit():
+            raise SystemExit(f"ebmgraph: --size takes NAME=INT, got {it!r}")
+        out[k] = int(v)
+    return out
+
+
+def cmd_check(args) -> int:
+    from .check import check
+    from .spec import load
+
+    status = 0
+    for path in args.specs:
+        try:
+            chk = check(load(path), _parse_sizes(args.size))
+        except SpecError as exc:
+            _print_errors(exc)
+            status = 1
+            continue
+        for w in chk.warnings:
+            print(f"{w.loc}: warning: {w.message}", file=sys.stderr)
+        if args.json:
+            arch = chk.architecture
+            print(json.dumps({"spec": path, "ok": True, "summary": chk.summary(),
+                              "architecture": arch.code if arch else None,
+                              "can_collapse": bool(arch and arch.can_collapse),
+                              "warnings": [f"{w.loc}: {w.message}" for w in chk.warnings]}))
+        else:
+            print(f"{path}: ok — {chk.summary()}")
+    return status
+
+
+def cmd_show(args) -> int:
+    from .ir import pretty
+    from .spec import load
+
+    try:
+        print(pretty(load(args.spec)))
+    except SpecError as exc:
+        _print_errors(exc)
+        return 1
+    return 0
+
+
+def cmd_compile(args) -> int:
+    from .compiled import compile as compile_spec
+
+    try:
+        ebm = compile_spec(args.spec, sizes=_parse_sizes(args.size))
+    except SpecError as exc:
+        _print_errors(exc)
+        return 1
+    if args.explain:
+        print(ebm.explain())
+    if args.emit == "python":
+        print(ebm.code, end="")
+    elif args.emit == "summary":
+        print(repr(ebm))
+        print(ebm.explain())
+    if args.out:
+        ebm.save(args.out)
+        print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ebmgraph", description="A graph-based energy-model compiler "
+                                "(LeCun, A Path Towards Autonomous Machine Intelligence).")
+    p.add_argument("--version", action="version", version=f"ebmgraph {__version__}")
+    sub = p.add_subparsers(dest="verb", metavar="VERB")
+    c = sub.add_parser("check", help="check specs: names, shapes, domains, cycles, collapse analysis")
+    c.add_argument("specs", nargs="+")
+    c.add_argument("--size", action="append", metavar="NAME=INT", help="override a size, e.g. T=16")
+    c.add_argument("--json", action="store_true", help="one JSON line per spec")
+    c.set_defaults(fn=cmd_check)
+    s = sub.add_parser("show", help="print the IR's text form")
+    s.add_argument("spec")
+    s.set_defaults(fn=cmd_show)
+    k = sub.add_parser("compile", help="compile a spec to PyTorch")
+    k.add_argument("spec")
+    k.add_argument("--emit", choices=("python", "summary", "none"), default="summary")
+    k.add_argument("--explain", action="store_true", help="say which path each rollout takes and why")
+    k.add_argument("--size", action="append", metavar="NAME=INT")
+    k.add_argument("-o", "--out", help="save initial weights as safetensors")
+    k.set_defaults(fn=cmd_compile)
+    for mod in _PLUGINS:
+        try:
+            m = importlib.import_module(mod)
+        except ModuleNotFoundError as exc:
+            if exc.name and (exc.name == mod or mod.startswith(exc.name + ".")):
+                continue  # capability not installed in this build
+            raise
+        m.register_cli(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "fn", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.fn(args) or 0)
+    except SpecError as exc:
+        _print_errors(exc)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,184 @@
+"""Which standard architecture a spec is, and whether it can collapse (Figure 10, §4.3, §4.5).
+
+The analysis looks at the prediction energy D(u, v) (the first two-argument divergence):
+
+* one side is an observed y and the other does not depend on y or on a latent:
+  (a) prediction / deterministic generative — cannot collapse;
+* the other side depends on a latent z: (b) generative latent-variable — can collapse
+  when z has as much capacity as y (continuous, unregularized, dim z >= dim y);
+* the other side depends on y itself: (c) auto-encoder — can collapse when no code on
+  the way from y is narrower than y and none is regularized;
+* both sides are representations of inputs: (d) joint embedding, or JEPA (Figure 12)
+  when a predictor or latent sits on one side — can collapse unless an
+  information-maximizing regularizer (VICReg, Barlow Twins; §4.5.1) covers both branches;
+  a JEPA latent is also checked for capacity.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from . import ir
+from .errors import Loc, SpecError
+from .modules import KINDS
+
+
+@dataclass
+class ArchReport:
+    code: str            # 10a | 10b | 10c | 10d | jepa | ebm | cost | other
+    label: str
+    can_collapse: bool
+    reasons: list[str] = field(default_factory=list)
+    warnings: list[SpecError] = field(default_factory=list)
+
+
+def _name_graph(chk) -> nx.DiGraph:
+    G = nx.DiGraph()
+    for (a, _), (b, _) in chk.elements.edges:
+        if a != b:
+            G.add_edge(a, b)
+    for (n, _) in chk.elements.nodes:
+        G.add_node(n)
+    return G
+
+
+def _divergences(g: ir.Graph):
+    """(energy, u, v) for each term that is (a weighted) two-argument divergence."""
+    out = []
+    for e in g.energies:
+        node = e.value
+        while isinstance(node, ir.BinOp) and node.op == "*":
+            node = node.right if isinstance(node.left, (ir.Num, ir.Weight)) else node.left
+        if isinstance(node, ir.Call) and len(node.args) == 2:
+            mod = g.module(node.fn)
+            kind = mod.kind if mod else node.fn
+            if kind in KINDS and KINDS[kind].role == "energy":
+                out.append((e, node.args[0], node.args[1]))
+    return out
+
+
+def _regularized(g: ir.Graph) -> set[str]:
+    """Variables read alone by a single-argument energy term (R(z), l1(z), ...)."""
+    out = set()
+    for e in g.energies:
+        for c in ir.calls(e.value):
+            if len(c.args) == 1 and isinstance(c.args[0], ir.Ref):
+                mod = g.module(c.fn)
+                kind = mod.kind if mod else c.fn
+                if kind in KINDS and KINDS[kind].role in ("regularizer", "energy"):
+                    out.add(c.args[0].name)
+    return out
+
+
+def analyze(chk) -> ArchReport:
+    g: ir.Graph = chk.graph
+    G = _name_graph(chk)
+    observed = {v.name for v in g.variables if v.role == "observed"}
+    latents = {v.name: v for v in g.variables if v.role == "latent"}
+    actions = {v.name for v in g.variables if v.role == "action"}
+    regularized = _regularized(g)
+
+    def anc(expr) -> set[str]:
+        names = {r.name for r in ir.refs(expr)}
+        out = set(names)
+        for n in names:
+            if n in G:
+                out |= nx.ancestors(G, n)
+        return out
+
+    def width(name: str) -> int:
+        s = chk.shapes.get(name, ())
+        n = 1
+        for d in s:
+            n *= d
+        return n * chk.lengths.get(name, 1)
+
+    def latent_limited(z: str, target_width: int) -> tuple[bool, str]:
+        v = latents[z]
+        if isinstance(v.domain, ir.Discrete):
+            return True, f"{z} is discrete ({v.domain.K} values)"
+        if z in regularized:
+            return True, f"{z} is regularized"
+        if width(z) < target_width:
+            return True, f"{z} has {width(z)} dims < {target_width}"
+        return False, (f"latent {z} ({width(z)} dims) is as wide as the prediction target ({target_width}) "
+                       f"and no regularizer limits it: for any target some {z} gives zero energy (§4.5, Fig. 10b)")
+
+    divs = _divergences(g)
+    if not divs:
+        if actions:
+            return ArchReport("cost", "planning / cost architecture (no prediction energy)", False)
+        if g.energies and observed:
+            rep = ArchReport("ebm", "energy-based model F(x, y) (Fig. 8)", False,
+                             ["a free-form energy network: only contrastive training keeps it from flattening"])
+            return rep
+        return ArchReport("other", "no prediction energy", False)
+
+    e, u, v = divs[0]
+    loc = e.loc
+    au, av = anc(u), anc(v)
+
+    def raw_observed(x) -> str | None:
+        return x.name if isinstance(x, ir.Ref) and x.name in observed else None
+
+    y = raw_observed(u) or raw_observed(v)
+    report: ArchReport
+    if y is not None:
+        other = v if raw_observed(u) == y else u
+        ao = anc(other)
+        lat_here = sorted(ao & set(latents))
+        if y in ao:
+            # auto-encoder: the codes between y and the reconstruction
+            path_nodes = (nx.descendants(G, y) & (nx.ancestors(G, other.name) if isinstance(other, ir.Ref) else ao)) \
+                if y in G else set()
+            codes = sorted(n for n in path_nodes if n in chk.shapes and n not in observed)
+            narrow = [n for n in codes if width(n) < width(y)]
+            limited = [n for n in codes if n in regularized or
+                       (n in latents and isinstance(latents[n].domain, ir.Discrete))]
+            report = ArchReport("10c", "auto-encoder (Fig. 10c)", not (narrow or limited))
+            if report.can_collapse:
+                report.reasons.append(
+                    f"no code between {y} and its reconstruction is narrower than {y} ({width(y)} dims) or regularized: "
+                    f"the auto-encoder can learn the identity and give low energy to every {y} (Fig. 10c)")
+        elif lat_here:
+            bad = [latent_limited(z, width(y)) for z in lat_here]
+            report = ArchReport("10b", "generative latent-variable architecture (Fig. 10b)",
+                                any(not ok for ok, _ in bad))
+            report.reasons += [why for ok, why in bad if not ok]
+        else:
+            report = ArchReport("10a", "prediction / deterministic generative (Fig. 10a)", False,
+                                [f"one prediction for each input: only {y} = prediction has zero energy"])
+    else:
+        obs_u, obs_v = au & observed, av & observed
+        lat_here = sorted((au | av) & set(latents))
+        deeper = len(nx.ancestors(G, u.name)) != len(nx.ancestors(G, v.name)) \
+            if isinstance(u, ir.Ref) and isinstance(v, ir.Ref) and u.name in G and v.name in G else True
+        is_jepa = bool(lat_here) or deeper
+        code = "jepa" if is_jepa else "10d"
+        label = "JEPA (Fig. 12)" if is_jepa else "joint embedding architecture (Fig. 10d)"
+        report = ArchReport(code, label, False)
+        covered_u = covered_v = False
+        for r in g.regularizers:
+            if isinstance(r.value, ir.Call) and r.value.fn in ("vicreg", "barlow", "variance"):
+                reg_anc = set()
+                for a in r.value.args:
+                    reg_anc |= anc(a)
+                covered_u |= bool(obs_u and (obs_u & reg_anc) and (au & reg_anc) - observed) or (u.name in reg_anc if isinstance(u, ir.Ref) else False)
+                covered_v |= bool(obs_v and (obs_v & reg_anc) and (av & reg_anc) - observed) or (v.name in reg_anc if isinstance(v, ir.Ref) else False)
+        if not (covered_u and covered_v):
+            report.can_collapse = True
+            report.reasons.append(
+                "no information-maximizing regularizer (vicreg, barlow, variance) covers both branches: the encoders "
+                "can ignore their inputs and output equal constants (Fig. 10d, §4.5.1) unless trained contrastively")
+        target_side = u if not (au & set(latents)) else v  # the side without the latent: s_y
+        tw = width(target_side.name) if isinstance(target_side, ir.Ref) else 0
+        for z in lat_here:
+            ok, why = latent_limited(z, tw)
+            if not ok:
+                report.can_collapse = True
+                report.reasons.append(why.replace("Fig. 10b", "Fig. 12"))
+    if report.can_collapse:
+        for why in report.reasons:
+            report.warnings.append(SpecError(f"{report.label} CAN COLLAPSE: {why}", loc or Loc(g.file), (e.name,)))
+    return report

@@ -1,0 +1,238 @@
+"""Lowering: a checked graph to readable PyTorch source (printable, like torch.fx).
+
+Each function definition becomes one line, chosen by a table of patterns:
+
+* ``v = expr``                          -> one statement
+* ``v[t+1] = M(v[t], a[t], ...)``       -> one :func:`~ebmgraph.rollout.rollout` op (§3.1.2, Fig. 4)
+* ``v[f(t)] = expr`` without self-reads -> one vectorized map over all t (batch x steps)
+* anything else                         -> unrolled statements, one per element
+
+Energy terms summed over an index are evaluated for all steps at once and come back
+per step ``[B, n]`` and summed ``[B]``. Array variables live in Python lists of
+``[B, *shape]`` tensors; declared arrays arrive stacked as ``[B, L, *shape]``.
+The source is built only from validated identifiers and numbers (never from spec text).
+"""
+from __future__ import annotations
+
+import builtins
+import keyword
+
+import networkx as nx
+import sympy
+
+from . import ir
+
+RESERVED = set(keyword.kwlist) | set(dir(builtins)) | {
+    "self", "torch", "M", "W", "E", "S", "rollout", "_rep", "_flat", "_unflat", "_stack", "_e", "_o"}
+
+
+def pyname(name: str) -> str:
+    return f"{name}_" if name in RESERVED else name
+
+
+def position(chk, ref: ir.Ref, loop: str | None, t: int | None) -> int:
+    if ref.index is None:
+        return 0
+    env = dict(chk.sizes)
+    if loop is not None:
+        env[loop] = t
+    return int(ref.index.subs({sympy.Symbol(k, integer=True): v for k, v in env.items()}))
+
+
+def _ap(ps: list[int]) -> tuple[int, int, int] | None:
+    """(start, stop, step) when positions form an increasing arithmetic progression."""
+    if len(ps) == 1:
+        return ps[0], ps[0] + 1, 1
+    step = ps[1] - ps[0]
+    if step <= 0 or any(b - a != step for a, b in zip(ps, ps[1:])):
+        return None
+    return ps[0], ps[-1] + 1, step
+
+
+def _slice(ap) -> str:
+    a, b, s = ap
+    return f"{a}:{b}" if s == 1 else f"{a}:{b}:{s}"
+
+
+def _num(v: float) -> str:
+    return repr(int(v)) if float(v).is_integer() and abs(v) < 1e15 else repr(float(v))
+
+
+class _Gen:
+    def __init__(self, chk):
+        self.chk = chk
+        self.g: ir.Graph = chk.graph
+        self.leaf = {v.name for v in self.g.variables}
+        self.rollouts: list[dict] = []
+
+    # -- expressions, one element --
+    def code(self, e, loop, t) -> str:
+        if isinstance(e, ir.Ref):
+            n = pyname(e.name)
+            if e.name not in self.chk.lengths:
+                return n
+            p = position(self.chk, e, loop, t)
+            return f"{n}[:, {p}]" if e.name in self.leaf else f"{n}[{p}]"
+        return self._common(e, lambda x: self.code(x, loop, t))
+
+    # -- expressions, all steps at once: tensors [B*n, ...] --
+    def vcode(self, e, loop, ts) -> str:
+        n = len(ts)
+        if isinstance(e, ir.Ref):
+            name = pyname(e.name)
+            if e.name not in self.chk.lengths:
+                return f"_rep({name}, {n})"
+            ps = [position(self.chk, e, loop, t) for t in ts]
+            if len(set(ps)) == 1 and n > 1:
+                return f"_rep({self.code(e, loop, ts[0])}, {n})"
+            ap = _ap(ps)
+            if e.name in self.leaf:
+                return f"_flat({name}[:, {_slice(ap)}])" if ap else f"_flat({name}[:, {ps}])"
+            return f"_flat(_stack({name}[{_slice(ap)}]))" if ap else f"_flat(_stack([{name}[p] for p in {ps}]))"
+        if isinstance(e, ir.Weight):
+            return f"_rep(W[{e.name!r}], {n})"
+        return self._common(e, lambda x: self.vcode(x, loop, ts))
+
+    def _common(self, e, rec) -> str:
+        if isinstance(e, ir.Num):
+            return _num(e.value)
+        if isinstance(e, ir.Weight):
+            return f"W[{e.name!r}]"
+        if isinstance(e, ir.Neg):
+            return f"-({rec(e.operand)})"
+        if isinstance(e, ir.BinOp):
+            return f"({rec(e.left)} {e.op} {rec(e.right)})"
+        if isinstance(e, ir.Call):
+            mod = self.chk.call_module[id(e)]
+            return f"M.{mod}({', '.join(rec(a) for a in e.args)})"
+        raise TypeError(e)
+
+    # -- patterns --
+    def recurrence(self, f: ir.Function, ts):
+        """The Rollout pattern: v[t+c] = M(..., v[t+c-1], ...) with plain references as the other args."""
+        name = f.target.name
+        if not isinstance(f.value, ir.Call) or not ts:
+            return None
+        targets = [position(self.chk, f.target, f.loop, t) for t in ts]
+        if _ap(targets) is None or _ap(targets)[2] != 1:
+            return None
+        order, steps, consts = "", [], []
+        n_state = 0
+        for a in f.value.args:
+            if not isinstance(a, ir.Ref):
+                return None
+            ps = [position(self.chk, a, f.loop, t) for t in ts]
+            if a.name == name:
+                if ps != [p - 1 for p in targets]:
+                    return None
+                order += "s"
+                n_state += 1
+            elif a.name in self.chk.lengths and len(set(ps)) > 1:
+                ap = _ap(ps)
+                if ap is None or ap[2] != 1:
+                    return None
+                order += "p"
+                steps.append(self.vstack(a, ap))
+            else:
+                order += "c"
+                consts.append(self.code(a, f.loop, ts[0]))
+        if n_state != 1:
+            return None
+        return targets, order, steps, consts
+
+    def vstack(self, a: ir.Ref, ap) -> str:
+        name = pyname(a.name)
+        if a.name in self.leaf:
+            return f"{name}[:, {_slice(ap)}]"
+        return f"_stack({name}[{_slice(ap)}])"
+
+    def function(self, f: ir.Function) -> list[str]:
+        chk = self.chk
+        name = pyname(f.target.name)
+        head = f"# {ir.ref_str(f.target)} = {ir.expr_str(f.value)}" + (f"   for {f.loop} in {chk.ranges[f.loop][0]}..{chk.ranges[f.loop][1]}" if f.loop else "")
+        if f.target.index is None:
+            return [head, f"{name} = {self.code(f.value, None, None)}"]
+        if f.loop is None:
+            p = position(chk, f.target, None, None)
+            return [head, f"{name}[{p}] = {self.code(f.value, None, None)}"]
+        ts = chk.loop_values(f.loop)
+        self_reads = any(r.name == f.target.name for r in ir.refs(f.value))
+        if self_reads:
+            rec = self.recurrence(f, ts)
+            if rec is not None:
+                targets, order, steps, consts = rec
+                mod = chk.call_module[id(f.value)]
+                self.rollouts.append({"target": f.target.name, "module": mod, "steps": len(ts), "order": order})
+                s0 = f"{name}[{targets[0] - 1}]"
+                args = f"M.{mod}, {s0}, {order!r}, ({''.join(s + ', ' for s in steps)}), ({''.join(c + ', ' for c in consts)}), {len(ts)}"
+                return [head, f"{name}[{targets[0]}:{targets[-1] + 1}] = rollout({args}).unbind(1)"]
+            lines = [head + "   (unrolled)"]
+            for t in ts:
+                p = position(chk, f.target, f.loop, t)
+                lines.append(f"{name}[{p}] = {self.code(f.value, f.loop, t)}")
+            return lines
+        targets = [position(chk, f.target, f.loop, t) for t in ts]
+        ap = _ap(targets)
+        out = f"_unflat({self.vcode(f.value, f.loop, ts)}, {len(ts)}).unbind(1)"
+        if ap:
+            return [head, f"{name}[{_slice(ap)}] = {out}"]
+        return [head, f"for p, v in zip({targets}, {out}):", f"    {name}[p] = v"]
+
+    def energy(self, e: ir.Energy) -> list[str]:
+        head = f"# {e.name}" + (f"[{e.loop}]" if e.loop else "") + f" = {ir.expr_str(e.value)}"
+        if e.loop is None:
+            return [head, f"E[{e.name!r}] = _e({self.code(e.value, None, None)})"]
+        ts = self.chk.loop_values(e.loop)
+        return [head + f"   summed over {e.loop} in {ts[0]}..{ts[-1]}",
+                f"S[{e.name!r}] = _e({self.vcode(e.value, e.loop, ts)}).view(-1, {len(ts)})",
+                f"E[{e.name!r}] = S[{e.name!r}].sum(1)"]
+
+
+def _def_order(chk) -> list[int]:
+    """Function definitions in dependency order (self-reads of recurrences ignored)."""
+    g = chk.graph
+    producer = {}
+    for fi, f in enumerate(g.functions):
+        for t in (chk.loop_values(f.loop) if f.loop else [None]):
+            producer[(f.target.name, position(chk, f.target, f.loop, t))] = fi
+    D = nx.DiGraph()
+    D.add_nodes_from(range(len(g.functions)))
+    for a, b in chk.elements.edges:
+        if a in producer and b in producer and producer[a] != producer[b]:
+            D.add_edge(producer[a], producer[b])
+    try:
+        return list(nx.lexicographical_topological_sort(D))
+    except nx.NetworkXUnfeasible:
+        return []
+
+
+def lower(chk) -> tuple[str, list[dict], bool]:
+    """Source of ``forward(self, <leaves>, W)`` returning ``(E, S)``; rollouts found; whether array-level."""
+    g: ir.Graph = chk.graph
+    gen = _Gen(chk)
+    order = _def_order(chk)
+    array_level = bool(order) or not g.functions
+    params = ", ".join(pyname(v.name) for v in g.variables)
+    body = ["M = self.mods", "E, S = {}, {}"]
+    for name in g.derived_names:
+        if name in chk.lengths:
+            body.append(f"{pyname(name)} = [None] * {chk.lengths[name]}")
+    if array_level:
+        for fi in order:
+            body += gen.function(g.functions[fi])
+    else:  # definitions depend on each other both ways: evaluate element by element
+        producer = {}
+        for f in g.functions:
+            for t in (chk.loop_values(f.loop) if f.loop else [None]):
+                producer[(f.target.name, position(chk, f.target, f.loop, t))] = (f, t)
+        body.append("# element by element (definitions depend on each other both ways)")
+        for node in nx.lexicographical_topological_sort(chk.elements, key=str):
+            if node in producer:
+                f, t = producer[node]
+                tgt = pyname(f.target.name) + (f"[{node[1]}]" if f.target.index is not None else "")
+                body.append(f"{tgt} = {gen.code(f.value, f.loop, t)}")
+    for e in g.energies:
+        body += gen.energy(e)
+    body.append("return E, S")
+    src = f"def forward(self, {params}{', ' if params else ''}W):\n" + "\n".join("    " + ln for ln in body) + "\n"
+    return src, gen.rollouts, array_level

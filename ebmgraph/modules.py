@@ -1,0 +1,396 @@
+"""The module library: one row per kind, each with a shape rule and a builder.
+
+Every module takes per-sample tensors ``[N, *shape]`` and returns ``[N, *shape_out]``;
+energy kinds return ``[N]`` (shape ``()``), the scalar that adds to the total energy
+(Figure 18, red boxes). Several arguments to a function module are concatenated on the
+last axis (``Pred(s_x, z)`` reads ``[s_x, z]``).
+
+Kinds (``args`` resolved to ints; sizes may be named in the spec):
+
+====================  ==========================================================
+linear(in, out)        affine map
+mlp(in, h.., out)      act=relu|tanh|gelu|silu|elu|sigmoid, residual=false
+conv1d(C, L, out)      1-D convolution encoder (channels=16, layers=2, kernel=3)
+conv2d(C, H, W, out)   2-D convolution encoder; accepts [C,H,W] or flat [C*H*W]
+gru(in, hidden)        GRU cell: gru(h, x...) -> h'
+transformer(d)         transformer block over tokens [n, d] (heads=2, ff=4d);
+                       extra arguments condition every token (§4.8.1)
+identity, concat       fixed plumbing
+sq_dist, l1_dist,      divergences D(a, b) -> energy; with one argument, distance to 0
+cosine_dist, huber
+quadratic(n)           (x - g)^T Q (x - g), Q = L L^T (eye at init), goal g (zeros)
+l1, l2, gaussian       regularizers R(z): sparse, weight decay, -log N(0, sigma^2)
+discrete(K)            R(z) = r . z over one-hot z (Gibbs prior of eq. 23); alias onehot
+====================  ==========================================================
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+Shape = tuple[int, ...]
+
+
+class ShapeError(ValueError):
+    """An argument's shape does not fit a module's signature."""
+
+
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU, "elu": nn.ELU,
+    "sigmoid": nn.Sigmoid, "softplus": nn.Softplus,
+}
+
+
+# ----------------------------------------------------------------------------- helpers
+def _cat(xs) -> torch.Tensor:
+    return xs[0] if len(xs) == 1 else torch.cat(xs, dim=-1)
+
+
+def _flat(x: torch.Tensor) -> torch.Tensor:
+    return x.reshape(x.shape[0], -1)
+
+
+def _concat_shape(kind: str, shapes: list[Shape]) -> Shape:
+    lead = {s[:-1] for s in shapes}
+    if any(len(s) == 0 for s in shapes):
+        raise ShapeError(f"{kind} takes vectors, got a scalar argument")
+    if len(lead) != 1:
+        raise ShapeError(f"{kind} concatenates its arguments on the last axis; leading shapes differ: {shapes}")
+    return shapes[0][:-1] + (sum(s[-1] for s in shapes),)
+
+
+def _need(kind: str, args: tuple, n: int | tuple[int, int]) -> None:
+    lo, hi = (n, n) if isinstance(n, int) else n
+    if not lo <= len(args) <= hi:
+        want = f"{lo}" if lo == hi else f"{lo} to {hi}"
+        raise ShapeError(f"{kind} declares {want} integer argument(s), got {len(args)}")
+
+
+def _arity(kind: str, shapes: list[Shape], lo: int, hi: int | None = None) -> None:
+    hi = lo if hi is None else hi
+    if not lo <= len(shapes) <= hi:
+        want = f"{lo}" if lo == hi else f"{lo} to {hi}"
+        raise ShapeError(f"{kind} is called with {want} argument(s), got {len(shapes)}")
+
+
+# ----------------------------------------------------------------------------- function modules
+class Linear(nn.Module):
+    def __init__(self, n_in: int, n_out: int, bias: bool = True):
+        super().__init__()
+        self.lin = nn.Linear(n_in, n_out, bias=bias)
+
+    def forward(self, *xs):
+        return self.lin(_cat(xs))
+
+
+class MLP(nn.Module):
+    """Linear layers with an activation between them; ``residual`` adds the first input."""
+
+    def __init__(self, widths: list[int], act: str = "relu", residual: bool = False):
+        super().__init__()
+        layers: list[nn.Module] = []
+        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+            layers.append(nn.Linear(a, b))
+            if i < len(widths) - 2:
+                layers.append(ACTIVATIONS[act]())
+        self.net = nn.Sequential(*layers)
+        self.act = act
+        self.residual = residual
+
+    def forward(self, *xs):
+        y = self.net(_cat(xs))
+        return xs[0] + y if self.residual else y
+
+
+class ConvEncoder(nn.Module):
+    """Convolutions (stride 1, same padding) then a linear map to ``out`` features."""
+
+    def __init__(self, dims: int, in_shape: tuple[int, ...], n_out: int, channels: int, layers: int, kernel: int, act: str):
+        super().__init__()
+        conv = nn.Conv1d if dims == 1 else nn.Conv2d
+        mods: list[nn.Module] = []
+        c = in_shape[0]
+        for _ in range(layers):
+            mods += [conv(c, channels, kernel, padding=kernel // 2), ACTIVATIONS[act]()]
+            c = channels
+        self.body = nn.Sequential(*mods)
+        self.in_shape = in_shape
+        self.head = nn.Linear(channels * math.prod(in_shape[1:]), n_out)
+
+    def forward(self, x):
+        x = x.reshape(x.shape[0], *self.in_shape)
+        return self.head(_flat(self.body(x)))
+
+
+class GRU(nn.Module):
+    def __init__(self, n_in: int, hidden: int):
+        super().__init__()
+        self.cell = nn.GRUCell(n_in, hidden)
+
+    def forward(self, h, *xs):
+        return self.cell(_cat(xs), h)
+
+
+class Transformer(nn.Module):
+    """One pre-norm transformer block over tokens ``[N, n, d]``; extra args condition all tokens."""
+
+    def __init__(self, d: int, heads: int, ff: int, cond: int):
+        super().__init__()
+        self.block = nn.TransformerEncoderLayer(d, heads, ff, dropout=0.0, batch_first=True, norm_first=True)
+        self.cond = nn.Linear(cond, d) if cond else None
+
+    def forward(self, x, *cond):
+        if self.cond is not None:
+            x = x + self.cond(_cat(cond)).unsqueeze(1)
+        return self.block(x)
+
+
+class Identity(nn.Module):
+    def forward(self, x):
+        return x
+
+
+class Concat(nn.Module):
+    def forward(self, *xs):
+        return _cat(xs)
+
+
+# ----------------------------------------------------------------------------- energy modules
+class Divergence(nn.Module):
+    """D(a, b) summed over all but the batch axis; with one argument, D(a, 0)."""
+
+    def __init__(self, kind: str, delta: float = 1.0):
+        super().__init__()
+        self.kind = kind
+        self.delta = delta
+
+    def forward(self, a, b=None):
+        a = _flat(a)
+        b = torch.zeros_like(a) if b is None else _flat(b)
+        if self.kind == "sq_dist":
+            return ((a - b) ** 2).sum(-1)
+        if self.kind == "l1_dist":
+            return (a - b).abs().sum(-1)
+        if self.kind == "huber":
+            return F.huber_loss(a, b, reduction="none", delta=self.delta).sum(-1)
+        if self.kind == "cosine_dist":
+            return 1.0 - F.cosine_similarity(a, b, dim=-1, eps=1e-8)
+        raise AssertionError(self.kind)
+
+
+class Quadratic(nn.Module):
+    """(x - g)^T Q (x - g) with Q = L L^T; or (a - b)^T Q (a - b) with two arguments."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.L = nn.Parameter(torch.eye(n))
+        self.goal = nn.Parameter(torch.zeros(n))
+
+    def forward(self, a, b=None):
+        d = _flat(a) - (self.goal if b is None else _flat(b))
+        v = d @ self.L
+        return (v * v).sum(-1)
+
+
+class Regularizer(nn.Module):
+    def __init__(self, kind: str, sigma: float = 1.0):
+        super().__init__()
+        self.kind = kind
+        self.sigma = sigma
+
+    def forward(self, z):
+        z = _flat(z)
+        if self.kind == "l1":
+            return z.abs().sum(-1)
+        if self.kind == "l2":
+            return (z * z).sum(-1)
+        if self.kind == "gaussian":
+            return (z * z).sum(-1) / (2.0 * self.sigma**2)
+        raise AssertionError(self.kind)
+
+
+class DiscretePrior(nn.Module):
+    """R(z) = r . z: for one-hot z this is the energy r_k of value k (eq. 23's Gibbs prior)."""
+
+    def __init__(self, K: int):
+        super().__init__()
+        self.r = nn.Parameter(torch.zeros(K))
+
+    def forward(self, z):
+        return _flat(z) @ self.r
+
+
+# ----------------------------------------------------------------------------- the table
+@dataclass(frozen=True)
+class Kind:
+    """A module kind: how it checks shapes, how it is built, and what it is in Figure 18."""
+
+    name: str
+    role: str  # "function" | "energy" | "regularizer"
+    shape: Callable  # (args, kwargs, in_shapes) -> out shape, raises ShapeError
+    build: Callable  # (args, kwargs, in_shapes) -> nn.Module
+    kwargs: tuple[str, ...] = ()
+    inline: bool = False  # may be called in an expression without a declaration
+
+
+def _mlp_widths(kind, args):
+    if len(args) < 2:
+        raise ShapeError(f"{kind} needs at least (in, out) widths, got {list(args)}")
+    if any(a <= 0 for a in args):
+        raise ShapeError(f"{kind} widths must be positive, got {list(args)}")
+    return list(args)
+
+
+def _linear_shape(args, kw, shapes):
+    _need("linear", args, 2)
+    cat = _concat_shape("linear", shapes)
+    if cat[-1] != args[0]:
+        raise ShapeError(f"linear({args[0]}, {args[1]}) reads {args[0]} features, its arguments give {cat[-1]} ({shapes})")
+    return cat[:-1] + (args[1],)
+
+
+def _mlp_shape(args, kw, shapes):
+    widths = _mlp_widths("mlp", args)
+    cat = _concat_shape("mlp", shapes)
+    if cat[-1] != widths[0]:
+        raise ShapeError(f"mlp{tuple(widths)} reads {widths[0]} features, its arguments give {cat[-1]} ({[list(s) for s in shapes]})")
+    out = cat[:-1] + (widths[-1],)
+    if kw.get("residual", False) and shapes[0] != out:
+        raise ShapeError(f"residual mlp must return the shape of its first argument {list(shapes[0])}, returns {list(out)}")
+    act = kw.get("act", "relu")
+    if act not in ACTIVATIONS:
+        raise ShapeError(f"unknown activation {act!r}; known: {', '.join(ACTIVATIONS)}")
+    return out
+
+
+def _conv_shape(dims):
+    def rule(args, kw, shapes):
+        _need(f"conv{dims}d", args, dims + 2)
+        _arity(f"conv{dims}d", shapes, 1)
+        in_shape = tuple(args[: dims + 1])
+        (s,) = shapes
+        if s != in_shape and s != (math.prod(in_shape),):
+            raise ShapeError(f"conv{dims}d{tuple(args)} reads {list(in_shape)} (or flat [{math.prod(in_shape)}]), got {list(s)}")
+        if kw.get("act", "relu") not in ACTIVATIONS:
+            raise ShapeError(f"unknown activation {kw.get('act')!r}")
+        return (args[-1],)
+
+    return rule
+
+
+def _gru_shape(args, kw, shapes):
+    _need("gru", args, 2)
+    if len(shapes) < 2:
+        raise ShapeError("gru is called as gru(h, x...): the state first, then inputs")
+    n_in, hidden = args
+    if shapes[0] != (hidden,):
+        raise ShapeError(f"gru state must be [{hidden}], got {list(shapes[0])}")
+    cat = _concat_shape("gru", shapes[1:])
+    if cat != (n_in,):
+        raise ShapeError(f"gru reads inputs of width {n_in}, got {cat}")
+    return (hidden,)
+
+
+def _transformer_shape(args, kw, shapes):
+    _need("transformer", args, 1)
+    d = args[0]
+    if not shapes or len(shapes[0]) != 2 or shapes[0][1] != d:
+        raise ShapeError(f"transformer({d}) reads tokens [n, {d}], got {[list(s) for s in shapes]}")
+    if d % int(kw.get("heads", 2)):
+        raise ShapeError(f"transformer width {d} must divide by heads={kw.get('heads', 2)}")
+    for s in shapes[1:]:
+        if len(s) != 1:
+            raise ShapeError(f"transformer conditions must be vectors, got {list(s)}")
+    return shapes[0]
+
+
+def _same_shape(kind):
+    def rule(args, kw, shapes):
+        _arity(kind, shapes, 1)
+        return shapes[0]
+
+    return rule
+
+
+def _concat_rule(args, kw, shapes):
+    return _concat_shape("concat", shapes)
+
+
+def _div_shape(kind):
+    def rule(args, kw, shapes):
+        _arity(kind, shapes, 1, 2)
+        if len(shapes) == 2 and shapes[0] != shapes[1]:
+            raise ShapeError(f"{kind} compares equal shapes, got {list(shapes[0])} and {list(shapes[1])}")
+        return ()
+
+    return rule
+
+
+def _quad_shape(args, kw, shapes):
+    _need("quadratic", args, 1)
+    _arity("quadratic", shapes, 1, 2)
+    n = args[0]
+    for s in shapes:
+        if math.prod(s) != n:
+            raise ShapeError(f"quadratic({n}) reads {n} features, got {list(s)}")
+    return ()
+
+
+def _reg_shape(kind):
+    def rule(args, kw, shapes):
+        _arity(kind, shapes, 1)
+        return ()
+
+    return rule
+
+
+def _discrete_shape(args, kw, shapes):
+    _need("discrete", args, 1)
+    _arity("discrete", shapes, 1)
+    if shapes[0] != (args[0],):
+        raise ShapeError(f"discrete({args[0]}) reads a one-hot [{args[0]}], got {list(shapes[0])}")
+    return ()
+
+
+def _conv_build(dims):
+    def build(args, kw, shapes):
+        return ConvEncoder(dims, tuple(args[: dims + 1]), args[-1], int(kw.get("channels", 16)),
+                           int(kw.get("layers", 2)), int(kw.get("kernel", 3)), kw.get("act", "relu"))
+
+    return build
+
+
+KINDS: dict[str, Kind] = {k.name: k for k in [
+    Kind("linear", "function", _linear_shape, lambda a, kw, s: Linear(a[0], a[1], bool(kw.get("bias", True))), ("bias",)),
+    Kind("mlp", "function", _mlp_shape,
+         lambda a, kw, s: MLP(list(a), kw.get("act", "relu"), bool(kw.get("residual", False))), ("act", "residual")),
+    Kind("conv1d", "function", _conv_shape(1), _conv_build(1), ("channels", "layers", "kernel", "act")),
+    Kind("conv2d", "function", _conv_shape(2), _conv_build(2), ("channels", "layers", "kernel", "act")),
+    Kind("gru", "function", _gru_shape, lambda a, kw, s: GRU(a[0], a[1])),
+    Kind("transformer", "function", _transformer_shape,
+         lambda a, kw, s: Transformer(a[0], int(kw.get("heads", 2)), int(kw.get("ff", 4 * a[0])),
+                                      sum(x[-1] for x in s[1:])), ("heads", "ff")),
+    Kind("identity", "function", _same_shape("identity"), lambda a, kw, s: Identity(), inline=True),
+    Kind("concat", "function", _concat_rule, lambda a, kw, s: Concat(), inline=True),
+    *[Kind(n, "energy", _div_shape(n), (lambda n: lambda a, kw, s: Divergence(n, float(kw.get("delta", 1.0))))(n),
+           ("delta",) if n == "huber" else (), inline=True)
+      for n in ("sq_dist", "l1_dist", "cosine_dist", "huber")],
+    Kind("quadratic", "energy", _quad_shape, lambda a, kw, s: Quadratic(a[0])),
+    *[Kind(n, "regularizer", _reg_shape(n), (lambda n: lambda a, kw, s: Regularizer(n, float(kw.get("sigma", 1.0))))(n),
+           ("sigma",) if n == "gaussian" else (), inline=True)
+      for n in ("l1", "l2", "gaussian")],
+    Kind("discrete", "regularizer", _discrete_shape, lambda a, kw, s: DiscretePrior(a[0])),
+    Kind("onehot", "regularizer", _discrete_shape, lambda a, kw, s: DiscretePrior(a[0])),
+]}
+
+# batch-level regularizers of §4.5.1 (used by training; declared in a spec's `regularizers:`)
+BATCH_REGULARIZERS = ("vicreg", "barlow", "variance", "covariance")
+
+
+def kind_of(name: str) -> Kind | None:
+    return KINDS.get(name)

@@ -393,7 +393,8 @@ def _infer_shapes(c: _Ctx, ranges, shapes, lengths, mods, call_module, G, positi
             if a is None or b is None or a == b:
                 return b if a is None else a
             if a == SCALAR or b == SCALAR:
-                return a if b == SCALAR else b
+                other = a if b == SCALAR else b
+                return SCALAR if other == (1,) else other  # a [1]-output (critic) acts as a scalar
             d.error(f"{where}: {ir.expr_str(e)} combines shapes {list(a)} and {list(b)}", loc)
             return "unknown"
         if isinstance(e, ir.Call):

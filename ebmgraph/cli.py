@@ -119,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
             if exc.name and (exc.name == mod or mod.startswith(exc.name + ".")):
                 continue  # capability not installed in this build
             raise
-        m.register_cli(sub)
+        if hasattr(m, "register_cli"):
+            m.register_cli(sub)
     return p
 
 

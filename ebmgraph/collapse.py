@@ -33,18 +33,13 @@ class ArchReport:
     warnings: list[SpecError] = field(default_factory=list)
 
 
-def _name_graph(chk) -> nx.DiGraph:
-    G = nx.DiGraph()
-    for (a, _), (b, _) in chk.elements.edges:
-        if a != b:
-            G.add_edge(a, b)
-    for (n, _) in chk.elements.nodes:
-        G.add_node(n)
-    return G
-
-
 def _divergences(g: ir.Graph):
-    """(energy, u, v) for each term that is (a weighted) two-argument divergence."""
+    """(energy, u, v) for each term that is (a weighted) two-argument divergence.
+
+    Terms that read a latent or action directly (H(ž, z̃) of Fig. 19–20, a policy's
+    imitation of planned actions) compare latents, not predictions of data: skipped.
+    """
+    free = {v.name for v in g.variables if v.role in ("latent", "action")}
     out = []
     for e in g.energies:
         node = e.value
@@ -53,7 +48,8 @@ def _divergences(g: ir.Graph):
         if isinstance(node, ir.Call) and len(node.args) == 2:
             mod = g.module(node.fn)
             kind = mod.kind if mod else node.fn
-            if kind in KINDS and KINDS[kind].role == "energy":
+            if kind in KINDS and KINDS[kind].role == "energy" and not any(
+                    isinstance(a, ir.Ref) and a.name in free for a in node.args):
                 out.append((e, node.args[0], node.args[1]))
     return out
 
@@ -72,27 +68,33 @@ def _regularized(g: ir.Graph) -> set[str]:
 
 
 def analyze(chk) -> ArchReport:
+    from .lower import position
+
     g: ir.Graph = chk.graph
-    G = _name_graph(chk)
+    EG = chk.elements
     observed = {v.name for v in g.variables if v.role == "observed"}
     latents = {v.name: v for v in g.variables if v.role == "latent"}
     actions = {v.name for v in g.variables if v.role == "action"}
     regularized = _regularized(g)
 
-    def anc(expr) -> set[str]:
-        names = {r.name for r in ir.refs(expr)}
-        out = set(names)
-        for n in names:
-            if n in G:
-                out |= nx.ancestors(G, n)
+    def nodes(expr, loop, t) -> set:
+        return {(r.name, position(chk, r, loop, t)) for r in ir.refs(expr)}
+
+    def anc_nodes(expr, loop=None, t=None) -> set:
+        ns = nodes(expr, loop, t)
+        out = set(ns)
+        for n in ns:
+            out |= nx.ancestors(EG, n)
         return out
 
+    def anc(expr, loop=None, t=None) -> set[str]:
+        return {n for n, _ in anc_nodes(expr, loop, t)}
+
     def width(name: str) -> int:
-        s = chk.shapes.get(name, ())
         n = 1
-        for d in s:
+        for d in chk.shapes.get(name, ()):
             n *= d
-        return n * chk.lengths.get(name, 1)
+        return n
 
     def latent_limited(z: str, target_width: int) -> tuple[bool, str]:
         v = latents[z]
@@ -109,15 +111,19 @@ def analyze(chk) -> ArchReport:
     if not divs:
         if actions:
             return ArchReport("cost", "planning / cost architecture (no prediction energy)", False)
-        if g.energies and observed:
-            rep = ArchReport("ebm", "energy-based model F(x, y) (Fig. 8)", False,
-                             ["a free-form energy network: only contrastive training keeps it from flattening"])
-            return rep
-        return ArchReport("other", "no prediction energy", False)
+        joint = any(len(anc(e.value, e.loop, chk.loop_values(e.loop)[0]) & observed) >= 2 for e in g.energies)
+        if latents:
+            return ArchReport("ebm", "latent-variable EBM (Fig. 9)", False,
+                              ["a free-form energy of (x, y, z): only contrastive training keeps it from flattening"])
+        if joint:
+            return ArchReport("ebm", "energy-based model F(x, y) (Fig. 8)", False,
+                              ["a free-form energy network: only contrastive training keeps it from flattening"])
+        return ArchReport("cost", "cost / critic evaluation (no prediction energy)", False)
 
     e, u, v = divs[0]
     loc = e.loc
-    au, av = anc(u), anc(v)
+    t0 = chk.loop_values(e.loop)[0] if e.loop else None
+    au, av = anc(u, e.loop, t0), anc(v, e.loop, t0)
 
     def raw_observed(x) -> str | None:
         return x.name if isinstance(x, ir.Ref) and x.name in observed else None
@@ -125,14 +131,15 @@ def analyze(chk) -> ArchReport:
     y = raw_observed(u) or raw_observed(v)
     report: ArchReport
     if y is not None:
-        other = v if raw_observed(u) == y else u
-        ao = anc(other)
+        y_side, other = (u, v) if raw_observed(u) == y else (v, u)
+        y_nodes = nodes(y_side, e.loop, t0)
+        other_anc = anc_nodes(other, e.loop, t0)
+        ao = {n for n, _ in other_anc}
         lat_here = sorted(ao & set(latents))
-        if y in ao:
-            # auto-encoder: the codes between y and the reconstruction
-            path_nodes = (nx.descendants(G, y) & (nx.ancestors(G, other.name) if isinstance(other, ir.Ref) else ao)) \
-                if y in G else set()
-            codes = sorted(n for n in path_nodes if n in chk.shapes and n not in observed)
+        if y_nodes & other_anc:
+            # auto-encoder: the codes on the way from y to its reconstruction
+            down = set().union(*[nx.descendants(EG, n) for n in y_nodes])
+            codes = sorted({n for n, _ in (down & other_anc)} - observed)
             narrow = [n for n in codes if width(n) < width(y)]
             limited = [n for n in codes if n in regularized or
                        (n in latents and isinstance(latents[n].domain, ir.Discrete))]
@@ -151,27 +158,24 @@ def analyze(chk) -> ArchReport:
                                 [f"one prediction for each input: only {y} = prediction has zero energy"])
     else:
         obs_u, obs_v = au & observed, av & observed
-        lat_here = sorted((au | av) & set(latents))
-        deeper = len(nx.ancestors(G, u.name)) != len(nx.ancestors(G, v.name)) \
-            if isinstance(u, ir.Ref) and isinstance(v, ir.Ref) and u.name in G and v.name in G else True
-        is_jepa = bool(lat_here) or deeper
-        code = "jepa" if is_jepa else "10d"
-        label = "JEPA (Fig. 12)" if is_jepa else "joint embedding architecture (Fig. 10d)"
-        report = ArchReport(code, label, False)
+        lat_u, lat_v = au & set(latents), av & set(latents)
+        lat_here = sorted(lat_u | lat_v)
+        depth_u, depth_v = len(anc_nodes(u, e.loop, t0)), len(anc_nodes(v, e.loop, t0))
+        is_jepa = bool(lat_here) or depth_u != depth_v
+        report = ArchReport("jepa" if is_jepa else "10d",
+                            "JEPA (Fig. 12)" if is_jepa else "joint embedding architecture (Fig. 10d)", False)
         covered_u = covered_v = False
         for r in g.regularizers:
             if isinstance(r.value, ir.Call) and r.value.fn in ("vicreg", "barlow", "variance"):
-                reg_anc = set()
-                for a in r.value.args:
-                    reg_anc |= anc(a)
-                covered_u |= bool(obs_u and (obs_u & reg_anc) and (au & reg_anc) - observed) or (u.name in reg_anc if isinstance(u, ir.Ref) else False)
-                covered_v |= bool(obs_v and (obs_v & reg_anc) and (av & reg_anc) - observed) or (v.name in reg_anc if isinstance(v, ir.Ref) else False)
+                reg_anc = anc(r.value)
+                covered_u |= bool(obs_u & reg_anc) and bool((au & reg_anc) - observed)
+                covered_v |= bool(obs_v & reg_anc) and bool((av & reg_anc) - observed)
         if not (covered_u and covered_v):
             report.can_collapse = True
             report.reasons.append(
                 "no information-maximizing regularizer (vicreg, barlow, variance) covers both branches: the encoders "
                 "can ignore their inputs and output equal constants (Fig. 10d, §4.5.1) unless trained contrastively")
-        target_side = u if not (au & set(latents)) else v  # the side without the latent: s_y
+        target_side = u if not lat_u else v  # the side without the latent: s_y
         tw = width(target_side.name) if isinstance(target_side, ir.Ref) else 0
         for z in lat_here:
             ok, why = latent_limited(z, tw)

@@ -42,7 +42,7 @@ def evaluate(chk, mods, inputs: dict[str, torch.Tensor], weights: dict[str, obje
 
         return int(r.index.subs({sympy.Symbol(k, integer=True): val for k, val in sub.items()}))
 
-    def ev(e, loop, t):
+    def ev(e, loop, t, energy=False):
         if isinstance(e, ir.Ref):
             return env[(e.name, pos(e, loop, t))]
         if isinstance(e, ir.Num):
@@ -50,12 +50,15 @@ def evaluate(chk, mods, inputs: dict[str, torch.Tensor], weights: dict[str, obje
         if isinstance(e, ir.Weight):
             return weights[e.name]
         if isinstance(e, ir.Neg):
-            return -ev(e.operand, loop, t)
+            return -ev(e.operand, loop, t, energy)
         if isinstance(e, ir.BinOp):
-            a, b = ev(e.left, loop, t), ev(e.right, loop, t)
+            a, b = ev(e.left, loop, t, energy), ev(e.right, loop, t, energy)
             return {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b, "/": lambda: a / b}[e.op]()
         if isinstance(e, ir.Call):
-            return mods[chk.call_module[id(e)]](*[ev(a, loop, t) for a in e.args])
+            out = mods[chk.call_module[id(e)]](*[ev(a, loop, t) for a in e.args])
+            if energy and out.dim() == 2 and out.shape[-1] == 1:  # a critic's [1] output is a scalar
+                out = out.squeeze(-1)
+            return out
         raise TypeError(e)
 
     producer: dict[tuple[str, int], tuple[ir.Function, int | None]] = {}
@@ -76,9 +79,7 @@ def evaluate(chk, mods, inputs: dict[str, torch.Tensor], weights: dict[str, obje
     for e in g.energies:
         total = 0.0
         for t in chk.loop_values(e.loop) if e.loop else [None]:
-            val = ev(e.value, e.loop, t)
-            if isinstance(val, torch.Tensor) and val.dim() == 2:
-                val = val.squeeze(-1)
+            val = ev(e.value, e.loop, t, energy=True)
             total = total + val
         out[e.name] = total
     return out

@@ -64,6 +64,7 @@ class _Gen:
         self.g: ir.Graph = chk.graph
         self.leaf = {v.name for v in self.g.variables}
         self.rollouts: list[dict] = []
+        self.in_energy = False
 
     # -- expressions, one element --
     def code(self, e, loop, t) -> str:
@@ -104,7 +105,9 @@ class _Gen:
             return f"({rec(e.left)} {e.op} {rec(e.right)})"
         if isinstance(e, ir.Call):
             mod = self.chk.call_module[id(e)]
-            return f"M.{mod}({', '.join(rec(a) for a in e.args)})"
+            call = f"M.{mod}({', '.join(rec(a) for a in e.args)})"
+            # in an energy, a module with a [1] output (a critic) is a scalar per sample
+            return f"_e({call})" if self.in_energy and self.chk.modules[mod].out_shape == (1,) else call
         raise TypeError(e)
 
     # -- patterns --
@@ -231,6 +234,7 @@ def lower(chk) -> tuple[str, list[dict], bool]:
                 f, t = producer[node]
                 tgt = pyname(f.target.name) + (f"[{node[1]}]" if f.target.index is not None else "")
                 body.append(f"{tgt} = {gen.code(f.value, f.loop, t)}")
+    gen.in_energy = True
     for e in g.energies:
         body += gen.energy(e)
     body.append("return E, S")

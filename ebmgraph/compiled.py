@@ -269,7 +269,7 @@ class CompiledEBM(nn.Module):
         return self
 
 
-def compile(spec, *, sizes: dict[str, int] | None = None, seed: int | None = 0,
+def compile(spec, *, sizes: dict[str, int] | None = None, seed: int | None = 0, terms: list[str] | None = None,
             device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> CompiledEBM:
     """Read (if a path), check and lower a spec into a :class:`CompiledEBM`.
 
@@ -277,7 +277,10 @@ def compile(spec, *, sizes: dict[str, int] | None = None, seed: int | None = 0,
         spec: a path to a YAML spec, spec text, or an :class:`~ebmgraph.ir.Graph`.
         sizes: overrides of the spec's sizes, e.g. ``{"T": 16}``.
         seed: seeds parameter initialization (None: use the global RNG).
+        terms: compile only these energy terms and what they read (``passes.prune``).
     """
+    from .passes import prune, run_passes
+
     from .spec import load, loads
 
     if isinstance(spec, ir.Graph):
@@ -289,7 +292,10 @@ def compile(spec, *, sizes: dict[str, int] | None = None, seed: int | None = 0,
         g = loads(spec)
     else:
         raise TypeError(f"compile() takes a spec path, spec text or Graph, got {type(spec).__name__}")
-    ebm = CompiledEBM(check(g, sizes), seed=seed)
+    check(g, sizes)  # errors point at the spec as written, before any rewriting
+    if terms is not None:
+        g = prune(g, terms)
+    ebm = CompiledEBM(check(run_passes(g), sizes), seed=seed)
     if device is not None or dtype is not None:
         ebm = ebm.to(device=device, dtype=dtype)
     return ebm

@@ -1,0 +1,112 @@
+"""Passes: pure ``Graph -> Graph`` functions, applied in the visible list ``PASSES``.
+
+Recognizing recurrences as Rollout ops and vectorizing maps over steps happen while
+lowering (``ebmgraph/lower.py``), because they choose code, not graph structure. The
+passes here rewrite the graph itself; tests run the checker after each one.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import networkx as nx
+
+from . import ir
+
+
+def _fold(e: ir.Expr) -> ir.Expr:
+    if isinstance(e, ir.Call):
+        return ir.Call(e.fn, tuple(_fold(a) for a in e.args))
+    if isinstance(e, ir.Neg):
+        inner = _fold(e.operand)
+        if isinstance(inner, ir.Num):
+            return ir.Num(-inner.value)
+        if isinstance(inner, ir.Neg):
+            return inner.operand
+        return ir.Neg(inner)
+    if isinstance(e, ir.BinOp):
+        a, b = _fold(e.left), _fold(e.right)
+        if isinstance(a, ir.Num) and isinstance(b, ir.Num) and not (e.op == "/" and b.value == 0):
+            return ir.Num({"+": a.value + b.value, "-": a.value - b.value,
+                           "*": a.value * b.value, "/": a.value / b.value if b.value else 0.0}[e.op])
+        if e.op == "*" and isinstance(a, ir.Num) and a.value == 1.0:
+            return b
+        if e.op in "*/" and isinstance(b, ir.Num) and b.value == 1.0:
+            return a
+        if e.op in "+-" and isinstance(b, ir.Num) and b.value == 0.0:
+            return a
+        if e.op == "+" and isinstance(a, ir.Num) and a.value == 0.0:
+            return b
+        return ir.BinOp(e.op, a, b)
+    return e
+
+
+def fold_constants(g: ir.Graph) -> ir.Graph:
+    """``2*0.05*R(z)`` -> ``0.1*R(z)``, ``1*D(..)`` -> ``D(..)``: arithmetic on numbers only."""
+    return dataclasses.replace(
+        g,
+        functions=tuple(dataclasses.replace(f, value=_fold(f.value)) for f in g.functions),
+        energies=tuple(dataclasses.replace(e, value=_fold(e.value)) for e in g.energies),
+    )
+
+
+def prune(g: ir.Graph, terms: list[str] | tuple[str, ...]) -> ir.Graph:
+    """Keep only the named energy terms and what they read (functions, variables, modules, weights).
+
+    A query that needs one term (say the prediction energy D of a JEPA, not its regularizer)
+    compiles less code; variables that only fed the dropped terms disappear with them.
+    """
+    unknown = sorted(set(terms) - {e.name for e in g.energies})
+    if unknown:
+        raise KeyError(f"{g.name} has no energy term(s) {', '.join(unknown)}")
+    energies = tuple(e for e in g.energies if e.name in terms)
+    producers: dict[str, list[ir.Function]] = {}
+    for f in g.functions:
+        producers.setdefault(f.target.name, []).append(f)
+    need: set[str] = set()
+    stack = [r.name for e in energies for r in ir.refs(e.value)]
+    while stack:
+        n = stack.pop()
+        if n in need:
+            continue
+        need.add(n)
+        for f in producers.get(n, []):
+            stack += [r.name for r in ir.refs(f.value)]
+    functions = tuple(f for f in g.functions if f.target.name in need)
+    exprs = [f.value for f in functions] + [e.value for e in energies]
+    called = {c.fn for x in exprs for c in ir.calls(x)}
+    wnames = {w for x in exprs for w in ir.weights_in(x)}
+    return dataclasses.replace(
+        g,
+        variables=tuple(v for v in g.variables if v.name in need),
+        modules=tuple(m for m in g.modules if m.name in called),
+        functions=functions,
+        energies=energies,
+        regularizers=tuple(r for r in g.regularizers if {a.name for a in ir.refs(r.value)} <= need),
+        weights=tuple((k, v) for k, v in g.weights if k in wnames),
+    )
+
+
+def dependency_graph(g: ir.Graph) -> nx.DiGraph:
+    """Name-level networkx view: variables -> functions' outputs -> energy terms."""
+    G = nx.DiGraph()
+    for v in g.variables:
+        G.add_node(v.name, kind=v.role)
+    for f in g.functions:
+        G.add_node(f.target.name, kind="derived")
+        for r in ir.refs(f.value):
+            G.add_edge(r.name, f.target.name)
+    for e in g.energies:
+        G.add_node("energy:" + e.name, kind="energy")
+        for r in ir.refs(e.value):
+            G.add_edge(r.name, "energy:" + e.name)
+    return G
+
+
+# The passes compile() applies, in order.
+PASSES = (fold_constants,)
+
+
+def run_passes(g: ir.Graph, passes=PASSES) -> ir.Graph:
+    for p in passes:
+        g = p(g)
+    return g

@@ -12,12 +12,14 @@ from .builder import GraphBuilder
 from .check import Checked, check
 from .compiled import CompiledEBM, EnergyResult, compile
 from .errors import Loc, SpecError, SpecErrors
+from .infer import MCTS, MinimizeResult, free_energy, minimize
 from .ir import Graph, pretty
 from .spec import dumps, load, loads, save
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "CompiledEBM", "Checked", "EnergyResult", "Graph", "GraphBuilder", "Loc", "SpecError", "SpecErrors",
-    "check", "compile", "dumps", "load", "loads", "pretty", "save", "__version__",
+    "CompiledEBM", "Checked", "EnergyResult", "Graph", "GraphBuilder", "Loc", "MCTS", "MinimizeResult",
+    "SpecError", "SpecErrors", "check", "compile", "dumps", "free_energy", "load", "loads", "minimize", "pretty",
+    "save", "__version__",
 ]

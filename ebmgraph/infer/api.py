@@ -1,0 +1,248 @@
+"""``minimize``: one entry point, dispatched by the variables' domains (§3.1.2, §4.2, §5).
+
+Wrappers change *what* is minimized, not how: adversarial latents (§5, games) make the
+objective ``max_w E``; sampled latents (Figure 17) make it ``mean + λ·std`` of the
+energy over draws from their Gibbs distribution ``P(z) ∝ exp(−R(z))`` (eq. 23).
+"""
+from __future__ import annotations
+
+import networkx as nx
+import torch
+
+from .. import ir
+from ..errors import SpecError
+from ..util import as_generator
+from .core import MinimizeResult, Problem, _rep
+from .discrete import _tile, beam, configs, dp, exhaustive, mixed, space_size
+from .gradient import gradient
+from .sampling import cem, mppi
+
+METHODS = ("auto", "gradient", "cem", "mppi", "exhaustive", "beam", "dp", "mcts", "mixed")
+
+
+def _auto(prob: Problem, exhaustive_limit: int) -> tuple[str, str]:
+    disc = [n for n in prob.over if prob.is_discrete(n)]
+    cont = [n for n in prob.over if not prob.is_discrete(n)]
+    if not disc:
+        return "gradient", f"all of {cont} continuous: projected L-BFGS"
+    N = space_size(prob, disc)
+    if cont:
+        return "mixed", f"{disc} discrete ({N} configurations) and {cont} continuous: enumerate, then L-BFGS"
+    if N <= exhaustive_limit:
+        return "exhaustive", f"discrete, {N} <= {exhaustive_limit} configurations: exact enumeration"
+    if len(disc) == 1 and len(prob.shape(disc[0])) == 1 and prob.objective_fn is None:
+        try:
+            _is_chain(prob, disc[0])
+            return "dp", f"{disc[0]} is a discrete chain ({N} configurations): exact dynamic programming"
+        except SpecError as exc:
+            return "beam", f"{N} configurations, not a chain ({exc.args[0][:80]}...): beam search"
+    raise SpecError(f"no automatic method for {N} discrete configurations over {disc}; "
+                    f"choose method='mcts' or 'beam' on one array")
+
+
+def _is_chain(prob: Problem, name: str) -> None:
+    for node, sc in prob.scopes().items():
+        pos = sorted(p for (_, p) in sc)
+        if len(pos) > 2 or (len(pos) == 2 and pos[1] - pos[0] != 1):
+            raise SpecError(f"{node[0][7:]}[{node[1]}] reads {len(pos)} non-chain elements of {name}")
+
+
+def _gibbs_energy(ebm, name: str, dtype, device) -> torch.Tensor:
+    """``R(k)`` ``[K]``: the energy terms that read only the discrete latent ``name``, at each value."""
+    v = ebm.graph.var(name)
+    if v.index is not None:
+        raise SpecError(f"sampled discrete arrays are not supported ({name}[t]); declare one value per step")
+    G = ebm.checked.elements
+    names = {x.name for x in ebm.graph.variables}
+    own = [node[0][7:] for node in G.nodes if isinstance(node[0], str) and node[0].startswith("energy:")
+           and {a[0] for a in nx.ancestors(G, node) if a[0] in names} == {name}]
+    K = v.domain.K
+    if not own:
+        return torch.zeros(K, dtype=dtype, device=device)
+    inputs = {}
+    for x in ebm.graph.variables:
+        shp = ebm.var_shape(x.name)
+        if isinstance(x.domain, ir.Discrete):
+            inputs[x.name] = torch.zeros((K,) + shp[:-1], dtype=torch.long, device=device)
+        else:
+            inputs[x.name] = torch.zeros((K,) + shp, dtype=dtype, device=device)
+    inputs[name] = torch.arange(K, device=device)
+    with torch.no_grad():
+        out = ebm.energy(**inputs)
+    return sum(out.terms[t] for t in own)
+
+
+def gibbs_draws(ebm, name: str, n: int, gen: torch.Generator, dtype, device) -> torch.Tensor:
+    """``n`` draws of a sampled latent from ``P(z) ∝ exp(−R(z))`` (eq. 23).
+
+    Discrete: R is the sum of the energy terms that read only ``z``, evaluated at each of
+    the K values. Continuous: a standard normal (the Gibbs distribution of ``gaussian``
+    with σ=1, and the proposal we state for other regularizers).
+    """
+    v = ebm.graph.var(name)
+    shape = ebm.var_shape(name)
+    if isinstance(v.domain, ir.Discrete):
+        R = _gibbs_energy(ebm, name, dtype, device)
+        p = torch.softmax(-R.double().cpu(), 0)
+        return torch.multinomial(p, n, replacement=True, generator=gen).to(device)
+    return torch.randn((n,) + shape, generator=gen, dtype=dtype).to(device)
+
+
+def _with_risk(prob: Problem, sample: list[str], n_draws: int, lam: float, gen) -> None:
+    ebm = prob.ebm
+    draws = {s: gibbs_draws(ebm, s, n_draws, gen, prob.dtype, prob.device) for s in sample}
+    D = n_draws
+
+    def energies(values: dict, k: int):
+        N = prob.B * k
+        inputs = {n: _rep(v, k * D) for n, v in prob.observed.items()}
+        inputs.update({n: _rep(v, D) for n, v in values.items()})
+        inputs.update({s: _tile(d, N) for s, d in draws.items()})
+        return ebm.energy(**inputs), N
+
+    def objective(values, k):
+        out, N = energies(values, k)
+        E = out.total.view(N, D)
+        return E.mean(1) + lam * E.std(1, unbiased=False)
+
+    def report(values):
+        with torch.no_grad():
+            out, N = energies(values, 1)
+            E = out.total.view(N, D)
+            total = E.mean(1) + lam * E.std(1, unbiased=False)
+            terms = {t: v.view(N, D).mean(1) for t, v in out.terms.items()}
+        return values, total, terms
+
+    prob.objective_fn, prob.report_fn = objective, report
+    prob.draws = draws
+
+
+def _with_adversary(prob: Problem, maximize: list[str], inner_steps: int, inner_lr: float) -> None:
+    ebm = prob.ebm
+    g = ebm.graph
+    disc = all(isinstance(g.var(w).domain, ir.Discrete) for w in maximize)
+    advp = Problem(ebm, {}, maximize, batch=1, handled=tuple(v.name for v in g.variables))
+
+    def inputs_for(values, k, M):
+        inp = {n: _rep(v, k * M) for n, v in prob.observed.items()}
+        inp.update({n: _rep(v, M) for n, v in values.items()})
+        return inp
+
+    if disc:
+        M = space_size(advp, maximize)
+        if M > 65536:
+            raise SpecError(f"maximize over {M} discrete configurations is too many to enumerate")
+        W = configs(advp, maximize, 0, M)
+
+        def inner(values, k):
+            N = prob.B * k
+            inp = inputs_for(values, k, M)
+            inp.update({w: _tile(v, N) for w, v in W.items()})
+            E = ebm.energy(**inp).total.view(N, M)
+            j = E.detach().argmax(1)
+            return E.gather(1, j[:, None])[:, 0], {w: v[j] for w, v in W.items()}
+    else:
+        def inner(values, k):  # alternating: a few projected ascent steps on w, then E at (values, w*)
+            N = prob.B * k
+            ws = {w: torch.zeros((N,) + ebm.var_shape(w), dtype=prob.dtype, device=prob.device, requires_grad=True)
+                  for w in maximize}
+            fixed = {n: v.detach() for n, v in values.items()}
+            opt = torch.optim.Adam(list(ws.values()), lr=inner_lr)
+            for _ in range(inner_steps):
+                opt.zero_grad(set_to_none=True)
+                with torch.enable_grad():
+                    inp = inputs_for(fixed, k, 1)
+                    inp.update(ws)
+                    (-ebm.energy(**inp).total.sum()).backward()
+                opt.step()
+                with torch.no_grad():
+                    for w, t in ws.items():
+                        d = g.var(w).domain
+                        t.clamp_(min=d.lo, max=d.hi) if d.bounded else None
+            wstar = {w: t.detach() for w, t in ws.items()}
+            inp = inputs_for(values, k, 1)
+            inp.update(wstar)
+            return ebm.energy(**inp).total, wstar  # Danskin: gradient through E at fixed w*
+
+    def report(values):
+        with torch.no_grad():
+            _, wstar = inner(values, 1)
+            full = {**values, **wstar}
+            out = prob.evaluate(full)
+        return full, out.total, dict(out.terms)
+
+    prob.objective_fn = lambda values, k: inner(values, k)[0]
+    prob.report_fn = report
+
+
+def minimize(ebm, observed: dict | None = None, over=None, method: str = "auto", *, seed: int = 0,
+             generator: torch.Generator | None = None, maximize=(), sample=None, n_draws: int = 16,
+             risk: float = 0.0, inner_steps: int = 50, inner_lr: float = 0.1, exhaustive_limit: int = 65536,
+             batch: int | None = None, **settings) -> MinimizeResult:
+    """Minimize the energy over latents and actions: ``argmin_z E(x, z)`` (§3.1.2, eq. 4–5).
+
+    Args:
+        ebm: a compiled model.
+        observed: ``{name: [B, *shape]}`` for every variable not minimized over.
+        over: names of latents/actions to minimize over (default: all not observed).
+        method: ``auto`` | ``gradient`` | ``cem`` | ``mppi`` | ``exhaustive`` | ``beam`` | ``dp``
+            | ``mcts`` | ``mixed``.
+        seed, generator: randomness (a generator wins over the seed).
+        maximize: latents to maximize over, adversarially (§5: ``min_a max_w E``).
+        sample: latents drawn rather than minimized (default: those marked ``sampled: true``);
+            the objective becomes ``mean + risk·std`` over ``n_draws`` draws (Figure 17).
+        settings: method settings (``optimizer``, ``steps``, ``restarts``, ``init``, ``samples``,
+            ``iters``, ``width``, ``simulations`` ...).
+
+    Returns:
+        MinimizeResult with ``values`` ``{name: [B, *shape]}``, ``energy`` ``[B]``, ``terms``,
+        ``trace``, ``method`` and ``info["explanation"]``.
+
+    Example:
+        >>> import ebmgraph, torch
+        >>> ebm = ebmgraph.compile("specs/fig12_jepa.yaml")
+        >>> obs = ebm.random_inputs(2, only=["x", "y"])
+        >>> r = minimize(ebm, obs, over=["z"], method="gradient", steps=20)
+        >>> bool((r.energy <= ebm.energy(**obs, z=torch.zeros(2, 2)).total + 1e-6).all())
+        True
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; one of {', '.join(METHODS)}")
+    g = ebm.graph
+    observed = dict(observed or {})
+    maximize = [maximize] if isinstance(maximize, str) else list(maximize)
+    if sample is None:
+        sample = [v.name for v in g.variables if v.sampled and v.name not in observed
+                  and (over is None or v.name not in over) and v.name not in maximize]
+    sample = [sample] if isinstance(sample, str) else list(sample)
+    if over is None:
+        over = [v.name for v in g.variables if v.name not in observed and v.name not in maximize
+                and v.name not in sample]
+    gen = as_generator(generator if generator is not None else seed)
+    if method == "mcts":
+        from .mcts import mcts
+        return mcts(ebm, observed, over, sample=sample, generator=gen, batch=batch, **settings)
+    prob = Problem(ebm, observed, over, batch=batch, handled=tuple(maximize) + tuple(sample))
+    for w in maximize + sample:
+        if g.var(w) is None:
+            raise SpecError(f"unknown variable {w}")
+    if sample:
+        if maximize:
+            raise SpecError("maximize= and sampled latents together are not supported")
+        _with_risk(prob, sample, n_draws, risk, gen)
+    if maximize:
+        _with_adversary(prob, maximize, inner_steps, inner_lr)
+    explanation = f"method={method} (chosen by the caller)"
+    if method == "auto":
+        method, explanation = _auto(prob, exhaustive_limit)
+    if method in ("dp", "beam") and prob.objective_fn is not None:
+        raise SpecError(f"{method} reads per-step energies; it does not combine with maximize= or sampled latents")
+    fns = {"gradient": gradient, "cem": cem, "mppi": mppi, "exhaustive": exhaustive, "beam": beam, "dp": dp,
+           "mixed": mixed}
+    res = fns[method](prob, generator=gen, **settings)
+    info = dict(res.info, explanation=explanation)
+    if sample:
+        info["sampled"] = sample
+    if maximize:
+        info["maximized"] = maximize
+    return MinimizeResult(res.values, res.energy, res.terms, res.trace, res.method, info)

@@ -1,0 +1,229 @@
+"""The shared part of every minimizer: the problem, batched evaluation and the result record.
+
+Inference is energy minimization (§3.1.2, §4.2, eq. 4–5): ``z* = argmin_z E(x, y, z)``.
+A :class:`Problem` holds the observed values ``[B, ...]``, the names to minimize over
+and an evaluator that repeats the observed values so that ``K`` candidates per problem
+are scored in one ``[B*K]`` batch (row ``b*K + k`` is candidate ``k`` of problem ``b``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import networkx as nx
+import torch
+
+from .. import ir
+from ..errors import SpecError
+
+
+@dataclass(frozen=True)
+class MinimizeResult:
+    """What a minimizer found.
+
+    Attributes:
+        values: ``{name: [B, *shape]}`` in the form ``ebm.energy`` accepts (discrete values
+            as integer indices ``[B]`` or ``[B, L]``).
+        energy: ``[B]`` total energy at ``values``, re-evaluated through the model.
+        terms: ``{term: [B]}`` breakdown at ``values``.
+        trace: ``[iters, B]`` best energy so far per iteration (``[1, B]`` for one-shot methods).
+        method: the method that ran (what ``"auto"`` chose).
+        info: method details (``explanation`` for ``auto``, settings, counts).
+    """
+
+    values: dict
+    energy: torch.Tensor
+    terms: dict
+    trace: torch.Tensor
+    method: str
+    info: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        object.__setattr__(self, "values", MappingProxyType(dict(self.values)))
+        object.__setattr__(self, "terms", MappingProxyType(dict(self.terms)))
+
+
+def _rep(x: torch.Tensor, k: int) -> torch.Tensor:
+    """``[B, ...] -> [B*k, ...]``, row ``b*k + j`` is a copy of row ``b``."""
+    return x.repeat_interleave(k, dim=0) if k != 1 else x
+
+
+class Problem:
+    """Observed values, the variables minimized over, and batched evaluation.
+
+    Args:
+        ebm: a :class:`~ebmgraph.CompiledEBM`.
+        observed: ``{name: [B, *shape]}`` fixed values (anything not minimized over).
+        over: names to minimize over.
+        batch: batch size when ``observed`` is empty.
+    """
+
+    def __init__(self, ebm, observed: dict | None, over, batch: int | None = None, handled=()):
+        self.ebm = ebm
+        g = ebm.graph
+        names = [v.name for v in g.variables]
+        observed = dict(observed or {})
+        over = [over] if isinstance(over, str) else list(over)
+        unknown = sorted((set(over) | set(observed)) - set(names))
+        if unknown:
+            raise SpecError(f"unknown variable(s) {', '.join(unknown)}; {g.name} has {', '.join(names)}")
+        both = sorted(set(over) & set(observed))
+        if both:
+            raise SpecError(f"{', '.join(both)} both observed and minimized over; pick one")
+        if not over:
+            raise SpecError("nothing to minimize over: pass over=[...] with latent or action names")
+        missing = [n for n in names if n not in over and n not in observed and n not in handled]
+        if missing:
+            raise SpecError(f"{', '.join(missing)} neither observed nor minimized over; "
+                            f"pass a value in observed= or add to over=")
+        self.over = over
+        self.vars = {n: g.var(n) for n in over}
+        obs = {}
+        for k, v in observed.items():
+            t = v if isinstance(v, torch.Tensor) else torch.as_tensor(v)
+            if t.is_floating_point():
+                t = t.to(device=ebm.device, dtype=ebm.dtype)
+            else:
+                t = t.to(device=ebm.device)
+            obs[k] = t
+        self.observed = obs
+        if obs:
+            self.B = next(iter(obs.values())).shape[0]
+        else:
+            self.B = int(batch or 1)
+        self.device, self.dtype = ebm.device, ebm.dtype
+        self.objective_fn = None  # set by wrappers (adversarial, risk); None: the plain energy
+        self.report_fn = None  # values -> (values to return, total [B], terms) for wrappers
+
+    def objective(self, values: dict, k: int = 1) -> torch.Tensor:
+        """What minimizers minimize, ``[B*k]``: the energy, or a wrapper's transform of it."""
+        if self.objective_fn is not None:
+            return self.objective_fn(values, k)
+        return self.evaluate(values, k).total
+
+    # ---------------------------------------------------------------- domains
+    def is_discrete(self, name: str) -> bool:
+        return isinstance(self.vars[name].domain, ir.Discrete)
+
+    def K(self, name: str) -> int:
+        return self.vars[name].domain.K
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        """Per-sample shape of the value a minimizer works with (ints drop the one-hot axis)."""
+        s = self.ebm.var_shape(name)
+        return s[:-1] if self.is_discrete(name) else s
+
+    def bounds(self, name: str) -> tuple[float | None, float | None]:
+        d = self.vars[name].domain
+        return (d.lo, d.hi) if isinstance(d, ir.Real) else (None, None)
+
+    def project(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """Clamp onto the box domain (projection after each step)."""
+        lo, hi = self.bounds(name)
+        return x.clamp(min=lo, max=hi) if (lo is not None or hi is not None) else x
+
+    def center(self, name: str) -> torch.Tensor:
+        """The default initial point ``[B, *shape]``: zeros projected, or the box middle."""
+        lo, hi = self.bounds(name)
+        x = torch.zeros((self.B,) + self.shape(name), device=self.device, dtype=self.dtype)
+        if lo is not None and hi is not None:
+            return x + (lo + hi) / 2.0
+        return self.project(name, x)
+
+    # ---------------------------------------------------------------- evaluation
+    def evaluate(self, values: dict, k: int = 1):
+        """Energy of ``k`` candidates per problem.
+
+        Args:
+            values: ``{name: [B*k, *shape]}`` for every name in ``over`` (row ``b*k + j``).
+            k: candidates per problem.
+
+        Returns:
+            EnergyResult with ``total`` ``[B*k]``.
+        """
+        inputs = {n: _rep(v, k) for n, v in self.observed.items()}
+        inputs.update(values)
+        return self.ebm.energy(**inputs)
+
+    def sub(self, fixed: dict, over: list[str], k: int) -> "Problem":
+        """A ``[B*k]`` problem with some of ``over`` fixed to ``fixed`` (used by mixed search)."""
+        obs = {n: _rep(v, k) for n, v in self.observed.items()}
+        obs.update(fixed)
+        return Problem(self.ebm, obs, over)
+
+    def result(self, values: dict, trace, method: str, info: dict | None = None) -> MinimizeResult:
+        """Re-evaluate ``values`` through the model and package them."""
+        values = {n: v.detach() for n, v in values.items()}
+        if self.report_fn is not None:
+            values, total, terms = self.report_fn(values)
+            return MinimizeResult(values, total, terms, self._trace(trace, total), method, dict(info or {}))
+        with torch.no_grad():
+            out = self.evaluate(values)
+        return MinimizeResult(values, out.total.detach(), {k: v.detach() for k, v in out.terms.items()},
+                              self._trace(trace, out.total), method, dict(info or {}))
+
+    @staticmethod
+    def _trace(trace, total):
+        if trace is None or (isinstance(trace, list) and not trace):
+            return total.detach().unsqueeze(0)
+        if isinstance(trace, list):
+            return torch.stack([t.detach() for t in trace])
+        return trace
+
+    # ---------------------------------------------------------------- structure
+    def scopes(self) -> dict[tuple[str, int], frozenset]:
+        """For each energy step ``("energy:NAME", t)``: the elements ``(var, pos)`` of ``over`` it reads."""
+        G = self.ebm.checked.elements
+        out = {}
+        for node in G.nodes:
+            if isinstance(node[0], str) and node[0].startswith("energy:"):
+                anc = nx.ancestors(G, node)
+                out[node] = frozenset(a for a in anc if a[0] in self.vars)
+        return out
+
+    def step_columns(self, name: str) -> list[int]:
+        """Positions ``t`` of energy ``name``'s steps, in column order of ``EnergyResult.steps``."""
+        return sorted(p for (n, p) in self.ebm.checked.elements.nodes if n == f"energy:{name}")
+
+
+def initial_values(prob: Problem, init: dict | None) -> dict:
+    """The starting point ``{name: [B, *shape]}``: ``init`` where given, else the centre / value 0."""
+    init = dict(init or {})
+    out = {}
+    for n in prob.over:
+        if n in init:
+            v = torch.as_tensor(init[n], device=prob.device)
+            if prob.is_discrete(n):
+                v = v.long()
+            else:
+                v = prob.project(n, v.to(prob.dtype))
+            if v.shape != (prob.B,) + prob.shape(n):
+                raise SpecError(f"init[{n!r}] must have shape {[prob.B, *prob.shape(n)]}, got {list(v.shape)}")
+            out[n] = v
+        elif prob.is_discrete(n):
+            out[n] = torch.zeros((prob.B,) + prob.shape(n), dtype=torch.long, device=prob.device)
+        else:
+            out[n] = prob.center(n)
+    return out
+
+
+def shift_plan(values: dict, name: str, fill: float | int | None = None) -> dict:
+    """Shift a plan one step for receding-horizon control (§3.1.2, Mode-2).
+
+    ``a[1:]`` becomes the new ``a[:-1]``; the last step repeats the old last step
+    (or ``fill``). Other entries are copied.
+
+    Args:
+        values: ``{name: [B, L, ...]}`` e.g. ``result.values``.
+        name: the time-indexed variable to shift.
+
+    Example:
+        >>> import torch
+        >>> shift_plan({"a": torch.tensor([[1, 2, 3]])}, "a")["a"].tolist()
+        [[2, 3, 3]]
+    """
+    out = dict(values)
+    a = values[name]
+    last = a[:, -1:].clone() if fill is None else torch.full_like(a[:, -1:], fill)
+    out[name] = torch.cat([a[:, 1:], last], 1)
+    return out

@@ -62,6 +62,8 @@ REFERENCE_ACTIVATIONS = FUSED_ACTIVATIONS + ("softplus", "sigmoid")
 _ACT_ID = {name: i for i, name in enumerate(FUSED_ACTIVATIONS)}
 MAX_FUSED_WIDTH = 256  # padded S, A, H limit of the fused kernel (register tiles)
 MAX_FUSED_LAYERS = 3
+MAX_TILE_ELEMS = 256 * 64  # fp32 weight tile (64 KB) staged in shared memory
+MAX_TILE_ELEMS_BF16 = 256 * 128
 MAX_FUSED_CRITIC_LAYERS = 2
 
 
@@ -236,7 +238,7 @@ def _pad(n: int) -> int:
     return max(16, triton.next_power_of_2(int(n)) if _HAS_TRITON else 1 << max(0, int(n) - 1).bit_length())
 
 
-def supports(predictor: MLPPredictor, cost: RolloutCost) -> Tuple[bool, str]:
+def supports(predictor: MLPPredictor, cost: RolloutCost, precision: str = "tf32") -> Tuple[bool, str]:
     """Static check: can the fused kernel evaluate this predictor/cost?  Returns (ok, reason)."""
     if not _HAS_TRITON:
         return False, "triton is not importable"
@@ -258,13 +260,24 @@ def supports(predictor: MLPPredictor, cost: RolloutCost) -> Tuple[bool, str]:
     for name, w in widths.items():
         if _pad(w) > MAX_FUSED_WIDTH:
             return False, f"width {name}={w} pads to {_pad(w)} > {MAX_FUSED_WIDTH} (fused register-tile limit)"
+    # each weight tile is staged whole through shared memory for tl.dot (sm_90 compile of the
+    # 2-layer S=64/A=16/H=256 kernel: 98 KB fwd / 115 KB bwd; a 256x256 fp32 tile alone is 256 KB)
+    S, A = predictor.state_dim, predictor.action_dim
+    tiles = [(_pad(S), _pad(W.shape[1])) for W, _ in predictor.layers[:1]]
+    tiles += [(_pad(A), _pad(predictor.layers[0][0].shape[1]))]
+    tiles += [(_pad(W.shape[0]), _pad(W.shape[1])) for W, _ in predictor.layers[1:]]
+    limit = MAX_TILE_ELEMS_BF16 if precision == "bf16" else MAX_TILE_ELEMS
+    for k, n in tiles:
+        if k * n > limit:
+            return False, (f"weight tile {k}x{n} (padded) exceeds {limit} elements for precision {precision!r} "
+                           "(whole-tile shared-memory staging; try precision='bf16' or narrower layers)")
     return True, "fused kernel supports this predictor/cost"
 
 
-def dispatch(s0, actions, predictor: MLPPredictor, cost: RolloutCost) -> Tuple[bool, str]:
+def dispatch(s0, actions, predictor: MLPPredictor, cost: RolloutCost, precision: str = "tf32") -> Tuple[bool, str]:
     """Dynamic check for one call: (use_fused, reason).  Combines ``supports`` with device, dtype and
     autograd requirements."""
-    ok, why = supports(predictor, cost)
+    ok, why = supports(predictor, cost, precision)
     if not ok:
         return False, why
     dev = s0.device
@@ -292,16 +305,21 @@ def dispatch(s0, actions, predictor: MLPPredictor, cost: RolloutCost) -> Tuple[b
 if _HAS_TRITON:
 
     @triton.jit
+    def _sig(x):
+        # clamped so exp() cannot overflow (sigmoid(+-30) is 1 / 0 to ~1e-13)
+        return tl.sigmoid(tl.minimum(tl.maximum(x, -30.0), 30.0))
+
+    @triton.jit
     def _act(z, ACT: tl.constexpr):
         if ACT == 0:  # tanh
-            y = 2.0 * tl.sigmoid(2.0 * z) - 1.0
+            y = 2.0 * _sig(2.0 * z) - 1.0
         elif ACT == 1:  # relu
             y = tl.maximum(z, 0.0)
         elif ACT == 2:  # gelu, tanh approximation
             u = 0.7978845608028654 * (z + 0.044715 * z * z * z)
-            y = z * tl.sigmoid(2.0 * u)  # 0.5*z*(1+tanh(u)) == z*sigmoid(2u)
+            y = z * _sig(2.0 * u)  # 0.5*z*(1+tanh(u)) == z*sigmoid(2u)
         elif ACT == 3:  # silu
-            y = z * tl.sigmoid(z)
+            y = z * _sig(z)
         else:  # elu, alpha = 1
             y = tl.where(z > 0.0, z, tl.exp(tl.minimum(z, 0.0)) - 1.0)
         return y
@@ -309,17 +327,17 @@ if _HAS_TRITON:
     @triton.jit
     def _act_grad(z, ACT: tl.constexpr):
         if ACT == 0:
-            th = 2.0 * tl.sigmoid(2.0 * z) - 1.0
+            th = 2.0 * _sig(2.0 * z) - 1.0
             y = 1.0 - th * th
         elif ACT == 1:
             y = tl.where(z > 0.0, 1.0, 0.0)
         elif ACT == 2:
             u = 0.7978845608028654 * (z + 0.044715 * z * z * z)
-            th = 2.0 * tl.sigmoid(2.0 * u) - 1.0
+            th = 2.0 * _sig(2.0 * u) - 1.0
             du = 0.7978845608028654 * (1.0 + 0.134145 * z * z)
             y = 0.5 * (1.0 + th) + 0.5 * z * (1.0 - th * th) * du
         elif ACT == 3:
-            sg = tl.sigmoid(z)
+            sg = _sig(z)
             y = sg * (1.0 + z * (1.0 - sg))
         else:
             y = tl.where(z > 0.0, 1.0, tl.exp(tl.minimum(z, 0.0)))
@@ -601,7 +619,7 @@ def _prep(predictor: MLPPredictor, cost: RolloutCost, device, precision: str, bl
         SP=_pad(S), AP=_pad(A), D1P=_pad(outs[0]), D2P=_pad(outs[1]), D3P=_pad(outs[2]), HCP=_pad(HC),
         NL=nl, ACT=_ACT_ID[predictor.act], RESIDUAL=bool(predictor.residual), HAS_Q=cost.Q is not None,
         NCL=ncl, CACT=_ACT_ID.get(cost.critic_act, 0), BLOCK_N=int(block_n),
-        PREC="tf32" if precision == "bf16" else precision, BF16=bf16, INTERP=interp, num_warps=num_warps,
+        PREC="tf32" if precision == "bf16" else precision, BF16=bf16, INTERP=interp, num_warps=num_warps, num_stages=1,
     )
     ptrs = (L[0][0], L[0][1], L[1][0], L[1][1], L[2][0], L[2][1], C[0][0], C[0][1], C[1][0], C[1][1], q)
     return _Launch(ptrs=ptrs, dims=dims, meta=meta, w_goal=cost.w_goal)
@@ -695,7 +713,7 @@ def mlp_rollout(s0: torch.Tensor, actions: torch.Tensor, predictor: MLPPredictor
     _check_shapes(s0, actions, predictor, cost)
     if impl == "reference":
         return mlp_rollout_reference(s0, actions, predictor, cost, return_traj)
-    ok, why = dispatch(s0, actions, predictor, cost)
+    ok, why = dispatch(s0, actions, predictor, cost, precision)
     if not ok:
         if impl == "fused":
             raise RuntimeError(f"fused rollout unavailable: {why}")

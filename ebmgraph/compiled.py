@@ -238,12 +238,23 @@ class CompiledEBM(nn.Module):
             mod = self.mods[r["module"]]
             from .rollout import kernel_reason
 
-            ok, why = kernel_reason(mod, self.device)
+            ok, why = kernel_reason(mod, self.device, r["order"])
             lines.append(f"  rollout {r['target']}: {r['steps']} steps of {r['module']} -> "
                          f"{'fused Triton kernel' if ok else 'torch reference'} ({why})")
         if not self.rollouts:
             lines.append("  no recurrences")
+        from .fused import analyze_fused
+
+        fr, why = analyze_fused(self)
+        lines.append(f"  energy-fused rollout for planning (ebmgraph.fused): "
+                     f"{'yes: ' + fr.describe() if fr else 'no: ' + why}")
         return "\n".join(lines)
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        """Jupyter shows the model as its diagram (Figure 18 notation)."""
+        from .render import repr_mimebundle
+
+        return repr_mimebundle(self)
 
     def __repr__(self) -> str:
         n = sum(p.numel() for p in self.parameters())

@@ -83,3 +83,32 @@ def evaluate(chk, mods, inputs: dict[str, torch.Tensor], weights: dict[str, obje
             total = total + val
         out[e.name] = total
     return out
+
+
+def eval_expr(chk, mods, expr, lookup, weights, loop=None, t=None):
+    """Evaluate one IR expression; ``lookup(name, pos)`` supplies variable values."""
+    import sympy
+
+    def pos(r):
+        if r.index is None:
+            return 0
+        sub = {**chk.sizes, **({loop: t} if loop else {})}
+        return int(r.index.subs({sympy.Symbol(k, integer=True): v for k, v in sub.items()}))
+
+    def ev(e):
+        if isinstance(e, ir.Ref):
+            return lookup(e.name, pos(e))
+        if isinstance(e, ir.Num):
+            return e.value
+        if isinstance(e, ir.Weight):
+            return weights[e.name]
+        if isinstance(e, ir.Neg):
+            return -ev(e.operand)
+        if isinstance(e, ir.BinOp):
+            a, b = ev(e.left), ev(e.right)
+            return {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b, "/": lambda: a / b}[e.op]()
+        if isinstance(e, ir.Call):
+            return mods[chk.call_module[id(e)]](*[ev(a) for a in e.args])
+        raise TypeError(e)
+
+    return ev(expr)

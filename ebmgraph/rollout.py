@@ -6,7 +6,49 @@ rollouts on CUDA where the predictor fits (see ``CompiledEBM.explain``).
 """
 from __future__ import annotations
 
+import contextlib
+import os
+
 import torch
+
+
+# "auto": fused kernels on CUDA; "always": also in Triton's CPU interpreter (tests); "never": torch only.
+KERNELS = "auto"
+
+
+@contextlib.contextmanager
+def kernels_mode(mode: str):
+    """Temporarily set where rollouts may use fused kernels (``auto``, ``always`` or ``never``)."""
+    global KERNELS
+    if mode not in ("auto", "always", "never"):
+        raise ValueError("kernels mode is 'auto', 'always' or 'never'")
+    old, KERNELS = KERNELS, mode
+    try:
+        yield
+    finally:
+        KERNELS = old
+
+
+def _allowed(device: torch.device) -> tuple[bool, str]:
+    if KERNELS == "never":
+        return False, "kernels disabled (kernels_mode('never'))"
+    if device.type == "cuda":
+        return True, "on CUDA"
+    if KERNELS == "always" and os.environ.get("TRITON_INTERPRET") == "1":
+        return True, "Triton interpreter on the CPU (kernels_mode('always'))"
+    return False, f"on {device.type}; fused kernels run on CUDA"
+
+
+def mlp_predictor(step):
+    """The kernels' description of an ``mlp`` module (weights as [in, out]), or None."""
+    from .modules import MLP
+
+    if not isinstance(step, MLP):
+        return None
+    from kernels.rollout import MLPPredictor
+
+    lins = [m for m in step.net if isinstance(m, torch.nn.Linear)]
+    return MLPPredictor(tuple((m.weight.t(), m.bias) for m in lins), act=step.act, residual=step.residual)
 
 
 def rollout(step, s0: torch.Tensor, order: str, steps: tuple, consts: tuple, T: int) -> torch.Tensor:
@@ -22,8 +64,19 @@ def rollout(step, s0: torch.Tensor, order: str, steps: tuple, consts: tuple, T: 
         T: number of steps.
 
     Returns:
-        States ``[B, T, *S]`` for steps 1..T (``s0`` excluded).
+        States ``[B, T, *S]`` for steps 1..T (``s0`` excluded). An MLP predictor reading
+        ``(s[t], a[t])`` runs as one fused Triton kernel where :func:`kernel_reason` allows.
     """
+    ok, _ = kernel_reason(step, s0.device, order)
+    if ok:
+        from kernels.rollout import RolloutCost, dispatch, mlp_rollout
+
+        pred = mlp_predictor(step)
+        cost = RolloutCost(goal=s0.new_zeros(s0.shape[-1]), w_goal=0.0)
+        ok, _ = dispatch(s0, steps[0], pred, cost)
+        if ok:
+            _, traj = mlp_rollout(s0, steps[0], pred, cost, return_traj=True)
+            return traj[:, 1:].to(s0.dtype)
     s = s0
     out = []
     for t in range(T):
@@ -43,16 +96,26 @@ def rollout(step, s0: torch.Tensor, order: str, steps: tuple, consts: tuple, T: 
     return torch.stack(out, 1)
 
 
-def kernel_reason(step, device) -> tuple[bool, str]:
-    """Whether a rollout of ``step`` on ``device`` can run as a fused Triton kernel, and why."""
+def kernel_reason(step, device, order: str = "sp") -> tuple[bool, str]:
+    """Whether a rollout of ``step`` on ``device`` can run as a fused Triton kernel, and why.
+
+    The per-call check (dtype, gradients w.r.t. weights) is ``kernels.rollout.dispatch``.
+    """
     from .modules import MLP
 
     if not isinstance(step, MLP):
-        return False, f"predictor is {type(step).__name__}; fused kernels take an MLP"
-    if torch.device(device).type != "cuda":
-        return False, f"on {torch.device(device).type}; fused kernels run on CUDA"
+        return False, f"predictor is {type(step).__name__}; fused kernels take an mlp"
+    if order != "sp":
+        return False, f"predictor reads ({', '.join(order)}); fused kernels take Pred(s[t], a[t])"
+    allowed, why = _allowed(torch.device(device))
+    if not allowed:
+        return False, why
     try:
-        import kernels.rollout as kr  # noqa: F401
+        from kernels.rollout import RolloutCost, supports
     except Exception as exc:  # pragma: no cover - depends on the install
         return False, f"kernels unavailable: {exc}"
-    return True, "MLP predictor on CUDA"
+    pred = mlp_predictor(step)
+    ok, reason = supports(pred, RolloutCost(goal=torch.zeros(pred.state_dim)))
+    if not ok:
+        return False, reason
+    return True, f"mlp predictor, {why}"

@@ -223,6 +223,10 @@ def _declared_modules(c: _Ctx) -> dict[str, ModInfo]:
                 args.append(resolve_int(a, c.sizes, m.loc, f"module {m.name}"))
             except SpecError as e:
                 c.d.errors.append(e)
+        if any(isinstance(a, int) and not 0 < a <= 1_000_000 for a in args):
+            c.d.error(f"module {m.name}: sizes must be between 1 and 1e6, got {args}", m.loc, m.name)
+        elif len(args) > 1 and sum(a * b for a, b in zip(args, args[1:])) > 500_000_000:
+            c.d.error(f"module {m.name}: {m.kind}{tuple(args)} would hold over 5e8 parameters", m.loc, m.name)
         mods[m.name] = ModInfo(m.name, m.kind, tuple(args), dict(m.kwargs), m.trainable, (), ())
     return mods
 

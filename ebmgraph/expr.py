@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import math
 import re
+import reprlib
 
 import sympy
 
@@ -20,27 +21,45 @@ from .ir import BinOp, Call, Expr, Neg, Num, Ref, Weight
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _MAX_LEN = 2000
+_MAX_INT = 10**15       # largest integer constant (or index value) an index expression may hold
+_MAX_DEGREE = 64        # largest polynomial degree of an index expression (t**2, T*t, ...)
+_MAX_NUM = 1e300        # largest magnitude of a number in a value expression or module argument
+_INDEX_FNS = {"floor": sympy.floor, "ceiling": sympy.ceiling}  # what sympy prints for // (round trip)
+
+_short = reprlib.Repr()
+_short.maxstring = _short.maxother = 80
+_short.maxlevel = 3
+
+
+def short_repr(value) -> str:
+    """A bounded repr for error messages (a YAML alias bomb must not expand into the message)."""
+    try:
+        return _short.repr(value)
+    except Exception:  # a repr that fails is still a spec problem, not a crash
+        return f"<{type(value).__name__}>"
 
 
 def check_name(name: str, loc: Loc, what: str = "name") -> str:
     if not isinstance(name, str) or not _NAME.match(name):
-        raise SpecError(f"bad {what} {name!r}: use letters, digits and _ (starting with a letter)", loc, (str(name),))
+        raise SpecError(f"bad {what} {short_repr(name)}: use letters, digits and _ (starting with a letter)", loc, (short_repr(name),))
     return name
 
 
 def _parse(text: str, loc: Loc) -> ast.expr:
     if not isinstance(text, (str, int, float)) or isinstance(text, bool):
-        raise SpecError(f"expected an expression, got {type(text).__name__} {text!r}", loc)
+        raise SpecError(f"expected an expression, got {type(text).__name__} {short_repr(text)}", loc)
+    if isinstance(text, int) and abs(text) > _MAX_INT:
+        raise SpecError(f"number too large: {short_repr(text)}", loc)
     text = str(text)
     if len(text) > _MAX_LEN:
         raise SpecError(f"expression longer than {_MAX_LEN} characters", loc)
     if not text.isprintable():
-        raise SpecError(f"expression contains unprintable characters: {text!r}", loc)
+        raise SpecError(f"expression contains unprintable characters: {short_repr(text)}", loc)
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except (SyntaxError, ValueError, MemoryError, RecursionError) as exc:
         msg = getattr(exc, "msg", None) or str(exc) or type(exc).__name__
-        raise SpecError(f"cannot parse {text!r}: {msg}", loc) from None
+        raise SpecError(f"cannot parse {short_repr(text)}: {msg}", loc) from None
     return tree.body
 
 
@@ -60,12 +79,40 @@ def _ident(node: ast.Name, text: str, loc: Loc) -> str:
     return node.id
 
 
-def _number(node: ast.AST) -> float | None:
+def _number(node: ast.AST, text: str, loc: Loc) -> float | None:
+    """The value of a numeric literal (None if ``node`` is not one); huge or non-finite is an error."""
     if isinstance(node, ast.Constant) and type(node.value) in (int, float):
-        if not math.isfinite(node.value):
-            return None
-        return node.value
+        v = node.value
+        if isinstance(v, int) and abs(v) > _MAX_NUM or isinstance(v, float) and not math.isfinite(v):
+            raise SpecError(f"number out of range in {short_repr(text)}", loc)
+        return v
     return None
+
+
+def _degree(e: sympy.Expr) -> int:
+    """An upper bound on the polynomial degree of an index expression (floor keeps it)."""
+    if e.is_Symbol:
+        return 1
+    if e.is_Number:
+        return 0
+    if e.is_Pow:
+        exp = e.exp
+        return _degree(e.base) * (abs(int(exp)) if exp.is_Integer else _MAX_DEGREE + 1)
+    if e.is_Mul:
+        return sum(_degree(a) for a in e.args)
+    return max((_degree(a) for a in e.args), default=0)
+
+
+def _bounded(e: sympy.Expr, text: str, loc: Loc) -> sympy.Expr:
+    """Keep index arithmetic small: constants up to 1e15, degree up to 64."""
+    for n in e.atoms(sympy.Rational):
+        if abs(n.p) > _MAX_INT or n.q > _MAX_INT:
+            raise SpecError(f"index constant too large in {short_repr(text)} (limit {_MAX_INT:.0e})", loc)
+    if e.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo):
+        raise SpecError(f"index expression {short_repr(text)} is undefined", loc)
+    if _degree(e) > _MAX_DEGREE:
+        raise SpecError(f"index expression {short_repr(text)} has degree above {_MAX_DEGREE}", loc)
+    return e
 
 
 # ----------------------------------------------------------------------------- index expressions
@@ -74,28 +121,67 @@ def _iexpr(node: ast.AST, text: str, loc: Loc, depth: int = 0) -> sympy.Expr:
         raise SpecError(f"index expression nested too deeply in {text!r}", loc)
     if isinstance(node, ast.Constant):
         if type(node.value) is int:
-            return sympy.Integer(node.value)
-        raise SpecError(f"index must be an integer expression in {text!r}", loc)
+            return _bounded(sympy.Integer(node.value), text, loc)
+        raise SpecError(f"index must be an integer expression in {short_repr(text)}", loc)
     if isinstance(node, ast.Name):
         return sympy.Symbol(_ident(node, text, loc), integer=True)
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
         v = _iexpr(node.operand, text, loc, depth + 1)
         return -v if isinstance(node.op, ast.USub) else v
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _INDEX_FNS
+            and len(node.args) == 1 and not node.keywords):
+        # sympy prints T//2 as floor(T/2): read it back so that dumps/loads round-trips
+        return _bounded(_INDEX_FNS[node.func.id](_iexpr(node.args[0], text, loc, depth + 1)), text, loc)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
+        # only a literal exponent, as sympy prints t*t (t**2)
+        exp = node.right
+        if not (isinstance(exp, ast.Constant) and type(exp.value) is int and 0 <= exp.value <= _MAX_DEGREE):
+            raise SpecError(f"an index power takes a literal exponent 0..{_MAX_DEGREE} in {short_repr(text)}", loc)
+        base = _iexpr(node.left, text, loc, depth + 1)
+        if base.is_Number and abs(base) > 1 and exp.value * math.log10(abs(float(base))) > 15:
+            raise SpecError(f"index constant too large in {short_repr(text)}", loc)
+        if _degree(base) * exp.value > _MAX_DEGREE:
+            raise SpecError(f"index expression {short_repr(text)} has degree above {_MAX_DEGREE}", loc)
+        return _bounded(base ** exp.value, text, loc)
     if isinstance(node, ast.BinOp):
         a = _iexpr(node.left, text, loc, depth + 1)
         b = _iexpr(node.right, text, loc, depth + 1)
+        if isinstance(node.op, ast.Mult) and _degree(a) + _degree(b) > _MAX_DEGREE:
+            raise SpecError(f"index expression {short_repr(text)} has degree above {_MAX_DEGREE}", loc)
         if isinstance(node.op, ast.Add):
-            return a + b
-        if isinstance(node.op, ast.Sub):
-            return a - b
-        if isinstance(node.op, ast.Mult):
-            return a * b
-        if isinstance(node.op, (ast.Div, ast.FloorDiv)):
+            out = a + b
+        elif isinstance(node.op, ast.Sub):
+            out = a - b
+        elif isinstance(node.op, ast.Mult):
+            out = a * b
+        elif isinstance(node.op, (ast.Div, ast.FloorDiv)):
             if b == 0:
-                raise SpecError(f"division by zero in index {text!r}", loc)
-            return a / b if isinstance(node.op, ast.Div) else sympy.floor(a / b)
-        raise SpecError(f"operator {type(node.op).__name__} is not allowed in index {text!r}", loc)
+                raise SpecError(f"division by zero in index {short_repr(text)}", loc)
+            out = a / b if isinstance(node.op, ast.Div) else sympy.floor(a / b)
+        else:
+            raise SpecError(f"operator {type(node.op).__name__} is not allowed in index {short_repr(text)}", loc)
+        return _bounded(out, text, loc)
     raise _bad(node, text, loc)
+
+
+def _index(node: ast.AST, text: str, loc: Loc) -> sympy.Expr:
+    """An index expression in the form sympy prints and reads back unchanged.
+
+    sympy's printer and Python's precedence disagree on some forms (``-(a + 6)*b`` is
+    built as ``-1*(a + 6)*b`` but reads back as ``(-a - 6)*b``), so re-read the printed
+    form until it is stable: then ``dumps``/``loads`` give back the same IR.
+    """
+    expr = _iexpr(node, text, loc)
+    for _ in range(3):
+        printed = str(expr)
+        try:
+            again = _iexpr(_parse(printed, loc), printed, loc)
+        except SpecError:
+            break
+        if again == expr:
+            break
+        expr = again
+    return expr
 
 
 def parse_index(text, loc: Loc) -> sympy.Expr:
@@ -105,13 +191,13 @@ def parse_index(text, loc: Loc) -> sympy.Expr:
     src = str(text)
     # the paper writes 2k for 2*k: accept a number followed by a name
     src = re.sub(r"(?<![A-Za-z_0-9])(\d+)([A-Za-z_])", r"\1*\2", src)
-    return _iexpr(_parse(src, loc), src, loc)
+    return _index(_parse(src, loc), src, loc)
 
 
 def parse_range(text, loc: Loc) -> tuple[sympy.Expr, sympy.Expr]:
     """Parse ``lo..hi`` (inclusive)."""
     if not isinstance(text, str) or text.count("..") != 1:
-        raise SpecError(f"an index range is written lo..hi (e.g. 0..T-1), got {text!r}", loc)
+        raise SpecError(f"an index range is written lo..hi (e.g. 0..T-1), got {short_repr(text)}", loc)
     lo, hi = text.split("..")
     return parse_index(lo, loc), parse_index(hi, loc)
 
@@ -122,8 +208,8 @@ def parse_target(text: str, loc: Loc) -> Ref:
     if isinstance(node, ast.Name):
         return Ref(_ident(node, text, loc))
     if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name):
-        return Ref(_ident(node.value, text, loc), _iexpr(node.slice, text, loc))
-    raise SpecError(f"expected a name or name[index] on the left, got {text!r}", loc)
+        return Ref(_ident(node.value, text, loc), _index(node.slice, text, loc))
+    raise SpecError(f"expected a name or name[index] on the left, got {short_repr(text)}", loc)
 
 
 # ----------------------------------------------------------------------------- value expressions
@@ -145,7 +231,7 @@ def parse_expr(text, loc: Loc, weights: frozenset[str] | set[str] = frozenset())
 def _vexpr(node: ast.AST, text: str, loc: Loc, weights: frozenset, depth: int) -> Expr:
     if depth > 60:
         raise SpecError(f"expression nested too deeply in {text!r}", loc)
-    num = _number(node)
+    num = _number(node, text, loc)
     if num is not None:
         return Num(float(num))
     if isinstance(node, ast.Name):
@@ -154,7 +240,7 @@ def _vexpr(node: ast.AST, text: str, loc: Loc, weights: frozenset, depth: int) -
     if isinstance(node, ast.Subscript):
         if not isinstance(node.value, ast.Name):
             raise SpecError(f"only a variable can be indexed in {text!r}", loc)
-        return Ref(_ident(node.value, text, loc), _iexpr(node.slice, text, loc))
+        return Ref(_ident(node.value, text, loc), _index(node.slice, text, loc))
     if isinstance(node, ast.Call):
         if not isinstance(node.func, ast.Name):
             raise _bad(node.func, text, loc)
@@ -210,26 +296,27 @@ def parse_module(text, loc: Loc) -> tuple[str, tuple, tuple, bool]:
 
 
 def _marg(node: ast.AST, text: str, loc: Loc):
-    num = _number(node)
+    num = _number(node, text, loc)
     if num is not None:
         return num
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-        inner = _number(node.operand)
+        inner = _number(node.operand, text, loc)
         if inner is not None:
             return -inner
     if isinstance(node, ast.Name):
         name = _ident(node, text, loc)
         return {"true": True, "false": False, "True": True, "False": False}.get(name, name)
-    if isinstance(node, ast.BinOp):  # size arithmetic such as S+A: validated, kept as text
-        expr = _iexpr(node, text, loc)
-        return str(expr)
+    if isinstance(node, (ast.BinOp, ast.UnaryOp, ast.Call)):
+        # size arithmetic such as S+A or T//2: validated, kept as text (an int if it is constant)
+        expr = _index(node, text, loc)
+        return int(expr) if expr.is_Integer else str(expr)
     raise _bad(node, text, loc)
 
 
 def resolve_int(value, sizes: dict[str, int], loc: Loc, what: str) -> int:
     """An int from a literal or size arithmetic (``S+A``), with the sizes given."""
     if isinstance(value, bool):
-        raise SpecError(f"{what}: expected an integer, got {value!r}", loc)
+        raise SpecError(f"{what}: expected an integer, got {short_repr(value)}", loc)
     if isinstance(value, int):
         return value
     if isinstance(value, float) and value.is_integer():
@@ -237,7 +324,7 @@ def resolve_int(value, sizes: dict[str, int], loc: Loc, what: str) -> int:
     if isinstance(value, str):
         expr = parse_index(value, loc)
         return resolve_iexpr(expr, sizes, loc, what)
-    raise SpecError(f"{what}: expected an integer, got {value!r}", loc)
+    raise SpecError(f"{what}: expected an integer, got {short_repr(value)}", loc)
 
 
 def resolve_iexpr(expr: sympy.Expr, env: dict[str, int], loc: Loc, what: str) -> int:
@@ -246,7 +333,18 @@ def resolve_iexpr(expr: sympy.Expr, env: dict[str, int], loc: Loc, what: str) ->
     missing = sorted(free - set(env))
     if missing:
         raise SpecError(f"{what}: unknown name(s) {', '.join(missing)} in {expr}", loc, tuple(missing))
-    val = expr.subs({sympy.Symbol(k, integer=True): v for k, v in env.items() if k in free})
+    bad = {k: v for k, v in env.items() if k in free and (isinstance(v, bool) or not isinstance(v, int)
+                                                         or abs(v) > _MAX_INT)}
+    if bad:
+        raise SpecError(f"{what}: {', '.join(sorted(bad))} must be integers up to {_MAX_INT:.0e}", loc, tuple(sorted(bad)))
+    try:
+        val = expr.subs({sympy.Symbol(k, integer=True): v for k, v in env.items() if k in free})
+    except (ValueError, TypeError, ZeroDivisionError, ArithmeticError) as exc:
+        raise SpecError(f"{what}: cannot evaluate {expr}: {exc}", loc) from None
     if not (val.is_number and val.is_integer):
-        raise SpecError(f"{what}: {expr} is not an integer ({val}) for {env}", loc)
-    return int(val)
+        shown = {k: v for k, v in env.items() if k in free}
+        raise SpecError(f"{what}: {expr} is not an integer ({val}) for {shown}", loc)
+    out = int(val)
+    if abs(out) > _MAX_INT:
+        raise SpecError(f"{what}: {expr} = {short_repr(out)} is out of range (limit {_MAX_INT:.0e})", loc)
+    return out

@@ -276,7 +276,7 @@ def expr_str(e: Expr) -> str:
 
         def side(x: Expr, right: bool) -> str:
             s = expr_str(x)
-            if isinstance(x, BinOp) and (prec[x.op] < prec[e.op] or (right and prec[x.op] == prec[e.op] and e.op in "-/")):
+            if isinstance(x, BinOp) and (prec[x.op] < prec[e.op] or (right and prec[x.op] == prec[e.op])):
                 return f"({s})"
             return s
 

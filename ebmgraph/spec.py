@@ -6,6 +6,7 @@ goes through :mod:`ebmgraph.expr`, which evaluates nothing.
 """
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import yaml
 
 from . import ir
 from .errors import Loc, SpecError
-from .expr import check_name, parse_expr, parse_index, parse_module, parse_range, parse_target
+from .expr import check_name, parse_expr, parse_index, parse_module, parse_range, parse_target, short_repr
 
 TOP_KEYS = ("name", "figure", "description", "index", "sizes", "weights", "variables",
             "modules", "functions", "energy", "regularizers")
@@ -25,6 +26,11 @@ class _Map(dict):
 
     lines: dict
     line: int
+
+
+def _sym(key) -> str:
+    """A key as a symbol name for SpecError.symbols."""
+    return key if isinstance(key, str) else short_repr(key)
 
 
 class _Loader(yaml.SafeLoader):
@@ -42,11 +48,15 @@ def _construct_map(loader: _Loader, node: yaml.MappingNode) -> _Map:
         try:
             hash(key)
         except TypeError:
-            raise SpecError(f"a mapping key must be a plain value, got {key!r}", Loc(loader.name, line)) from None
+            raise SpecError(f"a mapping key must be a plain value, got {short_repr(key)}", Loc(loader.name, line)) from None
         if key in out:
-            raise SpecError(f"{key!r} is bound twice (first on line {out.lines[key]})",
-                            Loc(loader.name, line), (str(key),))
-        out[key] = loader.construct_object(vnode, deep=True)
+            raise SpecError(f"{short_repr(key)} is bound twice (first on line {out.lines[key]})",
+                            Loc(loader.name, line), (_sym(key),))
+        try:
+            out[key] = loader.construct_object(vnode, deep=True)
+        except (ValueError, TypeError, OverflowError) as exc:  # int('9' * 5000), date 2001-13-45
+            raise SpecError(f"bad value for {short_repr(key)}: {short_repr(str(exc))}",
+                            Loc(loader.name, vnode.start_mark.line + 1), (_sym(key),)) from None
         out.lines[key] = line
     return out
 
@@ -55,18 +65,28 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 
 
 def _read_yaml(text: str, file: str):
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # the reader rejects control characters here already
+    except yaml.reader.ReaderError as exc:
+        line = text[:max(exc.position, 0)].count("\n") + 1
+        raise SpecError(f"bad YAML: character U+{exc.character:04X} is not allowed", Loc(file, line)) from None
     loader.name = file
     try:
         return loader.get_single_data()
     except SpecError:
         raise
+    except yaml.reader.ReaderError as exc:
+        line = text[:max(exc.position, 0)].count("\n") + 1
+        raise SpecError(f"bad YAML: character U+{exc.character:04X} is not allowed", Loc(file, line)) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 0
+        line = mark.line + 1 if mark else 1
         raise SpecError(f"bad YAML: {exc.problem or exc.context}", Loc(file, line)) from None
-    except (yaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError) as exc:
-        raise SpecError(f"bad YAML: {type(exc).__name__}: {exc}", Loc(file, 0)) from None
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError, MemoryError) as exc:
+        # e.g. int('9' * 5000), a date 2001-13-45, nesting deeper than Python's stack: where is unknown,
+        # so point at the line the reader had reached
+        line = loader.line + 1 if hasattr(loader, "line") else 1
+        raise SpecError(f"bad YAML: {type(exc).__name__}: {short_repr(str(exc))}", Loc(file, line)) from None
     finally:
         loader.dispose()
 
@@ -83,27 +103,35 @@ def _items(doc: _Map, key: str, file: str):
 
 def _key_str(k, loc: Loc) -> str:
     if not isinstance(k, str):
-        raise SpecError(f"expected a name, got {k!r}", loc, (str(k),))
+        raise SpecError(f"expected a name, got {short_repr(k)}", loc, (_sym(k),))
     return k
 
 
 def _number(v, loc: Loc, what: str) -> float:
+    """A finite float (a NaN weight or an infinite bound would poison every energy)."""
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise SpecError(f"{what} must be a number, got {v!r}", loc)
-    return float(v)
+        raise SpecError(f"{what} must be a number, got {short_repr(v)}", loc)
+    try:
+        out = float(v)
+    except OverflowError:
+        out = math.inf
+    if not math.isfinite(out):
+        raise SpecError(f"{what} must be a finite number, got {short_repr(v)}"
+                        + (" (leave a bound out with null)" if "bound" in what else ""), loc)
+    return out
 
 
 def _shape(v, loc: Loc, name: str) -> tuple:
     if isinstance(v, bool):
-        raise SpecError(f"shape of {name} must be a list such as [64], got {v!r}", loc, (name,))
+        raise SpecError(f"shape of {name} must be a list such as [64], got {short_repr(v)}", loc, (name,))
     if isinstance(v, (int, str)):
         v = [v]
     if not isinstance(v, list) or not v:
-        raise SpecError(f"shape of {name} must be a non-empty list such as [64] (use [1] for a scalar), got {v!r}", loc, (name,))
+        raise SpecError(f"shape of {name} must be a non-empty list such as [64] (use [1] for a scalar), got {short_repr(v)}", loc, (name,))
     out = []
     for d in v:
         if isinstance(d, bool):
-            raise SpecError(f"bad dimension {d!r} in the shape of {name}", loc, (name,))
+            raise SpecError(f"bad dimension {short_repr(d)} in the shape of {name}", loc, (name,))
         if isinstance(d, int):
             if d <= 0 or d > 1_000_000:
                 raise SpecError(f"dimension {d} of {name} must be between 1 and 1e6", loc, (name,))
@@ -111,7 +139,7 @@ def _shape(v, loc: Loc, name: str) -> tuple:
         elif isinstance(d, str):
             out.append(check_name(d, loc, "size name"))
         else:
-            raise SpecError(f"bad dimension {d!r} in the shape of {name}", loc, (name,))
+            raise SpecError(f"bad dimension {short_repr(d)} in the shape of {name}", loc, (name,))
     return tuple(out)
 
 
@@ -122,12 +150,12 @@ def _variable(key, body, loc: Loc) -> ir.Var:
     if target.index is not None:
         syms = target.index.free_symbols
         if len(syms) != 1 or target.index != next(iter(syms)):
-            raise SpecError(f"a declared array is written {name}[t] with an index name, got {key!r}", loc, (name,))
+            raise SpecError(f"a declared array is written {name}[t] with an index name, got {short_repr(key)}", loc, (name,))
         index = next(iter(syms)).name
     if isinstance(body, str) and body in ir.ROLES:
         raise SpecError(f"{name}: give a shape, e.g. {{{body}: [4]}}", loc, (name,))
     if not isinstance(body, _Map):
-        raise SpecError(f"variable {name} must be a mapping such as {{observed: [64]}}, got {body!r}", loc, (name,))
+        raise SpecError(f"variable {name} must be a mapping such as {{observed: [64]}}, got {short_repr(body)}", loc, (name,))
     unknown = [k for k in body if k not in VAR_KEYS]
     if unknown:
         raise SpecError(f"variable {name}: unknown key(s) {', '.join(map(str, unknown))}; "
@@ -140,7 +168,7 @@ def _variable(key, body, loc: Loc) -> ir.Var:
     if "values" in body:
         K = body["values"]
         if isinstance(K, bool) or not isinstance(K, int) or K < 2 or K > 1_000_000:
-            raise SpecError(f"{name}: values must be an integer K >= 2, got {K!r}", loc, (name,))
+            raise SpecError(f"{name}: values must be an integer K >= 2, got {short_repr(K)}", loc, (name,))
         if "bounds" in body:
             raise SpecError(f"{name}: a discrete variable takes values, not bounds", loc, (name,))
         domain = ir.Discrete(K)
@@ -155,7 +183,7 @@ def _variable(key, body, loc: Loc) -> ir.Var:
         if "bounds" in body:
             b = body["bounds"]
             if not isinstance(b, list) or len(b) != 2:
-                raise SpecError(f"{name}: bounds are [lo, hi], got {b!r}", loc, (name,))
+                raise SpecError(f"{name}: bounds are [lo, hi], got {short_repr(b)}", loc, (name,))
             lo = None if b[0] is None else _number(b[0], loc, f"{name} lower bound")
             hi = None if b[1] is None else _number(b[1], loc, f"{name} upper bound")
             domain = ir.Real(lo, hi)
@@ -175,7 +203,7 @@ def loads(text: str, file: str = "<spec>") -> ir.Graph:
     unknown = [k for k in doc if k not in TOP_KEYS]
     if unknown:
         k = unknown[0]
-        raise SpecError(f"unknown section {k!r}; known: {', '.join(TOP_KEYS)}", Loc(file, doc.lines[k]), (str(k),))
+        raise SpecError(f"unknown section {short_repr(k)}; known: {', '.join(TOP_KEYS)}", Loc(file, doc.lines[k]), (_sym(k),))
     name = doc.get("name")
     if not isinstance(name, str):
         raise SpecError("the spec needs 'name: <identifier>'", Loc(file, doc.lines.get("name", 1)))
@@ -189,12 +217,16 @@ def loads(text: str, file: str = "<spec>") -> ir.Graph:
 
     indices = []
     for k, v, loc in _items(doc, "index", file):
-        lo, hi = parse_range(v, loc)
-        indices.append(ir.Index(check_name(_key_str(k, loc), loc, "index name"), lo, hi, loc))
+        iname = check_name(_key_str(k, loc), loc, "index name")
+        try:
+            lo, hi = parse_range(v, loc)
+        except SpecError as e:
+            raise SpecError(f"index {iname}: {e.message}", e.loc, (iname, *e.symbols)) from None
+        indices.append(ir.Index(iname, lo, hi, loc))
     sizes = []
     for k, v, loc in _items(doc, "sizes", file):
         if isinstance(v, bool) or not isinstance(v, int) or v < 0 or v > 100_000:
-            raise SpecError(f"size {k} must be an integer between 0 and 100000, got {v!r}", loc, (str(k),))
+            raise SpecError(f"size {k} must be an integer between 0 and 100000, got {short_repr(v)}", loc, (_sym(k),))
         sizes.append((check_name(_key_str(k, loc), loc, "size name"), v))
     weights = []
     for k, v, loc in _items(doc, "weights", file):
@@ -217,7 +249,7 @@ def loads(text: str, file: str = "<spec>") -> ir.Graph:
         loop = None
         if target.index is not None:
             if not target.index.is_Symbol:
-                raise SpecError(f"an energy summed over an index is written name[t], got {k!r}", loc, (target.name,))
+                raise SpecError(f"an energy summed over an index is written name[t], got {short_repr(k)}", loc, (target.name,))
             loop = target.index.name
         energies.append(ir.Energy(target.name, parse_expr(v, loc, wnames), loop, loc))
     regs = []
@@ -257,6 +289,15 @@ class _Dumper(yaml.SafeDumper):
 
 
 _Dumper.add_representer(list, lambda d, v: d.represent_sequence("tag:yaml.org,2002:seq", v, flow_style=True))
+
+
+def _represent_str(d: yaml.SafeDumper, v: str):
+    # YAML reads NEL and the Unicode line/paragraph separators as line breaks: quote (and escape) them
+    style = '"' if any(c in v for c in "\x85\u2028\u2029") else None
+    return d.represent_scalar("tag:yaml.org,2002:str", v, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
 
 
 def _module_text(m: ir.ModDecl) -> str:

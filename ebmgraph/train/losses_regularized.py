@@ -1,0 +1,170 @@
+"""The regularized family (§4.5): push down F on data only, and keep the volume of
+low-energy space small with a regularizer instead of contrastive samples.
+
+* information maximization of the representations (§4.5.1, Fig. 13–14): VICReg's
+  variance hinge and covariance terms (its invariance term is the spec's prediction
+  energy D(s_y, s̃_y)), and Barlow Twins' cross-correlation criterion, on the variables a
+  spec names in ``regularizers:`` (``VR: vicreg(v_x, v_y)``);
+* latent information limits (§4.5): discrete latents (searched exhaustively), low-dimensional
+  latents and L1-sparse latents (declared in the spec and handled by the free energy), and
+  noisy latents (VAE-style: z = ž + σε with a KL penalty, here);
+* amortized inference (Fig. 19–20): an encoder predicts z̃ ≈ ž = argmin_z E.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as Fn
+
+from .. import ir
+from .losses_contrastive import EnergyLoss, LossOut
+from .values import free_energy, latents, values
+
+
+def _center(z):
+    z = z.reshape(z.shape[0], -1)
+    return z - z.mean(0)
+
+
+def variance_term(z: torch.Tensor, *, gamma: float = 1.0, eps: float = 1e-4) -> torch.Tensor:
+    """VICReg variance hinge: mean_j [γ − sqrt(Var(z_j) + ε)]+ over dimensions of ``z`` ``[B, D]``."""
+    std = torch.sqrt(z.reshape(z.shape[0], -1).var(0) + eps)
+    return Fn.relu(gamma - std).mean()
+
+
+def covariance_term(z: torch.Tensor) -> torch.Tensor:
+    """VICReg covariance: sum of squared off-diagonal covariances / D for ``z`` ``[B, D]``."""
+    c = _center(z)
+    B, D = c.shape
+    cov = c.T @ c / (B - 1)
+    off = cov - torch.diag(torch.diag(cov))
+    return (off ** 2).sum() / D
+
+
+def vicreg_terms(a: torch.Tensor, b: torch.Tensor, *, gamma: float = 1.0) -> dict[str, torch.Tensor]:
+    """VICReg's three criteria (§4.5.1) for two branches ``[B, D]``: variance and covariance
+    summed over the branches, invariance as the mean squared difference."""
+    return {"var": variance_term(a, gamma=gamma) + variance_term(b, gamma=gamma),
+            "cov": covariance_term(a) + covariance_term(b),
+            "inv": ((a - b) ** 2).mean()}
+
+
+def barlow_terms(a: torch.Tensor, b: torch.Tensor, *, lambd: float = 5e-3) -> dict[str, torch.Tensor]:
+    """Barlow Twins: Σ_i (1 − C_ii)² + λ Σ_{i≠j} C_ij², C the batch cross-correlation of ``a``, ``b`` ``[B, D]``."""
+    za = _center(a) / (a.reshape(a.shape[0], -1).std(0) + 1e-5)
+    zb = _center(b) / (b.reshape(b.shape[0], -1).std(0) + 1e-5)
+    c = za.T @ zb / a.shape[0]
+    on = ((1 - torch.diag(c)) ** 2).sum()
+    off = (c ** 2).sum() - (torch.diag(c) ** 2).sum()
+    return {"on": on, "off": lambd * off}
+
+
+class Regularized(EnergyLoss):
+    """Mean free energy of the data plus the spec's batch regularizers (§4.5).
+
+    Args:
+        ebm: a compiled spec (its ``regularizers:`` name the variables, e.g. ``vicreg(v_x, v_y)``).
+        energy_weight: weight of the mean data energy (VICReg's invariance / prediction term).
+        var_weight, cov_weight, inv_weight: VICReg weights (defaults 25, 1, 0: the prediction
+            energy already plays the invariance role, Fig. 14).
+        gamma: VICReg's target standard deviation.
+        barlow_weight, barlow_lambda: Barlow Twins weights.
+        use_regularizers: False trains on the energy alone (what Fig. 10d warns against).
+        latent_noise: σ of a noisy latent z = ž + σε (VAE-style, §4.5); 0 disables.
+        kl_weight: weight of ½‖ž‖² (the KL to N(0, I) up to a constant) when ``latent_noise`` > 0.
+        infer_steps: gradient steps of the inner minimization over continuous latents.
+    """
+
+    def __init__(self, ebm, *, energy_weight: float = 1.0, var_weight: float = 25.0, cov_weight: float = 1.0,
+                 inv_weight: float = 0.0, gamma: float = 1.0, barlow_weight: float = 1.0,
+                 barlow_lambda: float = 5e-3, use_regularizers: bool = True, latent_noise: float = 0.0,
+                 kl_weight: float = 1.0, y: str = "y", **kw):
+        super().__init__(ebm, y=y, **kw)
+        self.energy_weight, self.var_weight, self.cov_weight, self.inv_weight = energy_weight, var_weight, cov_weight, inv_weight
+        self.gamma, self.barlow_weight, self.barlow_lambda = gamma, barlow_weight, barlow_lambda
+        self.use_regularizers, self.latent_noise, self.kl_weight = use_regularizers, latent_noise, kl_weight
+        self.regs = [(r.name, r.value.fn, [a.name for a in r.value.args]) for r in ebm.graph.regularizers]
+
+    def reg_terms(self, batch: dict) -> dict[str, torch.Tensor]:
+        """Each spec regularizer's terms ``{"VR.var": scalar, ...}`` (unweighted)."""
+        if not self.regs:
+            return {}
+        names = sorted({n for _, _, args in self.regs for n in args})
+        vals = values(self.ebm, names, **{k: v for k, v in self.inputs(batch).items()
+                                          if k not in {z.name for z in latents(self.ebm)}})
+        out = {}
+        for name, fn, args in self.regs:
+            zs = [vals[a] for a in args]
+            if fn == "vicreg":
+                a, b = (zs + zs)[:2]
+                t = vicreg_terms(a, b, gamma=self.gamma)
+                if len(zs) == 1:
+                    t = {"var": t["var"] / 2, "cov": t["cov"] / 2, "inv": t["inv"] * 0}
+            elif fn == "barlow":
+                t = barlow_terms(zs[0], zs[1], lambd=self.barlow_lambda)
+            elif fn == "variance":
+                t = {"var": sum(variance_term(z, gamma=self.gamma) for z in zs)}
+            elif fn == "covariance":
+                t = {"cov": sum(covariance_term(z) for z in zs)}
+            else:
+                raise ValueError(f"regularizer {name}: unknown batch regularizer {fn}")
+            out.update({f"{name}.{k}": v for k, v in t.items()})
+        return out
+
+    def _weight(self, key: str) -> float:
+        k = key.rsplit(".", 1)[1]
+        return {"var": self.var_weight, "cov": self.cov_weight, "inv": self.inv_weight,
+                "on": self.barlow_weight, "off": self.barlow_weight}[k]
+
+    def data_energy(self, batch: dict, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
+        inp = self.inputs(batch)
+        if not self._has_latents:
+            return self.ebm.energy(**inp).total, {}
+        e, z = free_energy(self.ebm, inp, steps=self.infer_steps, seed=gen, return_z=True)
+        if self.latent_noise > 0 and z:
+            noisy = {}
+            kl = 0.0
+            for k, v in z.items():
+                if not v.is_floating_point():
+                    raise ValueError("latent_noise applies to continuous latents")
+                noisy[k] = v + self.latent_noise * torch.randn(v.shape, generator=gen, dtype=v.dtype)
+                kl = kl + 0.5 * (v ** 2).flatten(1).sum(1)
+            e = self.ebm.energy(**inp, **noisy).total + self.kl_weight * kl
+        return e, {"z_abs": float(sum(v.float().abs().mean() for v in z.values()))}
+
+    def forward(self, batch: dict, gen: torch.Generator) -> LossOut:
+        e, st = self.data_energy(batch, gen)
+        loss = self.energy_weight * e.mean()
+        stats = dict(st)
+        if self.use_regularizers:
+            for k, v in self.reg_terms(batch).items():
+                loss = loss + self._weight(k) * v
+                stats[k] = float(v.detach())
+        return LossOut(loss, stats, e.detach(), None)
+
+
+class Amortized(Regularized):
+    """Amortized latent inference (Fig. 19–20): ž = argmin_z E(x, y, z) without the encoder
+    term, then the total energy at ž — whose term ``H(ž, z̃)`` trains the encoder z̃ = Enc_z(s_x, y)
+    while the other terms train the model.
+
+    Args:
+        weight: the symbolic weight of the encoder term in the spec (``h``), set to 0 while ž is inferred.
+    """
+
+    def __init__(self, ebm, *, weight: str = "h", **kw):
+        super().__init__(ebm, **kw)
+        if weight not in ebm.weights():
+            raise ValueError(f"amortized training needs a weight {weight!r} on the encoder term H(z, z_tilde); "
+                             f"weights of {ebm.graph.name}: {sorted(ebm.weights())}")
+        self.weight = weight
+
+    def data_energy(self, batch, gen):
+        inp = self.inputs(batch)
+        w = float(self.ebm.weights()[self.weight])
+        self.ebm.set_weights(**{self.weight: 0.0})
+        try:
+            _, z = free_energy(self.ebm, inp, steps=self.infer_steps, seed=gen, return_z=True)
+        finally:
+            self.ebm.set_weights(**{self.weight: w})
+        e = self.ebm.energy(**inp, **z).total
+        return e, {"z_abs": float(sum(v.float().abs().mean() for v in z.values()))}

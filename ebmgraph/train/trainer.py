@@ -1,0 +1,238 @@
+"""One trainer for every loss: seeded data order, progress, metrics, collapse monitors,
+atomic checkpoints, exact resume, and data parallelism under ``torchrun``.
+
+Determinism: the data order of an epoch is a function of (seed, epoch), and every random
+draw of a step (augmentations, contrastive samples) comes from a generator seeded by
+(seed, epoch, step, rank). A run resumed from a checkpoint therefore replays exactly the
+steps an uninterrupted run would have taken.
+
+Data parallel: under ``torchrun --nproc_per_node N`` (``WORLD_SIZE`` set) each rank takes
+its contiguous share of every global batch and gradients are averaged with all-reduce
+(gloo on CPU, nccl on CUDA); only rank 0 writes.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+
+from ..util import atomic_write_text
+from . import samplers as S
+from .checkpoint import load_checkpoint, save_checkpoint
+from .monitors import collapse_report, energy_gap
+
+
+def _dist_info() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+class _CSV:
+    """Rows appended to a CSV; on resume, rows past the checkpoint are dropped."""
+
+    def __init__(self, path: Path | None, keep_upto: int | None):
+        self.path, self.fields, self.f = path, None, None
+        if path is None:
+            return
+        rows = []
+        if keep_upto is not None and path.exists():
+            with open(path, newline="") as fh:
+                rows = [r for r in csv.DictReader(fh) if int(float(r["global_step"])) <= keep_upto]
+        if rows:
+            self.fields = list(rows[0].keys())
+            buf = io.StringIO()
+            w = csv.DictWriter(buf, self.fields)
+            w.writeheader()
+            w.writerows(rows)
+            atomic_write_text(path, buf.getvalue())
+        elif path.exists():
+            path.unlink()
+
+    def write(self, row: dict) -> None:
+        if self.path is None:
+            return
+        if self.fields is None:
+            self.fields = list(row.keys())
+        new = not self.path.exists()
+        with open(self.path, "a", newline="") as fh:
+            w = csv.DictWriter(fh, self.fields, extrasaction="ignore")
+            if new:
+                w.writeheader()
+            w.writerow(row)
+
+
+class Trainer:
+    """Train a loss module (``loss(batch, gen) -> LossOut``) on a :class:`~ebmgraph.train.data.Dataset`.
+
+    Args:
+        loss: a loss from :mod:`ebmgraph.train` (holds the compiled energy as ``loss.ebm``).
+        data: the training set; its tensors' names are the spec's observed variables.
+        epochs, batch, lr, seed: the usual; ``batch`` is the global batch (split over ranks).
+        out: run directory (``metrics.csv``, ``monitors.csv``, ``ckpt/``, ``model.safetensors``);
+            None keeps everything in memory.
+        ckpt_every: also checkpoint every this many steps (0: at the end of each epoch only).
+        monitor_batch: samples used by the per-epoch collapse monitors.
+        callbacks: ``fn(trainer, epoch, step)`` called after every step.
+        progress: show a tqdm bar (rank 0 only).
+        weight_decay: AdamW weight decay.
+
+    Example:
+        >>> import ebmgraph
+        >>> from ebmgraph.train import Trainer, Contrastive, get_dataset
+        >>> ebm = ebmgraph.compile("examples/specs/train_moons.yaml", seed=0)
+        >>> t = Trainer(Contrastive(ebm, "hinge"), get_dataset("moons", n=256), epochs=1, batch=64, progress=False)
+        >>> len(t.fit()["loss"])
+        4
+    """
+
+    def __init__(self, loss, data, *, epochs: int = 10, batch: int = 128, lr: float = 1e-3, seed: int = 0,
+                 out: str | os.PathLike | None = None, ckpt_every: int = 0, monitor_batch: int = 512,
+                 callbacks: list[Callable] | None = None, progress: bool = True, weight_decay: float = 0.0,
+                 log_every: int = 1):
+        self.loss, self.data = loss, data
+        self.epochs, self.batch, self.lr, self.seed = epochs, batch, lr, seed
+        self.out = Path(out) if out is not None else None
+        self.ckpt_every, self.monitor_batch = ckpt_every, monitor_batch
+        self.callbacks = list(callbacks or [])
+        self.progress, self.log_every = progress, log_every
+        self.rank, self.world = _dist_info()
+        if batch % self.world:
+            raise ValueError(f"global batch {batch} must be divisible by the number of processes {self.world}")
+        if len(data) < batch:
+            raise ValueError(f"data set has {len(data)} samples, fewer than one batch of {batch}")
+        if hasattr(loss, "prepare"):
+            loss.prepare(data)
+        if self.world > 1:  # same start on every rank
+            for t in list(loss.parameters()) + list(loss.buffers()):
+                dist.broadcast(t.data, 0)
+        self.opt = torch.optim.AdamW([p for p in loss.parameters() if p.requires_grad], lr=lr,
+                                     weight_decay=weight_decay)
+        self.history: dict[str, list] = {"loss": [], "monitors": []}
+        self.epoch = self.step = self.global_step = 0
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.data) // self.batch
+
+    # ------------------------------------------------------------------ state
+    def _state(self) -> dict:
+        return {"epoch": self.epoch, "step": self.step, "global_step": self.global_step, "seed": self.seed,
+                "batch": self.batch, "world": self.world, "epochs": self.epochs}
+
+    def save(self) -> None:
+        """Checkpoint now (rank 0 writes)."""
+        if self.out is not None and self.rank == 0:
+            save_checkpoint(self.out / "ckpt", self.loss, self.opt, self._state())
+
+    def _monitor_batch(self) -> dict:
+        n = min(self.monitor_batch, len(self.data))
+        idx = S.epoch_order(len(self.data), self.seed, 10**6)[:n]
+        return self.data.batch(idx, S.step_generator(self.seed, 10**6, 0))
+
+    def monitor(self) -> dict[str, float]:
+        """Collapse monitors and the energy gap on a fixed held batch."""
+        b = self._monitor_batch()
+        rep = collapse_report(self.loss.ebm, b)
+        try:
+            rep.update(energy_gap(self.loss, b, S.step_generator(self.seed, 10**6, 1)))
+        except (NotImplementedError, ValueError):
+            pass
+        return rep
+
+    # ------------------------------------------------------------------ loop
+    def fit(self, *, resume: bool = False) -> dict[str, list]:
+        """Run to ``epochs``; with ``resume`` continue from ``out/ckpt`` if a checkpoint is there."""
+        from tqdm.auto import tqdm
+
+        st = None
+        if resume and self.out is not None:
+            st = load_checkpoint(self.out / "ckpt", self.loss, self.opt)
+            if st is not None:
+                self.epoch, self.step, self.global_step = st["epoch"], st["step"], st["global_step"]
+        writer = self.rank == 0 and self.out is not None
+        if writer:
+            self.out.mkdir(parents=True, exist_ok=True)
+        keep = self.global_step if st is not None else None
+        metrics = _CSV(self.out / "metrics.csv" if writer else None, keep)
+        mons = _CSV(self.out / "monitors.csv" if writer else None, keep)
+        tb = None
+        if writer:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+                tb = SummaryWriter(str(self.out / "tb"))
+            except Exception:  # tensorboard not installed
+                tb = None
+        spe = self.steps_per_epoch
+        bar = tqdm(total=self.epochs * spe, initial=self.global_step, disable=not (self.progress and self.rank == 0),
+                   desc=f"train {self.loss.ebm.graph.name}", dynamic_ncols=True, leave=True)
+        self.loss.train()
+        t0 = time.time()
+        while self.epoch < self.epochs:
+            order = S.epoch_order(len(self.data), self.seed, self.epoch)
+            while self.step < spe:
+                idx = S.shard(order[self.step * self.batch:(self.step + 1) * self.batch], self.rank, self.world)
+                gen = S.step_generator(self.seed, self.epoch, self.step, self.rank)
+                out = self.loss(self.data.batch(idx, gen), gen)
+                self.opt.zero_grad(set_to_none=False)
+                out.loss.backward()
+                lv = out.loss.detach().clone()
+                if self.world > 1:
+                    for p in self.loss.parameters():
+                        if p.requires_grad:
+                            if p.grad is None:
+                                p.grad = torch.zeros_like(p)
+                            dist.all_reduce(p.grad)
+                            p.grad /= self.world
+                    dist.all_reduce(lv)
+                    lv /= self.world
+                self.opt.step()
+                self.step += 1
+                self.global_step += 1
+                row = {"epoch": self.epoch, "step": self.step, "global_step": self.global_step, "loss": float(lv),
+                       **out.stats}
+                if out.e_pos is not None:
+                    row["E_pos"] = float(out.e_pos.mean())
+                if out.e_neg is not None:
+                    row["E_neg"] = float(out.e_neg.mean())
+                if self.global_step % self.log_every == 0:
+                    row.update(self.loss.term_stats(self.data.batch(idx, gen)) if hasattr(self.loss, "term_stats") else {})
+                    metrics.write(row)
+                    if tb is not None:
+                        for k, v in row.items():
+                            if k not in ("epoch", "step", "global_step"):
+                                tb.add_scalar(k, v, self.global_step)
+                self.history["loss"].append(float(lv))
+                bar.update(1)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k not in ("epoch", "step", "global_step")},
+                                refresh=False)
+                if self.ckpt_every and self.global_step % self.ckpt_every == 0 and self.step < spe:
+                    self.save()
+                for cb in self.callbacks:
+                    cb(self, self.epoch, self.step)
+            self.epoch += 1
+            self.step = 0
+            if self.rank == 0:
+                m = {"epoch": self.epoch, "global_step": self.global_step, **self.monitor()}
+                self.history["monitors"].append(m)
+                mons.write(m)
+                if tb is not None:
+                    for k, v in m.items():
+                        tb.add_scalar("monitor/" + k, v, self.global_step)
+            self.save()
+        bar.close()
+        if tb is not None:
+            tb.close()
+        if writer:
+            self.loss.ebm.save(self.out / "model.safetensors")
+        self.history["seconds"] = [time.time() - t0]
+        return self.history

@@ -31,7 +31,8 @@ gallery: $(STAMP) dot
 	$(VENV)/bin/ebmgraph render specs/*.yaml --gallery docs/gallery
 
 bench: $(STAMP)
-	$(PY) examples/bench_rollout.py
+	$(VENV)/bin/ebmgraph bench compiler
+	$(VENV)/bin/ebmgraph bench rollout
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -7,7 +7,6 @@
 """
 from __future__ import annotations
 
-import argparse
 import platform
 import time
 from pathlib import Path
@@ -94,12 +93,9 @@ def _cmd_compiler(args) -> int:
 
 
 def _cmd_rollout(args) -> int:
-    try:
-        from kernels import bench_rollout
-    except ImportError as exc:
-        print(f"ebmgraph bench rollout: kernels benchmark unavailable ({exc})")
-        return 1
-    return int(bench_rollout.main(args.rest) or 0)
+    from kernels import bench_rollout
+
+    return int(bench_rollout.run(args) or 0)
 
 
 def register_cli(sub) -> None:
@@ -112,6 +108,8 @@ def register_cli(sub) -> None:
     c.add_argument("--device", default="cpu")
     c.set_defaults(fn=_cmd_compiler)
     r = bsub.add_parser("rollout", help="fused Triton rollout vs eager / torch.compile / pytorch-mppi")
-    r.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for kernels/bench_rollout.py")
+    from kernels.bench_rollout import add_arguments
+
+    add_arguments(r)
     r.set_defaults(fn=_cmd_rollout)
     p.set_defaults(fn=lambda a: (p.print_help(), 0)[1])

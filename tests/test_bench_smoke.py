@@ -1,0 +1,25 @@
+"""The benchmark commands run end to end (their numbers are not asserted: speed is never a test)."""
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def test_bench_compiler_runs_and_paths_agree(capsys):
+    from ebmgraph.cli import main
+
+    assert main(["bench", "compiler", "--batch", "8", "--T", "4", "--reps", "1"]) == 0
+    out = capsys.readouterr().out
+    rows = [ln for ln in out.splitlines() if ln.startswith("| ") and "x |" in ln]
+    assert len(rows) == 3
+    assert all(float(r.split("|")[4]) < 1e-4 for r in rows)  # every path computes the same energy
+
+
+def test_bench_rollout_quick_smoke_in_the_interpreter():
+    proc = subprocess.run([sys.executable, "-m", "ebmgraph.cli", "bench", "rollout", "--quick", "--device", "cpu",
+                           "--no-compile"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    fused = [ln for ln in proc.stdout.splitlines() if "fused/traj" in ln]
+    assert fused and "failed" not in fused[0]
+    relerr = float(fused[0].split()[5])
+    assert relerr < 1e-5

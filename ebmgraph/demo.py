@@ -82,12 +82,13 @@ def run_planning(out: Path, lines: list[str], seed: int) -> dict | None:
     ebm = compile_spec(_specs_dir() / "fig04_mode2.yaml", seed=seed, sizes={"T": 10})
     x = ebm.random_inputs(8, seed=seed)
     obs = {"x": x["x"]}
-    before = ebm.energy(**x).total
+    with torch.no_grad():
+        before = ebm.energy(**x).total
     rows = {}
     for method in ("gradient", "cem", "mppi"):
         t0 = time.perf_counter()
         res = minimize(ebm, observed=obs, over=["a"], method=method, seed=seed, init={"a": x["a"]})
-        rows[method] = {"before": float(before.mean()), "after": float(res.energy.mean()),
+        rows[method] = {"before": float(before.mean()), "after": float(res.energy.detach().mean()),
                         "seconds": time.perf_counter() - t0}
     lines += ["## Mode-2 planning (Figure 4, T = 10, 8 problems)", "",
               "| method | mean energy before | after | seconds |", "| --- | --- | --- | --- |"]

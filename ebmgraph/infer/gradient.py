@@ -58,6 +58,7 @@ def _lbfgs(f_and_g, X, project, *, steps: int, history: int, tol: float, ls_step
     f, g = f_and_g(X)
     S, Y, R = [], [], []
     gamma = torch.ones_like(f)
+    active = torch.ones_like(f, dtype=torch.bool)  # rows still iterating; converged rows stay put
     for it in range(steps):
         q = g.clone()
         alphas = []
@@ -80,16 +81,18 @@ def _lbfgs(f_and_g, X, project, *, steps: int, history: int, tol: float, ls_step
         for _ in range(ls_steps):  # per-row Armijo backtracking
             Xt = project(X + t[:, None] * d)
             ft, gt = f_and_g(Xt)
-            ok = (ft <= f + 1e-4 * (g * (Xt - X)).sum(-1)) & ~accepted
+            ok = (ft <= f + 1e-4 * (g * (Xt - X)).sum(-1)) & ~accepted & active
             Xn = torch.where(ok[:, None], Xt, Xn)
             fn = torch.where(ok, ft, fn)
             gn = torch.where(ok[:, None], gt, gn)
             accepted = accepted | ok
-            if bool(accepted.all()):
+            if bool((accepted | ~active).all()):
                 break
             t = torch.where(accepted, t, t * 0.5)
-        if not bool(accepted.any()):
-            break  # no row can decrease along its direction: converged or non-smooth kink
+        # a row whose line search fails cannot decrease along its direction: converged or at a kink
+        active = active & accepted
+        if not bool(active.any()):
+            break
         s, y = Xn - X, gn - g
         sy = (s * y).sum(-1)
         valid = sy > 1e-12 * (s * s).sum(-1).clamp_min(1e-30)
@@ -103,7 +106,8 @@ def _lbfgs(f_and_g, X, project, *, steps: int, history: int, tol: float, ls_step
         X, f, g = Xn, fn, gn
         on_step(X, f)
         pg = (project(X - g) - X).abs().amax(-1)  # projected-gradient size
-        if bool(((pg <= tol) | ~accepted | (s.abs().amax(-1) <= 1e-14)).all()):
+        active = active & ~((pg <= tol) | (s.abs().amax(-1) <= 1e-14))
+        if not bool(active.any()):
             break
     return X, f
 

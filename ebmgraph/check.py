@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import networkx as nx
+from torch import nn
 
 from . import ir
 from .errors import Diagnostics, Loc, SpecError
@@ -70,6 +71,10 @@ class Checked:
                 f"{' [' + sz + ']' if sz else ''}{arch}")
 
 
+_RESERVED_MODULE_NAMES = frozenset(n for n in dir(nn.ModuleDict()) if not n.startswith("_"))
+_RESERVED_VARIABLE_NAMES = frozenset({"weights", "self"})
+
+
 class _Ctx:
     def __init__(self, g: ir.Graph, sizes: dict[str, int]):
         self.g = g
@@ -125,8 +130,12 @@ def _check_namespaces(c: _Ctx) -> None:
         bind(k, "weight", Loc(g.file))
     for v in g.variables:
         bind(v.name, f"{v.role} variable", v.loc)
+        if v.name in _RESERVED_VARIABLE_NAMES:
+            d.error(f"variable name {v.name} is reserved (an argument of CompiledEBM.energy); rename it", v.loc, v.name)
     for m in g.modules:
         bind(m.name, "module", m.loc)
+        if m.name in _RESERVED_MODULE_NAMES:
+            d.error(f"module name {m.name} is reserved (an attribute of torch.nn.Module); rename it", m.loc, m.name)
     derived_seen: set[str] = set()
     for f in g.functions:
         n = f.target.name

@@ -232,3 +232,32 @@ energy:
     out = ebm.energy(**x)
     torch.testing.assert_close(out.total, ebm.reference_energy(**x).total)
     torch.testing.assert_close(out.terms["K"], torch.zeros(3, dtype=torch.float64), atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("text,what", [
+    ("name: r\nvariables: {x: {observed: [2]}}\nmodules:\n  train: mlp(2, 4, 1)\nenergy: {E: train(x)}\n",
+     "module name train is reserved"),
+    ("name: r\nvariables: {weights: {observed: [2]}}\nenergy: {E: l1(weights)}\n", "variable name weights is reserved"),
+])
+def test_names_that_collide_with_torch_or_the_api_are_spec_errors(text, what):
+    with pytest.raises(SpecError, match=what) as e:
+        ebmgraph.compile(text)
+    assert e.value.loc.line in (2, 4)
+
+
+def test_names_that_shadow_python_builtins_compile():
+    text = """
+name: shadow
+variables:
+  sum: {observed: [2]}
+  len: {latent: [2]}
+modules:
+  list: mlp(4, 4, 2)
+functions:
+  print: list(sum, len)
+energy:
+  E: sq_dist(print, sum)
+"""
+    ebm = ebmgraph.compile(text).double()
+    x = ebm.random_inputs(2)
+    torch.testing.assert_close(ebm.energy(**x).total, ebm.reference_energy(**x).total)

@@ -109,7 +109,8 @@ def render(graph, path, *, collapse_time: bool = False, latex_caption: bool = Fa
         graph: an IR Graph, a CompiledEBM, or a spec path.
         path: where to write; written atomically.
         collapse_time: draw time-indexed parts as one step in a plate.
-        latex_caption: put the total energy's LaTeX in the caption.
+        latex_caption: put the total energy in the caption: readable text in the picture
+            (graphviz cannot typeset LaTeX), and the LaTeX itself in the DOT's ``comment``.
     Raises:
         ValueError: unknown extension. GraphvizMissing: a picture format without ``dot``.
     """
@@ -121,8 +122,9 @@ def render(graph, path, *, collapse_time: bool = False, latex_caption: bool = Fa
         raise ValueError(f"{path}: unknown picture format {path.suffix!r}; use one of "
                          + ", ".join("." + f for f in FORMATS))
     chk = _checked(graph, sizes)
-    cap = notation.latex(chk.graph) if latex_caption else None
-    text = emit(draw(chk, collapse_time=collapse_time), chk.graph.name, cap)
+    cap = notation.caption_text(chk.graph) if latex_caption else None
+    text = emit(draw(chk, collapse_time=collapse_time), chk.graph.name, cap,
+                comment=notation.latex(chk.graph) if latex_caption else None)
     if fmt == "dot":
         atomic_write_text(path, text)
     else:

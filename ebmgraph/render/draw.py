@@ -97,11 +97,13 @@ def _stmts(d: dict[str, str], pad: str) -> list[str]:
     return [f"{pad}{k}={_val(d[k])};" for k in sorted(d)]
 
 
-def emit(cv: Canvas, name: str, caption: str | None) -> str:
+def emit(cv: Canvas, name: str, caption: str | None, comment: str | None = None) -> str:
     """The DOT text of a canvas; attributes sorted, nodes and edges in insertion order."""
     gattrs = dict(GRAPH_ATTRS)
     if caption:
         gattrs.update(label=f"<{html.escape(caption)}>", labelloc="t", fontsize="12")
+    if comment:
+        gattrs.update(comment=comment)
     out = [f"digraph {_q(name)} {{", *_stmts(gattrs, "  "), f"  node {_attrs(NODE_ATTRS)};",
            f"  edge {_attrs(EDGE_ATTRS)};"]
     for nid, a in cv.nodes.items():

@@ -191,3 +191,18 @@ def latex(g: ir.Graph) -> str:
     ``E{\\left(x,y,z \\right)} = D{\\left(s_{y},\\operatorname{Pred}{\\left(s_{x},z \\right)} \\right)} + 0.1 R{\\left(z \\right)}``.
     """
     return sympy.latex(energy_sympy(g))
+
+
+class _CaptionPrinter(sympy.printing.str.StrPrinter):
+    """Plain text for a figure caption: ``E(x, y, z) = D(s_y, Pred(s_x, z)) + 0.1*R(z)``, sums as Σ."""
+
+    def _print_Sum(self, expr):
+        (var, lo, hi), = expr.limits
+        return f"Σ_{{{self._print(var)}={self._print(lo)}..{self._print(hi)}}} {self._print(expr.function)}"
+
+
+def caption_text(g: ir.Graph) -> str:
+    """The total energy as readable text (graphviz cannot typeset LaTeX in a picture)."""
+    eq = energy_sympy(g)
+    p = _CaptionPrinter()
+    return f"{p.doprint(eq.lhs)} = {p.doprint(eq.rhs)}"

@@ -7,21 +7,11 @@
 """
 from __future__ import annotations
 
-import platform
 import time
-from pathlib import Path
 
 import torch
 
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+from .util import cpu_name
 
 
 def device_name(device: torch.device) -> str:

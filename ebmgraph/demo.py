@@ -106,7 +106,7 @@ def run_training(out: Path, lines: list[str], seed: int, epochs: int) -> dict | 
         lines += ["## JEPA with VICReg on digits", "", f"skipped: {exc}", ""]
         return None
     res = demo_jepa_vicreg(out / "jepa_vicreg", epochs=epochs, seed=seed)
-    lines += ["## JEPA with VICReg on digits", "", f"Report: [jepa_vicreg/report.md](jepa_vicreg/report.md)", ""]
+    lines += ["## JEPA with VICReg on digits", "", "Report: [jepa_vicreg/report.md](jepa_vicreg/report.md)", ""]
     for k, v in (res or {}).items():
         if isinstance(v, (int, float, str)):
             lines.append(f"- {k}: {v}")

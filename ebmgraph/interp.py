@@ -10,7 +10,6 @@ import networkx as nx
 import torch
 
 from . import ir
-from .errors import SpecError
 
 
 def evaluate(chk, mods, inputs: dict[str, torch.Tensor], weights: dict[str, object]) -> dict[str, torch.Tensor]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import random
 import tempfile
 from pathlib import Path
@@ -50,3 +51,15 @@ def as_generator(seed_or_gen, device: str | torch.device = "cpu") -> torch.Gener
     g = torch.Generator(device=device)
     g.manual_seed(0 if seed_or_gen is None else int(seed_or_gen))
     return g
+
+
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo (for benchmark tables)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"

@@ -5,13 +5,13 @@ mctx is optional (``pip install jax mctx``); without it its column is skipped.
 """
 from __future__ import annotations
 
-import platform
 import time
 
 import numpy as np
 import torch
 
 import ebmgraph
+from ebmgraph.util import cpu_name
 from ebmgraph.infer import minimize
 
 CHAIN = """
@@ -49,14 +49,6 @@ energy:
 """
 
 
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def bench_mcts(sims: int = 200):
@@ -152,7 +144,7 @@ def bench_sampling(K: int = 256, iters: int = 30):
 
 def main():
     torch.manual_seed(0)
-    print(f"CPU: {cpu_model()}  (torch threads: {torch.get_num_threads()})")
+    print(f"CPU: {cpu_name()}  (torch threads: {torch.get_num_threads()})")
     mrows, exact = bench_mcts()
     print(f"\nMCTS on a 4-step, 3-action planning problem (exhaustive optimum: first action "
           f"{int(exact.values['a'][0, 0])}, energy {float(exact.energy[0]):.5f})")

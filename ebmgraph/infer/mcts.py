@@ -26,7 +26,7 @@ import torch
 from .. import ir
 from ..errors import SpecError
 from ..util import as_generator
-from .core import MinimizeResult, Problem, _rep
+from .core import MinimizeResult, Problem
 
 
 @dataclass

@@ -16,7 +16,7 @@ from torch import nn
 from . import ir
 from .errors import Diagnostics, Loc, SpecError
 from .expr import resolve_iexpr, resolve_int
-from .modules import BATCH_REGULARIZERS, KINDS, ShapeError
+from .modules import BATCH_REGULARIZERS, KINDS, ShapeError, option_errors
 
 Shape = tuple[int, ...]
 SCALAR: Shape = ()
@@ -156,9 +156,6 @@ def _check_namespaces(c: _Ctx) -> None:
         if r.name in enames:
             d.error(f"regularizer {r.name} reuses the name of an energy term", r.loc, r.name)
         enames[r.name] = r.loc
-    for name, (what, loc) in seen.items():
-        if what == "index":
-            continue
 
 
 def _resolve_ranges(c: _Ctx) -> dict[str, tuple[int, int]]:
@@ -226,6 +223,8 @@ def _declared_modules(c: _Ctx) -> dict[str, ModInfo]:
             if k not in allowed:
                 c.d.error(f"module {m.name}: {m.kind} takes no option {k!r}"
                           + (f" (options: {', '.join(sorted(allowed))})" if allowed else ""), m.loc, m.name)
+        for msg in option_errors(dict(m.kwargs)):
+            c.d.error(f"module {m.name}: {m.kind} {msg}", m.loc, m.name)
         args = []
         for a in m.args:
             try:

@@ -305,7 +305,7 @@ def compile(spec, *, sizes: dict[str, int] | None = None, seed: int | None = 0, 
         raise TypeError(f"compile() takes a spec path, spec text or Graph, got {type(spec).__name__}")
     check(g, sizes)  # errors point at the spec as written, before any rewriting
     if terms is not None:
-        g = prune(g, terms)
+        g = prune(g, terms, sizes)
     ebm = CompiledEBM(check(run_passes(g), sizes), seed=seed)
     if device is not None or dtype is not None:
         ebm = ebm.to(device=device, dtype=dtype)

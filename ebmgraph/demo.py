@@ -20,10 +20,9 @@ from .util import atomic_write_text
 
 
 def _specs_dir() -> Path:
-    here = Path.cwd() / "specs"
-    if here.is_dir():
-        return here
-    return Path(__file__).resolve().parents[1] / "specs"
+    """The project's specs/ (beside the package in a checkout), else ./specs."""
+    beside = Path(__file__).resolve().parents[1] / "specs"
+    return beside if beside.is_dir() else Path.cwd() / "specs"
 
 
 def run_specs(out: Path, lines: list[str]) -> list[dict]:

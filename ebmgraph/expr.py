@@ -10,6 +10,7 @@ arguments in expressions are all spec errors.
 from __future__ import annotations
 
 import ast
+import keyword
 import math
 import re
 import reprlib
@@ -19,7 +20,7 @@ import sympy
 from .errors import Loc, SpecError
 from .ir import BinOp, Call, Expr, Neg, Num, Ref, Weight
 
-_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 _MAX_LEN = 2000
 _MAX_INT = 10**15       # largest integer constant (or index value) an index expression may hold
 _MAX_DEGREE = 64        # largest polynomial degree of an index expression (t**2, T*t, ...)
@@ -40,8 +41,9 @@ def short_repr(value) -> str:
 
 
 def check_name(name: str, loc: Loc, what: str = "name") -> str:
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise SpecError(f"bad {what} {short_repr(name)}: use letters, digits and _ (starting with a letter)", loc, (short_repr(name),))
+    if not isinstance(name, str) or not _NAME.match(name) or keyword.iskeyword(name):
+        raise SpecError(f"bad {what} {short_repr(name)}: use letters, digits and _ (starting with a letter; "
+                        f"not a Python keyword)", loc, (short_repr(name),))
     return name
 
 

@@ -72,6 +72,14 @@ def analyze_fused(ebm) -> tuple[FusedRollout | None, str]:
     if [position(chk, act, rec.loop, t) for t in ts] != list(range(T)) or \
             [position(chk, rec.target, rec.loop, t) for t in ts] != list(range(1, T + 1)):
         return None, "the recurrence must run s[1..T] from a[0..T-1]"
+    base = next((f for f in g.functions if f.target.name == r["target"] and f.loop is None), None)
+    if base is None:
+        return None, f"{r['target']}[0] must be computed from the observed inputs"
+    import networkx as nx
+
+    upstream = {n for n, _ in nx.ancestors(chk.elements, (r["target"], 0))}
+    if any(g.var(n) is not None and g.var(n).role != "observed" for n in upstream):
+        return None, f"{r['target']}[0] reads a latent or action; the fused kernel starts from observed inputs"
     quad = goal = critic = None
     S = chk.shapes[r["target"]]
     for e in g.energies:

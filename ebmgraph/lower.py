@@ -27,7 +27,8 @@ RESERVED = set(keyword.kwlist) | set(dir(builtins)) | {
 
 
 def pyname(name: str) -> str:
-    return f"{name}_" if name in RESERVED else name
+    """The Python name of a spec name; spec names never start with '_', so '_v_' cannot collide."""
+    return f"_v_{name}" if name in RESERVED else name
 
 
 def position(chk, ref: ir.Ref, loop: str | None, t: int | None) -> int:
@@ -170,16 +171,18 @@ class _Gen:
                 args = f"M.{mod}, {s0}, {order!r}, ({''.join(s + ', ' for s in steps)}), ({''.join(c + ', ' for c in consts)}), {len(ts)}"
                 return [head, f"{name}[{targets[0]}:{targets[-1] + 1}] = rollout({args}).unbind(1)"]
             lines = [head + "   (unrolled)"]
-            for t in ts:
-                p = position(chk, f.target, f.loop, t)
-                lines.append(f"{name}[{p}] = {self.code(f.value, f.loop, t)}")
+            # elements in dependency order: a recurrence may read forward (s[t] = F(s[t+1]))
+            step_of = {position(chk, f.target, f.loop, t): t for t in ts}
+            for node in nx.topological_sort(chk.elements.subgraph({(f.target.name, p) for p in step_of})):
+                t = step_of[node[1]]
+                lines.append(f"{name}[{node[1]}] = {self.code(f.value, f.loop, t)}")
             return lines
         targets = [position(chk, f.target, f.loop, t) for t in ts]
         ap = _ap(targets)
         out = f"_unflat({self.vcode(f.value, f.loop, ts)}, {len(ts)}).unbind(1)"
         if ap:
             return [head, f"{name}[{_slice(ap)}] = {out}"]
-        return [head, f"for p, v in zip({targets}, {out}):", f"    {name}[p] = v"]
+        return [head, f"for _p, _x in zip({targets}, {out}):", f"    {name}[_p] = _x"]
 
     def energy(self, e: ir.Energy) -> list[str]:
         head = f"# {e.name}" + (f"[{e.loop}]" if e.loop else "") + f" = {ir.expr_str(e.value)}"

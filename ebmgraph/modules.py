@@ -388,6 +388,40 @@ KINDS: dict[str, Kind] = {k.name: k for k in [
     Kind("onehot", "regularizer", _discrete_shape, lambda a, kw, s: DiscretePrior(a[0])),
 ]}
 
+def _int_in(lo, hi, odd=False):
+    def ok(v):
+        return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi and (not odd or v % 2 == 1)
+
+    return ok, f"an {'odd ' if odd else ''}integer in {lo}..{hi}"
+
+
+def _positive_number():
+    return (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1e12,
+            "a positive number")
+
+
+_BOOL = (lambda v: isinstance(v, bool), "true or false")
+_ACT = (lambda v: v in ACTIVATIONS, f"one of {', '.join(ACTIVATIONS)}")
+
+# option -> (predicate, what it must be); checked with the spec's file and line
+OPTION_RULES: dict[str, tuple] = {
+    "bias": _BOOL, "residual": _BOOL, "act": _ACT,
+    "channels": _int_in(1, 4096), "layers": _int_in(1, 64), "kernel": _int_in(1, 31, odd=True),
+    "heads": _int_in(1, 256), "ff": _int_in(1, 1_000_000),
+    "delta": _positive_number(), "sigma": _positive_number(),
+}
+
+
+def option_errors(kwargs: dict) -> list[str]:
+    """What is wrong with a module declaration's options (empty when all are valid)."""
+    out = []
+    for k, v in kwargs.items():
+        ok, what = OPTION_RULES.get(k, (lambda v: True, ""))
+        if not ok(v):
+            out.append(f"option {k}={v!r} must be {what}")
+    return out
+
+
 # batch-level regularizers of §4.5.1 (used by training; declared in a spec's `regularizers:`)
 BATCH_REGULARIZERS = ("vicreg", "barlow", "variance", "covariance")
 

@@ -49,39 +49,50 @@ def fold_constants(g: ir.Graph) -> ir.Graph:
     )
 
 
-def prune(g: ir.Graph, terms: list[str] | tuple[str, ...]) -> ir.Graph:
+def prune(g: ir.Graph, terms: list[str] | tuple[str, ...], sizes: dict[str, int] | None = None) -> ir.Graph:
     """Keep only the named energy terms and what they read (functions, variables, modules, weights).
 
     A query that needs one term (say the prediction energy D of a JEPA, not its regularizer)
-    compiles less code; variables that only fed the dropped terms disappear with them.
+    compiles less code; variables that only fed the dropped terms disappear with them. The
+    dependencies are followed element by element (``goal: C2(s2[T/2])`` needs ``s[0]``, not
+    the whole lower-level rollout); a kept definition keeps everything its elements read.
     """
+    from .check import check
+    from .lower import position
+
     unknown = sorted(set(terms) - {e.name for e in g.energies})
     if unknown:
         raise KeyError(f"{g.name} has no energy term(s) {', '.join(unknown)}")
+    chk = check(g, sizes, analyze=False)
+    EG = chk.elements
+    produced: dict[int, set] = {}
+    producer: dict[tuple, int] = {}
+    for fi, f in enumerate(g.functions):
+        for t in (chk.loop_values(f.loop) if f.loop else [None]):
+            el = (f.target.name, position(chk, f.target, f.loop, t))
+            produced.setdefault(fi, set()).add(el)
+            producer[el] = fi
+    nodes = {n for n in EG if n[0] in {"energy:" + t for t in terms}}
+    while True:
+        need = set(nodes).union(*(nx.ancestors(EG, n) for n in nodes))
+        defs = {producer[n] for n in need if n in producer}
+        more = set().union(*(produced[fi] for fi in defs)) if defs else set()
+        if more <= need:
+            break
+        nodes = need | more
+    names = {n for n, _ in need}
     energies = tuple(e for e in g.energies if e.name in terms)
-    producers: dict[str, list[ir.Function]] = {}
-    for f in g.functions:
-        producers.setdefault(f.target.name, []).append(f)
-    need: set[str] = set()
-    stack = [r.name for e in energies for r in ir.refs(e.value)]
-    while stack:
-        n = stack.pop()
-        if n in need:
-            continue
-        need.add(n)
-        for f in producers.get(n, []):
-            stack += [r.name for r in ir.refs(f.value)]
-    functions = tuple(f for f in g.functions if f.target.name in need)
+    functions = tuple(f for fi, f in enumerate(g.functions) if fi in defs)
     exprs = [f.value for f in functions] + [e.value for e in energies]
     called = {c.fn for x in exprs for c in ir.calls(x)}
     wnames = {w for x in exprs for w in ir.weights_in(x)}
     return dataclasses.replace(
         g,
-        variables=tuple(v for v in g.variables if v.name in need),
+        variables=tuple(v for v in g.variables if v.name in names),
         modules=tuple(m for m in g.modules if m.name in called),
         functions=functions,
         energies=energies,
-        regularizers=tuple(r for r in g.regularizers if {a.name for a in ir.refs(r.value)} <= need),
+        regularizers=tuple(r for r in g.regularizers if {a.name for a in ir.refs(r.value)} <= names),
         weights=tuple((k, v) for k, v in g.weights if k in wnames),
     )
 

@@ -232,6 +232,7 @@ def loads(text: str, file: str = "<spec>") -> ir.Graph:
     for k, v, loc in _items(doc, "weights", file):
         weights.append((check_name(_key_str(k, loc), loc, "weight name"), _number(v, loc, f"weight {k}")))
     wnames = frozenset(w for w, _ in weights)
+    snames = frozenset(k for k, _ in sizes)
 
     variables = [_variable(k, v, loc) for k, v, loc in _items(doc, "variables", file)]
     modules = []
@@ -242,7 +243,7 @@ def loads(text: str, file: str = "<spec>") -> ir.Graph:
     functions = []
     for k, v, loc in _items(doc, "functions", file):
         target = parse_target(_key_str(k, loc), loc)
-        functions.append(ir.Function(target, parse_expr(v, loc, wnames), _loop_of(target, loc), loc))
+        functions.append(ir.Function(target, parse_expr(v, loc, wnames), _loop_of(target, loc, snames), loc))
     energies = []
     for k, v, loc in _items(doc, "energy", file):
         target = parse_target(_key_str(k, loc), loc)
@@ -259,11 +260,11 @@ def loads(text: str, file: str = "<spec>") -> ir.Graph:
                     tuple(variables), tuple(modules), tuple(functions), tuple(energies), tuple(regs), file)
 
 
-def _loop_of(target: ir.Ref, loc: Loc) -> str | None:
-    """The index a binding loops over: the one free symbol of its target's index."""
+def _loop_of(target: ir.Ref, loc: Loc, sizes: frozenset = frozenset()) -> str | None:
+    """The index a binding loops over: the one free symbol of its target's index that is not a size."""
     if target.index is None:
         return None
-    syms = sorted(s.name for s in target.index.free_symbols)
+    syms = sorted(s.name for s in target.index.free_symbols if s.name not in sizes)
     if len(syms) > 1:
         raise SpecError(f"{ir.ref_str(target)}: a target index may use one index variable, got {syms}", loc, (target.name,))
     return syms[0] if syms else None

@@ -261,3 +261,101 @@ energy:
     ebm = ebmgraph.compile(text).double()
     x = ebm.random_inputs(2)
     torch.testing.assert_close(ebm.energy(**x).total, ebm.reference_energy(**x).total)
+
+
+def test_unordered_targets_and_names_like_loop_temporaries():
+    """Targets that are not an increasing run (s[2-t]) with spec variables named p and v."""
+    text = """
+name: rev
+index: {t: 0..2}
+variables:
+  y[t]: {observed: [2]}
+  v: {observed: [2]}
+  p: {observed: [2]}
+modules:
+  F: mlp(2, 8, 2)
+functions:
+  s[2-t]: F(y[t])
+energy:
+  E[t]: sq_dist(s[t], v) + sq_dist(s[t], p)
+"""
+    ebm = ebmgraph.compile(text).double()
+    x = ebm.random_inputs(3, seed=0)
+    torch.testing.assert_close(ebm.energy(**x).total, ebm.reference_energy(**x).total)
+
+
+def test_recurrence_that_reads_forward_is_evaluated_in_dependency_order():
+    text = """
+name: backward
+index: {t: 0..2}
+variables:
+  x: {observed: [2]}
+modules:
+  G: mlp(2, 8, 2)
+  F: mlp(2, 8, 2)
+functions:
+  s[3]: G(x)
+  s[t]: F(s[t+1])
+energy:
+  E: sq_dist(s[0])
+"""
+    ebm = ebmgraph.compile(text).double()
+    x = ebm.random_inputs(3, seed=0)
+    torch.testing.assert_close(ebm.energy(**x).total, ebm.reference_energy(**x).total)
+
+
+def test_reserved_python_names_cannot_collide_after_renaming():
+    text = """
+name: clash
+variables:
+  sum: {observed: [2]}
+  sum_: {observed: [2]}
+energy:
+  E: sq_dist(sum, sum_)
+"""
+    ebm = ebmgraph.compile(text).double()
+    x = ebm.random_inputs(2, seed=0)
+    torch.testing.assert_close(ebm.energy(**x).total, ((x["sum"] - x["sum_"]) ** 2).sum(-1).double())
+
+
+@pytest.mark.parametrize("decl,msg", [
+    ("conv1d(2, 10, 6, layers=foo)", "layers='foo' must be an integer"),
+    ("conv1d(2, 10, 6, kernel=0)", "kernel=0 must be an odd integer"),
+    ("conv1d(2, 10, 6, kernel=2)", "kernel=2 must be an odd integer"),
+    ("conv1d(2, 10, 6, kernel=2.5)", "kernel=2.5 must be an odd integer"),
+    ("conv1d(2, 10, 6, channels=-1)", "channels=-1 must be an integer"),
+    ("mlp(20, 8, 6, residual=maybe)", "residual='maybe' must be true or false"),
+    ("mlp(20, 8, 6, act=swish)", "act='swish' must be one of"),
+])
+def test_bad_module_options_are_spec_errors_with_line(decl, msg):
+    text = f"name: o\nvariables:\n  x: {{observed: [2, 10]}}\nmodules:\n  P: {decl}\nenergy:\n  E: sq_dist(P(x))\n"
+    with pytest.raises(SpecError, match=msg.replace("(", r"\(")) as e:
+        ebmgraph.check(ebmgraph.loads(text, "o.yaml"))
+    assert str(e.value).startswith("o.yaml:5:")
+
+
+@pytest.mark.parametrize("decl", ["huber(delta=0)", "huber(delta=abc)", "gaussian(sigma=0)"])
+def test_bad_energy_options_are_spec_errors(decl):
+    text = f"name: o\nvariables:\n  x: {{observed: [3]}}\nmodules:\n  D: {decl}\nenergy:\n  E: D(x)\n"
+    with pytest.raises(SpecError, match="must be a positive number"):
+        ebmgraph.check(ebmgraph.loads(text))
+
+
+def test_sizes_may_appear_in_target_indices():
+    text = """
+name: down
+sizes: {T: 3}
+index: {t: 0..T-1}
+variables:
+  x: {observed: [2]}
+modules:
+  G: mlp(2, 4, 2)
+functions:
+  s[T]: G(x)
+  s[T-1-t]: G(s[T-t])
+energy:
+  E: sq_dist(s[0])
+"""
+    ebm = ebmgraph.compile(text).double()
+    x = ebm.random_inputs(2, seed=0)
+    torch.testing.assert_close(ebm.energy(**x).total, ebm.reference_energy(**x).total)

@@ -185,6 +185,7 @@ def test_risk_and_chance_nodes():
     std = ((E - mean[:, None]) ** 2 @ p).sqrt()
     exact = mean + 0.5 * std
     assert abs(float(r.energy[0]) - float(exact.detach()[r.values["a"][0]])) < 0.15 * float(std.max()) + 1e-3
+    assert int(r.values["a"][0]) == int(exact.argmin())  # the risk-averse choice itself
 
 
 CHANCE = """

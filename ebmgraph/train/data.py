@@ -101,6 +101,24 @@ def off_manifold(data: torch.Tensor, n: int, *, seed: int = 0, pad: float = 0.5,
     return pts[keep][:n]
 
 
+def latent_modes(n: int = 1024, *, dim: int = 8, modes: int = 4, step: float = 1.0, noise: float = 0.02,
+                 seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pairs whose y depends on x through a hidden discrete choice (§4.5, latent capacity).
+
+    x ~ U[-1, 1]^dim; y = x + step·e_k + noise·ε with k uniform among the first ``modes``
+    coordinate axes. A latent with ``modes`` values (or a sparse one) captures the
+    multimodality exactly; a latent as wide as y can explain any y.
+
+    Returns:
+        x ``[n, dim]``, y ``[n, dim]``, the mode k ``[n]``.
+    """
+    g = as_generator(seed)
+    x = 2 * torch.rand(n, dim, generator=g) - 1
+    k = torch.randint(0, modes, (n,), generator=g)
+    y = x + step * torch.nn.functional.one_hot(k, dim).float() + noise * torch.randn(n, dim, generator=g)
+    return x, y, k
+
+
 # ----------------------------------------------------------------------------- digits with views
 def digits() -> tuple[torch.Tensor, torch.Tensor]:
     """scikit-learn's 8×8 digits scaled to [0, 1]: images ``[1797, 64]`` and labels ``[1797]``."""
@@ -111,11 +129,20 @@ def digits() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def digit_view(x: torch.Tensor, gen: torch.Generator, *, shift: int = 1, noise: float = 0.1,
-               erase: int = 3, p_erase: float = 0.5) -> torch.Tensor:
-    """One random view of flattened 8×8 images ``[B, 64]``: shift by up to ``shift``
-    pixels (zero fill), erase a random ``erase``×``erase`` square (a crop), add noise."""
+               erase: int = 3, p_erase: float = 0.5, rotate: float = 0.0, scale: float = 0.0) -> torch.Tensor:
+    """One random view of flattened 8×8 images ``[B, 64]``: an optional small rotation by up to
+    ``rotate`` degrees and zoom by a factor in [1 − ``scale``, 1 + ``scale``] (bilinear resampling,
+    zero fill), a shift by up to ``shift`` pixels (zero fill), erasure of a random
+    ``erase``×``erase`` square with probability ``p_erase``, and Gaussian noise; clamped to [0, 1]."""
     B = x.shape[0]
     img = x.view(B, 8, 8)
+    if rotate or scale:
+        th = (2 * torch.rand(B, generator=gen) - 1) * math.radians(rotate)
+        sc = 1 + (2 * torch.rand(B, generator=gen) - 1) * scale
+        c, s_ = torch.cos(th) / sc, torch.sin(th) / sc
+        aff = torch.stack([torch.stack([c, -s_, torch.zeros(B)], 1), torch.stack([s_, c, torch.zeros(B)], 1)], 1)
+        grid = torch.nn.functional.affine_grid(aff.to(img.dtype), (B, 1, 8, 8), align_corners=False)
+        img = torch.nn.functional.grid_sample(img[:, None], grid, align_corners=False, padding_mode="zeros")[:, 0]
     pad = torch.nn.functional.pad(img, (shift, shift, shift, shift))
     dx = torch.randint(0, 2 * shift + 1, (B,), generator=gen)
     dy = torch.randint(0, 2 * shift + 1, (B,), generator=gen)
@@ -169,10 +196,45 @@ def pendulum(n: int = 5000, *, seed: int = 0, episode: int = 200) -> Dataset:
     return Dataset("pendulum", {"s": f(S), "a": f(A), "s_next": f(S2)})
 
 
+def pendulum_sequences(n: int = 1000, *, horizon: int = 5, seed: int = 0) -> Dataset:
+    """Pendulum-v1 rollouts under uniform random actions, for specs with arrays (``s[t+1] = Pred(s[t], a[t])``).
+
+    Each sequence starts from its own seeded reset; the actions come from a generator seeded
+    with ``seed``, so the data set is a function of (n, horizon, seed).
+
+    Returns:
+        a :class:`Dataset` with ``x`` ``[n, 3]`` (the first observation), ``obs`` ``[n, horizon + 1, 3]``
+        (observations (cos θ, sin θ, θ̇), ``obs[:, 0] == x``) and ``a`` ``[n, horizon, 1]`` (torques in [-2, 2]).
+    """
+    import gymnasium as gym
+
+    env = gym.make("Pendulum-v1")
+    rng = np.random.default_rng(seed)
+    O = np.zeros((n, horizon + 1, 3), np.float32)
+    A = rng.uniform(-2, 2, size=(n, horizon, 1)).astype(np.float32)
+    for i in range(n):
+        O[i, 0], _ = env.reset(seed=int(rng.integers(0, 2**31 - 1)))
+        for t in range(horizon):
+            O[i, t + 1], *_ = env.step(A[i, t])
+    env.close()
+    obs = torch.from_numpy(O)
+    return Dataset("pendulum_sequences", {"x": obs[:, 0].clone(), "obs": obs, "a": torch.from_numpy(A)},
+                   info={"horizon": horizon})
+
+
 def load_npz(path: str | Path) -> Dataset:
-    """A user data set: every array of an ``.npz`` (no pickles) becomes a variable, ``labels`` a probe label."""
-    with np.load(path, allow_pickle=False) as z:
-        arrs = {k: torch.from_numpy(np.asarray(z[k])) for k in z.files}
+    """A user data set: every array of an ``.npz`` (no pickles) becomes a variable, ``labels`` a probe label.
+
+    Raises:
+        ValueError: the file holds object (pickled) arrays, or arrays of different lengths.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrs = {k: torch.from_numpy(np.asarray(z[k])) for k in z.files}
+    except ValueError as exc:
+        if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
+            raise ValueError(f"{path}: holds object (pickled) arrays; only numeric arrays are loaded") from exc
+        raise
     labels = arrs.pop("labels", None)
     ten = {k: (v.float() if v.is_floating_point() else v) for k, v in arrs.items()}
     n = {v.shape[0] for v in ten.values()}
@@ -192,12 +254,14 @@ DATASETS: dict[str, Callable[..., Dataset]] = {
     "digits_views": lambda seed=0, **kw: digits_views(**kw),
     "digits": lambda seed=0: Dataset("digits", {"x": digits()[0]}, None, digits()[1]),
     "pendulum": lambda seed=0, **kw: pendulum(seed=seed, **kw),
+    "pendulum_sequences": lambda seed=0, **kw: pendulum_sequences(seed=seed, **kw),
+    "latent_modes": lambda seed=0, **kw: Dataset("latent_modes", dict(zip("xy", latent_modes(seed=seed, **kw)[:2]))),
 }
 
 
 def get_dataset(name: str, *, seed: int = 0, **kw) -> Dataset:
     """A data set by name (``moons``, ``spirals``, ``rings``, ``digits``, ``digits_views``,
-    ``pendulum``) or by path to an ``.npz``."""
+    ``pendulum``, ``pendulum_sequences``, ``latent_modes``) or by path to an ``.npz``."""
     if name.endswith(".npz"):
         return load_npz(name)
     if name not in DATASETS:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as Fn
 
-from .. import ir
 from .losses_contrastive import EnergyLoss, LossOut
 from .values import free_energy, latents, values
 
@@ -48,14 +47,28 @@ def vicreg_terms(a: torch.Tensor, b: torch.Tensor, *, gamma: float = 1.0) -> dic
             "inv": ((a - b) ** 2).mean()}
 
 
+def cross_correlation(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Batch cross-correlation ``[D, D]`` of ``a``, ``b`` ``[B, D]``: each column centred and divided
+    by its (biased, batch-norm) standard deviation, C = z_aᵀ z_b / B; identical views give C_ii = 1."""
+    za = _center(a) / (a.reshape(a.shape[0], -1).std(0, unbiased=False) + eps)
+    zb = _center(b) / (b.reshape(b.shape[0], -1).std(0, unbiased=False) + eps)
+    return za.T @ zb / a.shape[0]
+
+
 def barlow_terms(a: torch.Tensor, b: torch.Tensor, *, lambd: float = 5e-3) -> dict[str, torch.Tensor]:
-    """Barlow Twins: Σ_i (1 − C_ii)² + λ Σ_{i≠j} C_ij², C the batch cross-correlation of ``a``, ``b`` ``[B, D]``."""
-    za = _center(a) / (a.reshape(a.shape[0], -1).std(0) + 1e-5)
-    zb = _center(b) / (b.reshape(b.shape[0], -1).std(0) + 1e-5)
-    c = za.T @ zb / a.shape[0]
+    """Barlow Twins (§4.5.1): Σ_i (1 − C_ii)² + λ Σ_{i≠j} C_ij², C the batch cross-correlation
+    (:func:`cross_correlation`) of ``a``, ``b`` ``[B, D]``."""
+    c = cross_correlation(a, b)
     on = ((1 - torch.diag(c)) ** 2).sum()
     off = (c ** 2).sum() - (torch.diag(c) ** 2).sum()
     return {"on": on, "off": lambd * off}
+
+
+def gaussian_kl(mu: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
+    """KL(N(μ, σ²I) ‖ N(0, I)) per sample, in closed form (§4.5, the VAE's information limit):
+    ½ Σ_j (σ_j² + μ_j² − 1 − log σ_j²) for ``mu`` ``[B, *shape]`` -> ``[B]``; differentiable in μ and σ."""
+    s = torch.as_tensor(sigma, dtype=mu.dtype, device=mu.device).expand_as(mu)
+    return 0.5 * (s ** 2 + mu ** 2 - 1 - 2 * torch.log(s)).flatten(1).sum(1)
 
 
 class Regularized(EnergyLoss):
@@ -70,7 +83,7 @@ class Regularized(EnergyLoss):
         barlow_weight, barlow_lambda: Barlow Twins weights.
         use_regularizers: False trains on the energy alone (what Fig. 10d warns against).
         latent_noise: σ of a noisy latent z = ž + σε (VAE-style, §4.5); 0 disables.
-        kl_weight: weight of ½‖ž‖² (the KL to N(0, I) up to a constant) when ``latent_noise`` > 0.
+        kl_weight: weight of KL(N(ž, σ²I) ‖ N(0, I)) (:func:`gaussian_kl`) when ``latent_noise`` = σ > 0.
         infer_steps: gradient steps of the inner minimization over continuous latents.
     """
 
@@ -127,8 +140,9 @@ class Regularized(EnergyLoss):
                 if not v.is_floating_point():
                     raise ValueError("latent_noise applies to continuous latents")
                 noisy[k] = v + self.latent_noise * torch.randn(v.shape, generator=gen, dtype=v.dtype)
-                kl = kl + 0.5 * (v ** 2).flatten(1).sum(1)
+                kl = kl + gaussian_kl(v, self.latent_noise)
             e = self.ebm.energy(**inp, **noisy).total + self.kl_weight * kl
+            return e, {"z_abs": float(sum(v.float().abs().mean() for v in z.values())), "kl": float(kl.mean())}
         return e, {"z_abs": float(sum(v.float().abs().mean() for v in z.values()))}
 
     def forward(self, batch: dict, gen: torch.Generator) -> LossOut:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import networkx as nx
 import torch
 
-from .. import ir
 from .values import latents, values
 
 

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import functools
+
 import networkx as nx
+import sympy
 from torch import nn
 
 from . import ir
@@ -59,6 +62,12 @@ class Checked:
             return [0]
         lo, hi = self.ranges[loop]
         return list(range(lo, hi + 1))
+
+    def position(self, ref: ir.Ref, loop: str | None = None, t: int | None = None) -> int:
+        """The element a reference reads: ``s[t+1]`` with t = 3 is 4 (sizes substituted)."""
+        if ref.index is None:
+            return 0
+        return _position(ref.index, tuple(sorted(self.sizes.items())), loop, t)
 
     def summary(self) -> str:
         g = self.graph
@@ -368,6 +377,14 @@ def _elements(c: _Ctx, ranges, lengths) -> tuple[nx.DiGraph, dict]:
             f = next(f for f in g.functions if f.target.name == cyc[0][1][0])
             d.error(f"the deterministic part has a cycle: {names}", f.loc, *{n for (n, _), _ in cyc})
     return G, positions
+
+
+@functools.lru_cache(maxsize=65536)
+def _position(index, sizes: tuple, loop, t) -> int:
+    env = dict(sizes)
+    if loop is not None:
+        env[loop] = t
+    return int(index.subs({sympy.Symbol(k, integer=True): v for k, v in env.items()}))
 
 
 def c_loop_values(ranges, loop):

@@ -7,7 +7,6 @@ against it.
 from __future__ import annotations
 
 import networkx as nx
-import sympy
 import torch
 
 from . import ir
@@ -60,10 +59,7 @@ def evaluate(chk, mods, inputs: dict[str, torch.Tensor], weights: dict[str, obje
 
 
 def _pos(chk, r: ir.Ref, loop, t) -> int:
-    if r.index is None:
-        return 0
-    sub = {**chk.sizes, **({loop: t} if loop else {})}
-    return int(r.index.subs({sympy.Symbol(k, integer=True): v for k, v in sub.items()}))
+    return chk.position(r, loop, t)
 
 
 def eval_expr(chk, mods, expr, lookup, weights, loop=None, t=None, *, energy: bool = False):

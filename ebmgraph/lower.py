@@ -18,7 +18,6 @@ import builtins
 import keyword
 
 import networkx as nx
-import sympy
 
 from . import ir
 
@@ -32,12 +31,7 @@ def pyname(name: str) -> str:
 
 
 def position(chk, ref: ir.Ref, loop: str | None, t: int | None) -> int:
-    if ref.index is None:
-        return 0
-    env = dict(chk.sizes)
-    if loop is not None:
-        env[loop] = t
-    return int(ref.index.subs({sympy.Symbol(k, integer=True): v for k, v in env.items()}))
+    return chk.position(ref, loop, t)
 
 
 def _ap(ps: list[int]) -> tuple[int, int, int] | None:

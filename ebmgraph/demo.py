@@ -123,7 +123,7 @@ def main_demo(out: str | Path = "out/demo", *, seed: int = 0, epochs: int | None
     print("[2/3] Mode-2 planning")
     summary["planning"] = run_planning(out, lines, seed)
     print("[3/3] JEPA + VICReg on digits")
-    summary["training"] = run_training(out, lines, seed, epochs if epochs is not None else (2 if quick else 30))
+    summary["training"] = run_training(out, lines, seed, epochs if epochs is not None else (2 if quick else 150))
     atomic_write_text(out / "README.md", "\n".join(lines) + "\n")
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
     print(f"report: {out / 'README.md'}")

@@ -46,7 +46,7 @@ def cmd_train(args) -> int:
     from .trainer import Trainer
 
     ebm = ebmgraph.compile(args.spec, seed=args.seed)
-    data_kw = {"n": args.n} if args.n and args.data in ("moons", "spirals", "rings", "pendulum") else {}
+    data_kw = {"n": args.n} if args.n and args.data in ("moons", "spirals", "rings", "pendulum", "pendulum_sequences", "latent_modes") else {}
     data = get_dataset(args.data, seed=args.seed, **data_kw)
     loss = build_loss(ebm, args.loss, y=args.y, options=_kv(args.opt))
     out = args.out or f"runs/{ebm.graph.name}-{args.loss}-s{args.seed}"
@@ -66,7 +66,7 @@ def cmd_train(args) -> int:
 def register_cli(subparsers) -> None:
     p = subparsers.add_parser("train", help="train a spec: contrastive (Table 1) or regularized (VICReg, §4.5) losses")
     p.add_argument("spec")
-    p.add_argument("--data", required=True, help="moons | spirals | rings | digits | digits_views | pendulum | FILE.npz")
+    p.add_argument("--data", required=True, help="moons | spirals | rings | digits | digits_views | pendulum | pendulum_sequences | latent_modes | FILE.npz")
     p.add_argument("--loss", required=True, choices=LOSSES)
     p.add_argument("--y", default="y", help="the variable contrastive samples replace (default y)")
     p.add_argument("--epochs", type=int, default=10)

@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import csv
 import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..util import atomic_write_text
+from ..util import atomic_write_text, cpu_name
 
 # Fig. 14 at the width where a linear probe can tell a learned representation from a random one:
 # a random 64→256→32 ReLU map already probes at ~0.94 on digits, a random 16-d one at ~0.86.
@@ -125,15 +124,6 @@ def plot_curves(run_dir: Path, out_png: Path) -> list[str]:
     return made
 
 
-def _cpu() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
 
 def demo_jepa_vicreg(out_dir: str | os.PathLike, *, epochs: int = 150, seed: int = 0, batch: int = 256,
                      lr: float = 2e-3, progress: bool = True, spec: str | os.PathLike | None = None) -> dict:
@@ -174,7 +164,7 @@ def demo_jepa_vicreg(out_dir: str | os.PathLike, *, epochs: int = 150, seed: int
     name = "embedded spec (ebmgraph.train.report.SPEC_TEXT)" if spec is None else f"`{Path(spec).name}`"
     lines = ["# JEPA + VICReg on 8×8 digits (Fig. 13–14, §4.5.1)", "",
              f"Spec: {name}; {epochs} epochs, batch {batch}, lr {lr}, seed {seed}; loss weights {DEMO_LOSS}; "
-             f"views {DEMO_VIEWS}; {secs:.0f} s on {_cpu()} ({torch.get_num_threads()} threads).", "",
+             f"views {DEMO_VIEWS}; {secs:.0f} s on {cpu_name()} ({torch.get_num_threads()} threads).", "",
              "| features (width) | linear-probe accuracy (held-out 30%) |", "| --- | --- |",
              f"| raw pixels (64) | {probe['raw_pixels']:.3f} |",
              f"| random-init encoder s_x ({width}) | {probe['random_encoder']:.3f} |",

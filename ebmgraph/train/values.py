@@ -9,17 +9,10 @@ dependency order, the way the reference interpreter (``ebmgraph/interp.py``) doe
 from __future__ import annotations
 
 import networkx as nx
-import sympy
 import torch
 
 from .. import ir
-
-
-def _pos(chk, r: ir.Ref, loop, t) -> int:
-    if r.index is None:
-        return 0
-    sub = {**chk.sizes, **({loop: t} if loop else {})}
-    return int(r.index.subs({sympy.Symbol(k, integer=True): v for k, v in sub.items()}))
+from ..interp import eval_expr
 
 
 def values(ebm, names, **inputs) -> dict[str, torch.Tensor]:
@@ -61,7 +54,7 @@ def values(ebm, names, **inputs) -> dict[str, torch.Tensor]:
     producer = {}
     for f in g.functions:
         for t in chk.loop_values(f.loop) if f.loop else [None]:
-            producer[(f.target.name, _pos(chk, f.target, f.loop, t))] = (f, t)
+            producer[(f.target.name, chk.position(f.target, f.loop, t))] = (f, t)
     wanted = {n for n in chk.elements.nodes if n[0] in names}
     if not wanted:
         raise KeyError(f"no variable named {names} in {g.name}")
@@ -70,29 +63,15 @@ def values(ebm, names, **inputs) -> dict[str, torch.Tensor]:
         need |= nx.ancestors(chk.elements, n)
     W = ebm.weights()
 
-    def ev(e, loop, t):
-        if isinstance(e, ir.Ref):
-            key = (e.name, _pos(chk, e, loop, t))
-            if key not in env:
-                raise KeyError(f"value of {e.name} needed; pass it as an input")
-            return env[key]
-        if isinstance(e, ir.Num):
-            return e.value
-        if isinstance(e, ir.Weight):
-            return W[e.name]
-        if isinstance(e, ir.Neg):
-            return -ev(e.operand, loop, t)
-        if isinstance(e, ir.BinOp):
-            a, b = ev(e.left, loop, t), ev(e.right, loop, t)
-            return {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b, "/": lambda: a / b}[e.op]()
-        if isinstance(e, ir.Call):
-            return ebm.mods[chk.call_module[id(e)]](*[ev(a, loop, t) for a in e.args])
-        raise TypeError(e)
+    def lookup(name, p):
+        if (name, p) not in env:
+            raise KeyError(f"value of {name} needed; pass it as an input")
+        return env[(name, p)]
 
     for node in nx.topological_sort(chk.elements):
         if node in need and node in producer and node not in env:
             f, t = producer[node]
-            env[node] = ev(f.value, f.loop, t)
+            env[node] = eval_expr(chk, ebm.mods, f.value, lookup, W, f.loop, t)
     out = {}
     for n in names:
         if n in chk.lengths:

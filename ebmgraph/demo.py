@@ -106,9 +106,13 @@ def run_training(out: Path, lines: list[str], seed: int, epochs: int) -> dict | 
         return None
     res = demo_jepa_vicreg(out / "jepa_vicreg", epochs=epochs, seed=seed)
     lines += ["## JEPA with VICReg on digits", "", "Report: [jepa_vicreg/report.md](jepa_vicreg/report.md)", ""]
-    for k, v in (res or {}).items():
-        if isinstance(v, (int, float, str)):
-            lines.append(f"- {k}: {v}")
+    res = res or {}
+    if res.get("probe"):
+        print("  linear probe: " + ", ".join(f"{k} {v:.3f}" for k, v in res["probe"].items()))
+    for name, acc in (res.get("probe") or {}).items():
+        lines.append(f"- linear-probe accuracy, {name}: {acc:.3f}" if isinstance(acc, float) else f"- {name}: {acc}")
+    if "seconds" in res:
+        lines.append(f"- training time: {res['seconds']:.0f} s (representation width {res.get('width')})")
     lines.append("")
     return res
 

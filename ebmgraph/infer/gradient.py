@@ -114,7 +114,8 @@ def _lbfgs(f_and_g, X, project, *, steps: int, history: int, tol: float, ls_step
 
 def gradient(prob: Problem, *, optimizer: str = "lbfgs", steps: int | None = None, lr: float | None = None,
              restarts: int = 1, init: dict | None = None, init_scale: float = 1.0, history: int = 10,
-             tol: float = 1e-10, ls_steps: int = 25, generator: torch.Generator | None = None):
+             tol: float = 1e-10, ls_steps: int = 25, generator: torch.Generator | None = None,
+             schedule: str = "cosine"):
     """Minimize over continuous variables with SGD, Adam or L-BFGS (projected, restarted).
 
     Args:
@@ -122,6 +123,7 @@ def gradient(prob: Problem, *, optimizer: str = "lbfgs", steps: int | None = Non
         optimizer: ``"lbfgs"`` | ``"adam"`` | ``"sgd"``.
         steps: iterations (default 100 for L-BFGS, 500 otherwise).
         lr: step size for Adam/SGD (0.05 / 0.01).
+        schedule: "cosine" (default) decays the Adam/SGD step to zero over ``steps``; "none" keeps it fixed.
         restarts: starting points; the first is ``init`` (or the centre), the rest random.
         init: warm start ``{name: [B, *shape]}`` (e.g. a shifted plan or an amortized guess).
         init_scale: standard deviation of random restarts around the initial point.
@@ -169,12 +171,16 @@ def gradient(prob: Problem, *, optimizer: str = "lbfgs", steps: int | None = Non
         P = X.clone().requires_grad_(True)
         lr = lr if lr is not None else (0.05 if optimizer == "adam" else 0.01)
         opt = torch.optim.Adam([P], lr=lr) if optimizer == "adam" else torch.optim.SGD([P], lr=lr)
+        # cosine decay to zero: a fixed step leaves Adam hovering at O(lr) from the minimum
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps)) if schedule == "cosine" else None
         for _ in range(steps):
             opt.zero_grad(set_to_none=True)
             with torch.enable_grad():
                 f = f_only(P)
                 f.sum().backward()
             opt.step()
+            if sched is not None:
+                sched.step()
             with torch.no_grad():
                 P.copy_(project(P))
                 on_step(P.detach(), f_only(P))

@@ -95,3 +95,24 @@ def test_fused_mppi_plan_lowers_energy_and_matches_reference_rollouts():
     torch.testing.assert_close(best, res.best_energy, rtol=1e-4, atol=1e-4)
     assert (best <= start + 1e-5).all() and (best < start).any()
     assert res.best_actions.abs().max() <= 1.0  # the action's bounds
+
+
+def test_minimize_fused_plans_through_the_kernel_and_lowers_energy():
+    from ebmgraph import SpecError, minimize
+
+    ebm = _frozen(MODE2, T=6)
+    x = ebm.random_inputs(4, seed=2)
+    obs = {"x": x["x"]}
+    with torch.no_grad():
+        start = ebm.energy(x=x["x"], a=torch.zeros_like(x["a"])).total
+    r = minimize(ebm, obs, over=["a"], method="mppi", fused=True, samples=64, iters=4, seed=0)
+    assert r.method == "mppi/fused" and "energy-fused" in r.info["explanation"]
+    with torch.no_grad():
+        torch.testing.assert_close(r.energy, ebm.energy(x=x["x"], a=r.values["a"]).total)
+    assert (r.energy <= start + 1e-5).all() and (r.energy < start).any()
+    assert r.values["a"].abs().max() <= 2.0  # bounds [-2, 2]
+    again = minimize(ebm, obs, over=["a"], method="mppi", fused=True, samples=64, iters=4, seed=0)
+    assert torch.equal(again.values["a"], r.values["a"])
+    with pytest.raises(SpecError, match="does not fit"):
+        minimize(ebmgraph.compile(ROOT / "specs/fig16_hier_planning.yaml"), {"x": torch.zeros(1, 4)},
+                 over=["a", "a2"], method="cem", fused=True)

@@ -178,7 +178,7 @@ def _with_adversary(prob: Problem, maximize: list[str], inner_steps: int, inner_
 def minimize(ebm, observed: dict | None = None, over=None, method: str = "auto", *, seed: int = 0,
              generator: torch.Generator | None = None, maximize=(), sample=None, n_draws: int = 16,
              risk: float = 0.0, inner_steps: int = 50, inner_lr: float = 0.1, exhaustive_limit: int = 65536,
-             batch: int | None = None, **settings) -> MinimizeResult:
+             batch: int | None = None, fused: bool = False, **settings) -> MinimizeResult:
     """Minimize the energy over latents and actions: ``argmin_z E(x, z)`` (§3.1.2, eq. 4–5).
 
     Args:
@@ -191,6 +191,10 @@ def minimize(ebm, observed: dict | None = None, over=None, method: str = "auto",
         maximize: latents to maximize over, adversarially (§5: ``min_a max_w E``).
         sample: latents drawn rather than minimized (default: those marked ``sampled: true``);
             the objective becomes ``mean + risk·std`` over ``n_draws`` draws (Figure 17).
+        fused: with ``cem``/``mppi`` on a Mode-2 spec that fits the energy-fused kernel
+            (``ebm.explain()`` says), run every iteration's rollouts in one Triton kernel
+            (``ebmgraph.fused.plan``; settings ``samples``, ``iters``, ``sigma``, ``init``,
+            ``temperature`` / ``elite_frac``, ``momentum``).
         settings: method settings (``optimizer``, ``steps``, ``restarts``, ``init``, ``samples``,
             ``iters``, ``width``, ``simulations`` ...).
 
@@ -219,6 +223,8 @@ def minimize(ebm, observed: dict | None = None, over=None, method: str = "auto",
         over = [v.name for v in g.variables if v.name not in observed and v.name not in maximize
                 and v.name not in sample]
     gen = as_generator(generator if generator is not None else seed)
+    if fused:
+        return _fused(ebm, observed, over, method, seed, generator, settings)
     if method == "mcts":
         from .mcts import mcts
         return mcts(ebm, observed, over, sample=sample, generator=gen, batch=batch, **settings)
@@ -246,3 +252,30 @@ def minimize(ebm, observed: dict | None = None, over=None, method: str = "auto",
     if maximize:
         info["maximized"] = maximize
     return MinimizeResult(res.values, res.energy, res.terms, res.trace, res.method, info)
+
+
+def _fused(ebm, observed, over, method, seed, generator, settings) -> MinimizeResult:
+    """MPPI / CEM with the energy-fused rollout kernel (``kernels/mppi.py``, issue 6)."""
+    from ..fused import analyze_fused, plan
+
+    fr, why = analyze_fused(ebm)
+    if method not in ("cem", "mppi"):
+        raise SpecError(f"fused=True plans with method='cem' or 'mppi', not {method!r}")
+    if fr is None:
+        raise SpecError(f"{ebm.graph.name} does not fit the fused planner: {why}")
+    if list(over) != [fr.action]:
+        raise SpecError(f"the fused planner minimizes over the action array {fr.action}, not {list(over)}")
+    names = {"samples": "K", "iters": "iters", "sigma": "sigma", "temperature": "lam", "elite_frac": "elite_frac",
+             "momentum": "momentum"}
+    unknown = sorted(set(settings) - set(names) - {"init"})
+    if unknown:
+        raise SpecError(f"fused planning does not take {', '.join(unknown)}")
+    kw = {names[k]: v for k, v in settings.items() if k in names}
+    init = settings.get("init", {}).get(fr.action) if isinstance(settings.get("init"), dict) else None
+    res = plan(ebm, observed, method=method, init=init, generator=generator, seed=seed, **kw)
+    values = {fr.action: res.best_actions.to(ebm.dtype)}
+    with torch.no_grad():
+        out = ebm.energy(**observed, **values)
+    return MinimizeResult(values, out.total, out.terms, res.history, f"{method}/fused",
+                          {"explanation": f"energy-fused rollout kernel: {fr.describe()} (Triton on CUDA or in "
+                                          f"the interpreter, else the kernel's torch reference)"})

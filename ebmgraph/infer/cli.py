@@ -42,7 +42,7 @@ def cmd_infer(args) -> int:
             with torch.no_grad():
                 start = {"energy_before": prob.evaluate(x0).total.tolist()}
         t0 = time.perf_counter()
-        r = minimize(ebm, obs, over=over, method=args.method, seed=args.seed)
+        r = minimize(ebm, obs, over=over, method=args.method, seed=args.seed, fused=args.fused)
         dt = time.perf_counter() - t0
     except (SpecError, ValueError) as exc:
         print(f"error: {exc}", flush=True)
@@ -68,4 +68,6 @@ def register_cli(subparsers) -> None:
     p.add_argument("--json", action="store_true")
     p.add_argument("--data", help=".npz with the observed variables (loaded without pickle)")
     p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--fused", action="store_true",
+                   help="cem/mppi with the energy-fused rollout kernel (Mode-2 specs that fit; see compile --explain)")
     p.set_defaults(fn=cmd_infer)

@@ -94,3 +94,63 @@ def test_two_process_gloo_matches_one_process(tmp_path):
             e = ebm.energy(y=pts).total
         es.append(e - e.mean())
     torch.testing.assert_close(es[0], es[1], rtol=1e-3, atol=1e-3)
+
+
+DDP_VICREG = r"""
+import sys, torch
+torch.set_num_threads(1)
+from sklearn.datasets import load_digits
+import ebmgraph
+from ebmgraph.train import Trainer, Regularized
+from ebmgraph.train.data import Dataset
+X = torch.tensor(load_digits().data[:512] / 16.0, dtype=torch.float32)
+data = Dataset("digits_fixed_views", {"x": X, "y": X.roll(1, dims=1)})  # deterministic second view
+ebm = ebmgraph.compile(sys.argv[2], seed=0)
+t = Trainer(Regularized(ebm), data, epochs=1, batch=64, lr=1e-3, seed=1, out=sys.argv[1], progress=False)
+t.fit()
+"""
+
+
+def test_two_process_vicreg_uses_the_global_batch(tmp_path):
+    # VICReg's variance and covariance are batch statistics: under DDP they must be computed on
+    # the gathered global batch, so 2 processes follow the 1-process loss curve
+    spec = str(ROOT / "examples/specs/train_collapse.yaml")
+    script = tmp_path / "ddp_vicreg.py"
+    script.write_text(DDP_VICREG)
+    one, two = tmp_path / "one", tmp_path / "two"
+    r = subprocess.run([sys.executable, str(script), str(one), spec], env=_env(), capture_output=True)
+    assert r.returncode == 0, r.stderr.decode()[-2000:]
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                        str(30500 + os.getpid() % 1000), str(script), str(two), spec], env=_env(), capture_output=True)
+    assert r.returncode == 0, r.stderr.decode()[-3000:]
+    la = [float(row["loss"]) for row in csv.DictReader(open(one / "metrics.csv"))]
+    lb = [float(row["loss"]) for row in csv.DictReader(open(two / "metrics.csv"))]
+    assert len(la) == len(lb) == 8
+    assert la == pytest.approx(lb, rel=1e-4, abs=1e-5)
+
+
+def test_resume_refuses_different_settings(tmp_path):
+    import ebmgraph
+    from ebmgraph.train import Contrastive, Trainer, get_dataset
+
+    data = get_dataset("moons", n=256)
+    ebm = ebmgraph.compile(SPEC, seed=0)
+    Trainer(Contrastive(ebm, "hinge"), data, epochs=1, batch=64, seed=2, out=tmp_path, progress=False).fit()
+    for kw in ({"batch": 32, "seed": 2}, {"batch": 64, "seed": 7}):
+        t = Trainer(Contrastive(ebmgraph.compile(SPEC, seed=0), "hinge"), data, epochs=2, out=tmp_path,
+                    progress=False, **kw)
+        with pytest.raises(ValueError, match="cannot resume exactly"):
+            t.fit(resume=True)
+
+
+def test_gan_generator_initialization_follows_the_seed():
+    import ebmgraph
+    from ebmgraph.train import Contrastive
+
+    def weights(seed, global_seed):
+        torch.manual_seed(global_seed)  # the global RNG's state must not matter
+        loss = Contrastive(ebmgraph.compile(SPEC, seed=0), "gan", seed=seed)
+        return torch.cat([p.detach().flatten() for p in loss.gen_net.parameters()])
+
+    assert torch.equal(weights(5, 1), weights(5, 2))
+    assert not torch.equal(weights(5, 1), weights(9, 1))

@@ -119,7 +119,7 @@ class Contrastive(EnergyLoss):
     def __init__(self, ebm, method: str, *, y: str = "y", sampler: str | None = None, n_neg: int = 1,
                  beta: float = 1.0, margin: str | float = "dist2", mu: float = 1.0, alpha: float = 0.1,
                  sigma: float = 0.3, box_pad: float = 0.5, mcmc_steps: int = 20, step_size: float = 0.01,
-                 offend_steps: int = 5, offend_lr: float = 0.05, grid: int = 48, box=None, **kw):
+                 offend_steps: int = 5, offend_lr: float = 0.05, grid: int = 48, box=None, seed: int = 0, **kw):
         super().__init__(ebm, y=y, **kw)
         if method not in _ROWS:
             raise ValueError(f"unknown contrastive loss {method!r}; known: {', '.join(_ROWS)}")
@@ -137,7 +137,11 @@ class Contrastive(EnergyLoss):
         # the sampling box is state (saved in checkpoints): set from the first batch unless given
         self.register_buffer("box", torch.zeros(2, *shape) if box is None else torch.as_tensor(box, dtype=torch.float32))
         self.register_buffer("box_set", torch.tensor(box is not None))
-        self.gen_net = S.GeneratorNet(int(torch.tensor(shape).prod())) if self.sampler == "generator" else None
+        self.gen_net = None
+        if self.sampler == "generator":  # seeded: compile() seeds the model, this seeds the generator network
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                self.gen_net = S.GeneratorNet(int(torch.tensor(shape).prod()))
         if method == "dae":
             self._dae = self._dae_term()
 

@@ -13,6 +13,7 @@ low-energy space small with a regularizer instead of contrastive samples.
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as Fn
 
 from .losses_contrastive import EnergyLoss, LossOut
@@ -104,6 +105,11 @@ class Regularized(EnergyLoss):
         names = sorted({n for _, _, args in self.regs for n in args})
         vals = values(self.ebm, names, **{k: v for k, v in self.inputs(batch).items()
                                           if k not in {z.name for z in latents(self.ebm)}})
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            # batch statistics over the global batch, as with one process (gradients flow back)
+            from torch.distributed.nn.functional import all_gather
+
+            vals = {k: torch.cat(all_gather(v), 0) for k, v in vals.items()}
         out = {}
         for name, fn, args in self.regs:
             zs = [vals[a] for a in args]
@@ -132,7 +138,12 @@ class Regularized(EnergyLoss):
         inp = self.inputs(batch)
         if not self._has_latents:
             return self.ebm.energy(**inp).total, {}
-        e, z = free_energy(self.ebm, inp, steps=self.infer_steps, seed=gen, return_z=True)
+        penalty = None
+        if self.latent_noise > 0 and self.kl_weight > 0:
+            # the information cost of a noisy latent shapes inference: its z-dependent part is w·½‖ž‖²
+            def penalty(zs):
+                return self.kl_weight * sum(0.5 * (v * v).flatten(1).sum(1) for v in zs.values())
+        e, z = free_energy(self.ebm, inp, steps=self.infer_steps, seed=gen, return_z=True, penalty=penalty)
         if self.latent_noise > 0 and z:
             noisy = {}
             kl = 0.0

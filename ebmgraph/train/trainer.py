@@ -16,6 +16,7 @@ import csv
 import io
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -28,10 +29,13 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .monitors import collapse_report, energy_gap
 
 
-def _dist_info() -> tuple[int, int]:
+def _dist_info(device: torch.device) -> tuple[int, int]:
+    """(rank, world) under torchrun: nccl when the model is on CUDA (one GPU per process), else gloo."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        if device.type == "cuda":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
@@ -105,7 +109,11 @@ class Trainer:
         self.ckpt_every, self.monitor_batch = ckpt_every, monitor_batch
         self.callbacks = list(callbacks or [])
         self.progress, self.log_every = progress, log_every
-        self.rank, self.world = _dist_info()
+        device = loss.ebm.device
+        if device.type == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            loss.to(device)
+        self.rank, self.world = _dist_info(device)
         if batch % self.world:
             raise ValueError(f"global batch {batch} must be divisible by the number of processes {self.world}")
         if len(data) < batch:
@@ -158,6 +166,14 @@ class Trainer:
         if resume and self.out is not None:
             st = load_checkpoint(self.out / "ckpt", self.loss, self.opt)
             if st is not None:
+                changed = {k: (st[k], v) for k, v in (("batch", self.batch), ("seed", self.seed), ("world", self.world))
+                           if st.get(k) != v}
+                if changed:
+                    raise ValueError("cannot resume exactly with different settings: " + ", ".join(
+                        f"{k} was {a}, now {b}" for k, (a, b) in changed.items()))
+                lr_ckpt = self.opt.param_groups[0]["lr"]
+                if lr_ckpt != self.lr:
+                    warnings.warn(f"resuming with the checkpoint's lr {lr_ckpt} (lr {self.lr} ignored)")
                 self.epoch, self.step, self.global_step = st["epoch"], st["step"], st["global_step"]
         writer = self.rank == 0 and self.out is not None
         if writer:
@@ -182,7 +198,8 @@ class Trainer:
             while self.step < spe:
                 idx = S.shard(order[self.step * self.batch:(self.step + 1) * self.batch], self.rank, self.world)
                 gen = S.step_generator(self.seed, self.epoch, self.step, self.rank)
-                out = self.loss(self.data.batch(idx, gen), gen)
+                batch = {k: v.to(self.loss.ebm.device) for k, v in self.data.batch(idx, gen).items()}
+                out = self.loss(batch, gen)
                 self.opt.zero_grad(set_to_none=False)
                 out.loss.backward()
                 lv = out.loss.detach().clone()
@@ -205,7 +222,7 @@ class Trainer:
                 if out.e_neg is not None:
                     row["E_neg"] = float(out.e_neg.mean())
                 if self.global_step % self.log_every == 0:
-                    row.update(self.loss.term_stats(self.data.batch(idx, gen)) if hasattr(self.loss, "term_stats") else {})
+                    row.update(self.loss.term_stats(batch) if hasattr(self.loss, "term_stats") else {})
                     metrics.write(row)
                     if tb is not None:
                         for k, v in row.items():

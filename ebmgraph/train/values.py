@@ -87,7 +87,7 @@ def latents(ebm) -> list[ir.Var]:
 
 
 def free_energy(ebm, inputs: dict, *, steps: int = 30, lr: float = 0.1, restarts: int = 1,
-                seed: int | torch.Generator = 0, return_z: bool = False):
+                seed: int | torch.Generator = 0, return_z: bool = False, penalty=None):
     """F(x, y) = min_z E(x, y, z) (§4.2, eq. 4), differentiable in the parameters.
 
     Discrete latents (one at most per spec here) are searched exhaustively over their K
@@ -98,6 +98,8 @@ def free_energy(ebm, inputs: dict, *, steps: int = 30, lr: float = 0.1, restarts
     Args:
         ebm: a compiled spec.
         inputs: every non-latent variable ``[B, *shape]``.
+        penalty: optional ``f({latent: z}) -> [B]`` added to the energy while inferring the
+            continuous latents (e.g. the information cost of a noisy latent); not part of the result.
 
     Returns:
         total energy at the minimizer ``[B]`` (and ``{latent: z* [B, *shape]}`` when
@@ -136,6 +138,8 @@ def free_energy(ebm, inputs: dict, *, steps: int = 30, lr: float = 0.1, restarts
             for _ in range(steps):
                 opt.zero_grad()
                 e = ebm.energy(**{k: x.detach() for k, x in inputs.items()}, **zs).total
+                if penalty is not None:
+                    e = e + penalty(zs)
                 gz = torch.autograd.grad(e.sum(), list(zs.values()))
                 for z, gzi in zip(zs.values(), gz):
                     z.grad = gzi
@@ -146,7 +150,7 @@ def free_energy(ebm, inputs: dict, *, steps: int = 30, lr: float = 0.1, restarts
                         if lo is not None or hi is not None:
                             zs[v.name].clamp_(min=lo, max=hi)
         with torch.no_grad():
-            e = ebm.energy(**inputs, **zs).total
+            e = ebm.energy(**inputs, **zs).total + (penalty(zs) if penalty is not None else 0.0)
         if best_e is None:
             best_e, best_z = e, {k: z.detach().clone() for k, z in zs.items()}
         else:

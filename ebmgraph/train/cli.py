@@ -47,6 +47,8 @@ def cmd_train(args) -> int:
 
     ebm = ebmgraph.compile(args.spec, seed=args.seed)
     data_kw = {"n": args.n} if args.n and args.data in ("moons", "spirals", "rings", "pendulum", "pendulum_sequences", "latent_modes") else {}
+    if args.data in ("moons", "spirals", "rings") and args.y:
+        data_kw["var"] = args.y  # the toy densities fill the variable the loss treats as y
     data = get_dataset(args.data, seed=args.seed, **data_kw)
     loss = build_loss(ebm, args.loss, y=args.y, options=_kv(args.opt))
     out = args.out or f"runs/{ebm.graph.name}-{args.loss}-s{args.seed}"

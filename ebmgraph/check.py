@@ -53,6 +53,7 @@ class Checked:
     elements: nx.DiGraph                        # (name, pos) element dependency graph
     warnings: list[SpecError] = field(default_factory=list)
     architecture: object = None                 # collapse.ArchReport
+    expr_shapes: dict = field(default_factory=dict)  # id(BinOp node) -> (left shape, right shape)
 
     def is_array(self, name: str) -> bool:
         return name in self.lengths
@@ -106,11 +107,13 @@ def check(g: ir.Graph, sizes: dict[str, int] | None = None, *, analyze: bool = T
     elements, positions = _elements(c, ranges, lengths)
     d.raise_if_errors()
     call_module: dict[int, str] = {}
-    _infer_shapes(c, ranges, shapes, lengths, mods, call_module, elements, positions)
+    binop_shapes: dict[int, tuple] = {}
+    _infer_shapes(c, ranges, shapes, lengths, mods, call_module, elements, positions, binop_shapes)
     d.raise_if_errors()
     _check_constrained(c, elements, ranges, lengths)
     d.raise_if_errors()
-    out = Checked(g, c.sizes, ranges, shapes, lengths, mods, call_module, elements, list(d.warnings))
+    out = Checked(g, c.sizes, ranges, shapes, lengths, mods, call_module, elements, list(d.warnings),
+                  expr_shapes=binop_shapes)
     if analyze:
         from .collapse import analyze as _analyze
 
@@ -395,7 +398,7 @@ def c_loop_values(ranges, loop):
 
 
 # ----------------------------------------------------------------------------- shapes
-def _infer_shapes(c: _Ctx, ranges, shapes, lengths, mods, call_module, G, positions) -> None:
+def _infer_shapes(c: _Ctx, ranges, shapes, lengths, mods, call_module, G, positions, binop_shapes) -> None:
     g, d = c.g, c.d
     fn_of: dict[tuple[str, int], int] = {}
     for fi, plist in positions.items():
@@ -419,6 +422,7 @@ def _infer_shapes(c: _Ctx, ranges, shapes, lengths, mods, call_module, G, positi
             a, b = shape_of(e.left, where, loc), shape_of(e.right, where, loc)
             if a == "unknown" or b == "unknown":
                 return "unknown"
+            binop_shapes[id(e)] = (a, b)
             if a is None or b is None or a == b:
                 return b if a is None else a
             if a == SCALAR or b == SCALAR:

@@ -56,6 +56,13 @@ def _stack(xs):
     return torch.stack(list(xs), 1)
 
 
+def _col(x, k: int):
+    """A per-sample value ``[B]`` as ``[B, 1, ...]`` (k trailing axes); numbers pass through."""
+    if isinstance(x, torch.Tensor) and x.dim() == 1:
+        return x.view(-1, *([1] * k))
+    return x
+
+
 def _e(x):
     if isinstance(x, torch.Tensor) and x.dim() == 2 and x.shape[-1] == 1:
         return x.squeeze(-1)
@@ -63,7 +70,7 @@ def _e(x):
 
 
 _RUNTIME = {"torch": torch, "rollout": rollout, "_rep": _rep, "_flat": _flat, "_unflat": _unflat,
-            "_stack": _stack, "_e": _e}
+            "_stack": _stack, "_e": _e, "_col": _col}
 
 
 def _build_forward(src: str):

@@ -68,6 +68,12 @@ def eval_expr(chk, mods, expr, lookup, weights, loop=None, t=None, *, energy: bo
     With ``energy=True`` a module's ``[B, 1]`` output (a critic) counts as a scalar ``[B]``.
     """
 
+    def _scalar(shape) -> bool:
+        return shape is None or shape == () or (energy and shape == (1,))
+
+    def _col(x, k):
+        return x.view(-1, *([1] * k)) if isinstance(x, torch.Tensor) and x.dim() == 1 else x
+
     def ev(e):
         if isinstance(e, ir.Ref):
             return lookup(e.name, _pos(chk, e, loop, t))
@@ -79,6 +85,11 @@ def eval_expr(chk, mods, expr, lookup, weights, loop=None, t=None, *, energy: bo
             return -ev(e.operand)
         if isinstance(e, ir.BinOp):
             a, b = ev(e.left), ev(e.right)
+            ls, rs = chk.expr_shapes.get(id(e), (None, None))
+            if _scalar(ls) and not _scalar(rs):  # per-sample scalar against a vector: align the batch axis
+                a = _col(a, len(rs))
+            elif _scalar(rs) and not _scalar(ls):
+                b = _col(b, len(ls))
             return {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b, "/": lambda: a / b}[e.op]()
         if isinstance(e, ir.Call):
             out = mods[chk.call_module[id(e)]](*[ev(a) for a in e.args])

@@ -22,7 +22,7 @@ import networkx as nx
 from . import ir
 
 RESERVED = set(keyword.kwlist) | set(dir(builtins)) | {
-    "self", "torch", "M", "W", "E", "S", "rollout", "_rep", "_flat", "_unflat", "_stack", "_e", "_o"}
+    "self", "torch", "M", "W", "E", "S", "rollout", "_rep", "_flat", "_unflat", "_stack", "_e", "_o", "_col"}
 
 
 def pyname(name: str) -> str:
@@ -97,13 +97,24 @@ class _Gen:
         if isinstance(e, ir.Neg):
             return f"-({rec(e.operand)})"
         if isinstance(e, ir.BinOp):
-            return f"({rec(e.left)} {e.op} {rec(e.right)})"
+            left, right = rec(e.left), rec(e.right)
+            ls, rs = self.chk.expr_shapes.get(id(e), (None, None))
+            # a per-sample scalar ([B]: a scalar term, or a [B] weight) against a vector: align the batch axis
+            if self._scalar(ls) and not self._scalar(rs):
+                left = f"_col({left}, {len(rs)})"
+            elif self._scalar(rs) and not self._scalar(ls):
+                right = f"_col({right}, {len(ls)})"
+            return f"({left} {e.op} {right})"
         if isinstance(e, ir.Call):
             mod = self.chk.call_module[id(e)]
             call = f"M.{mod}({', '.join(rec(a) for a in e.args)})"
             # in an energy, a module with a [1] output (a critic) is a scalar per sample
             return f"_e({call})" if self.in_energy and self.chk.modules[mod].out_shape == (1,) else call
         raise TypeError(e)
+
+    def _scalar(self, shape) -> bool:
+        """Shapes that are one number per sample: constants, scalars, and [1] outputs inside energies."""
+        return shape is None or shape == () or (self.in_energy and shape == (1,))
 
     # -- patterns --
     def recurrence(self, f: ir.Function, ts):

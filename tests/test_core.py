@@ -359,3 +359,26 @@ energy:
     ebm = ebmgraph.compile(text).double()
     x = ebm.random_inputs(2, seed=0)
     torch.testing.assert_close(ebm.energy(**x).total, ebm.reference_energy(**x).total)
+
+
+def test_per_sample_scalars_scale_vectors_inside_functions():
+    """A [B] weight override and a scalar term times a vector, with B equal to the vector width
+    (where a wrong broadcast would silently give [B, B])."""
+    text = """
+name: scale
+weights: {u: 1.0}
+variables:
+  x: {observed: [3]}
+  z: {latent: [3]}
+functions:
+  h: u * x + l2(z) * z
+energy:
+  E: sq_dist(h)
+"""
+    ebm = ebmgraph.compile(text).double()
+    x = ebm.random_inputs(3, seed=0)
+    u = torch.tensor([0.5, 2.0, -1.0], dtype=torch.float64)
+    h = u[:, None] * x["x"] + (x["z"] ** 2).sum(-1, keepdim=True) * x["z"]
+    want = (h ** 2).sum(-1)
+    torch.testing.assert_close(ebm.energy(weights={"u": u}, **x).total, want)
+    torch.testing.assert_close(ebm.reference_energy(weights={"u": u}, **x).total, want)

@@ -303,9 +303,9 @@ def compile(spec, *, sizes: dict[str, int] | None = None, seed: int | None = 0, 
 
     if isinstance(spec, ir.Graph):
         g = spec
-    elif isinstance(spec, (str, os.PathLike)) and (isinstance(spec, os.PathLike) or "\n" not in spec) \
-            and Path(spec).suffix in (".yaml", ".yml"):
-        g = load(spec)
+    elif isinstance(spec, os.PathLike) or (isinstance(spec, str) and "\n" not in spec and
+                                           (Path(spec).suffix in (".yaml", ".yml") or Path(spec).is_file())):
+        g = load(spec)  # a path (a missing one is a clear "cannot read spec" error)
     elif isinstance(spec, str):
         g = loads(spec)
     else:

@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test gallery bench clean venv dot
+.PHONY: demo test gallery bench gpu clean venv dot
 
 venv: $(STAMP)
 
@@ -33,6 +33,11 @@ gallery: $(STAMP) dot
 bench: $(STAMP)
 	$(VENV)/bin/ebmgraph bench compiler
 	$(VENV)/bin/ebmgraph bench rollout
+
+# On a CUDA machine: the GPU-marked kernel tests (compiled, not interpreted) and the rollout benchmark table.
+gpu: $(STAMP)
+	TRITON_INTERPRET=0 $(PY) -m pytest -q -m gpu tests/test_kernels_rollout.py tests/test_kernels_mppi.py
+	TRITON_INTERPRET=0 $(VENV)/bin/ebmgraph bench rollout
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -82,3 +82,14 @@ def test_digit_views_are_seeded_and_keep_the_digit():
     # a view stays nearer its own image than other digits' images, on average
     d = torch.cdist(v1, X[:50])
     assert float(d.diagonal().mean()) < float(d.mean())
+
+
+def test_embedded_demo_spec_matches_its_example_copy():
+    """The demo's spec lives in the package (examples/ is not installed); the example file is a copy."""
+    from pathlib import Path
+
+    import ebmgraph
+    from ebmgraph.train.report import SPEC_TEXT
+
+    example = Path(__file__).resolve().parents[1] / "examples/specs/train_jepa_vicreg_digits.yaml"
+    assert ebmgraph.loads(SPEC_TEXT) == ebmgraph.load(example)

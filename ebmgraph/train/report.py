@@ -37,7 +37,6 @@ energy:
 regularizers:
   VR: vicreg(v_x, v_y)
 """
-SPEC = "ebmgraph.train.report.SPEC_TEXT"
 # the best short configuration measured (docs/results.md): VICReg's (25, 25, 1), prediction weight 0.1
 DEMO_LOSS = {"energy_weight": 0.1, "var_weight": 25.0, "inv_weight": 25.0, "cov_weight": 1.0}
 DEMO_VIEWS = {"shift": 1, "noise": 0.1, "erase": 3, "p_erase": 0.5, "rotate": 15.0, "scale": 0.1}

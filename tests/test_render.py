@@ -325,6 +325,9 @@ def test_mimebundle_and_gallery(tmp_path):
     bundle = repr_mimebundle(ebm)
     assert set(bundle) == {"image/svg+xml", "text/plain"}
     ET.fromstring(bundle["image/svg+xml"])
+    # what Jupyter calls on a compiled model and on a graph
+    assert ebm._repr_mimebundle_() == bundle
+    assert set(ebm.graph._repr_mimebundle_()) == {"image/svg+xml", "text/plain"}
     specs = [str(p) for p in SPECS[:3]]
     assert main(["render", *specs, "--gallery", str(tmp_path / "gal")]) == 0
     readme = (tmp_path / "gal" / "README.md").read_text()

@@ -54,6 +54,7 @@ class Checked:
     warnings: list[SpecError] = field(default_factory=list)
     architecture: object = None                 # collapse.ArchReport
     expr_shapes: dict = field(default_factory=dict)  # id(BinOp node) -> (left shape, right shape)
+    producers: dict = field(default_factory=dict)    # (name, pos) -> (function index, loop value or None)
 
     def is_array(self, name: str) -> bool:
         return name in self.lengths
@@ -112,8 +113,9 @@ def check(g: ir.Graph, sizes: dict[str, int] | None = None, *, analyze: bool = T
     d.raise_if_errors()
     _check_constrained(c, elements, ranges, lengths)
     d.raise_if_errors()
+    producers = {(g.functions[fi].target.name, pos): (fi, t) for fi, plist in positions.items() for t, pos in plist}
     out = Checked(g, c.sizes, ranges, shapes, lengths, mods, call_module, elements, list(d.warnings),
-                  expr_shapes=binop_shapes)
+                  expr_shapes=binop_shapes, producers=producers)
     if analyze:
         from .collapse import analyze as _analyze
 

@@ -35,19 +35,7 @@ def evaluate(chk, mods, inputs: dict[str, torch.Tensor], weights: dict[str, obje
     def lookup(name, p):
         return env[(name, p)]
 
-    producer: dict[tuple[str, int], tuple[ir.Function, int | None]] = {}
-    for f in g.functions:
-        for t in chk.loop_values(f.loop) if f.loop else [None]:
-            producer[(f.target.name, _pos(chk, f.target, f.loop, t))] = (f, t)
-    for node in nx.topological_sort(chk.elements):
-        if node not in producer:
-            continue
-        f, t = producer[node]
-        try:
-            env[node] = eval_expr(chk, mods, f.value, lookup, weights, f.loop, t)
-        except Exception as exc:  # name the element, keep the cause (style: "while executing")
-            where = f"{node[0]}[{node[1]}]" if node[0] in chk.lengths else node[0]
-            raise RuntimeError(f"while evaluating {where} = {ir.expr_str(f.value)}: {exc}") from exc
+    evaluate_elements(chk, mods, env, weights)
 
     out: dict[str, torch.Tensor] = {}
     for e in g.energies:
@@ -56,6 +44,30 @@ def evaluate(chk, mods, inputs: dict[str, torch.Tensor], weights: dict[str, obje
             total = total + eval_expr(chk, mods, e.value, lookup, weights, e.loop, t, energy=True)
         out[e.name] = total
     return out
+
+
+def evaluate_elements(chk, mods, env: dict, weights, need: set | None = None) -> dict:
+    """Fill ``env[(name, pos)]`` with every function element (or those in ``need``) in dependency order."""
+    g: ir.Graph = chk.graph
+
+    def lookup(name, p):
+        if (name, p) not in env:
+            raise KeyError(f"value of {name} needed; pass it as an input")
+        return env[(name, p)]
+
+    for node in nx.topological_sort(chk.elements):
+        if node not in chk.producers or node in env or (need is not None and node not in need):
+            continue
+        fi, t = chk.producers[node]
+        f = g.functions[fi]
+        try:
+            env[node] = eval_expr(chk, mods, f.value, lookup, weights, f.loop, t)
+        except KeyError:
+            raise
+        except Exception as exc:  # name the element, keep the cause (style: "while executing")
+            where = f"{node[0]}[{node[1]}]" if node[0] in chk.lengths else node[0]
+            raise RuntimeError(f"while evaluating {where} = {ir.expr_str(f.value)}: {exc}") from exc
+    return env
 
 
 def _pos(chk, r: ir.Ref, loop, t) -> int:

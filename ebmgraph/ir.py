@@ -246,9 +246,6 @@ class Graph:
     def weight_dict(self) -> dict[str, float]:
         return dict(self.weights)
 
-    def vars_by_role(self, role: str) -> list[Var]:
-        return [v for v in self.variables if v.role == role]
-
     def _repr_mimebundle_(self, include=None, exclude=None):
         """Jupyter shows the graph as its diagram (Figure 18 notation)."""
         from .render import repr_mimebundle

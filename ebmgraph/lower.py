@@ -202,10 +202,7 @@ class _Gen:
 def _def_order(chk) -> list[int]:
     """Function definitions in dependency order (self-reads of recurrences ignored)."""
     g = chk.graph
-    producer = {}
-    for fi, f in enumerate(g.functions):
-        for t in (chk.loop_values(f.loop) if f.loop else [None]):
-            producer[(f.target.name, position(chk, f.target, f.loop, t))] = fi
+    producer = {el: fi for el, (fi, _) in chk.producers.items()}
     D = nx.DiGraph()
     D.add_nodes_from(range(len(g.functions)))
     for a, b in chk.elements.edges:
@@ -232,14 +229,11 @@ def lower(chk) -> tuple[str, list[dict], bool]:
         for fi in order:
             body += gen.function(g.functions[fi])
     else:  # definitions depend on each other both ways: evaluate element by element
-        producer = {}
-        for f in g.functions:
-            for t in (chk.loop_values(f.loop) if f.loop else [None]):
-                producer[(f.target.name, position(chk, f.target, f.loop, t))] = (f, t)
         body.append("# element by element (definitions depend on each other both ways)")
         for node in nx.lexicographical_topological_sort(chk.elements, key=str):
-            if node in producer:
-                f, t = producer[node]
+            if node in chk.producers:
+                fi, t = chk.producers[node]
+                f = g.functions[fi]
                 tgt = pyname(f.target.name) + (f"[{node[1]}]" if f.target.index is not None else "")
                 body.append(f"{tgt} = {gen.code(f.value, f.loop, t)}")
     gen.in_energy = True

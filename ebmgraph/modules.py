@@ -425,6 +425,3 @@ def option_errors(kwargs: dict) -> list[str]:
 # batch-level regularizers of §4.5.1 (used by training; declared in a spec's `regularizers:`)
 BATCH_REGULARIZERS = ("vicreg", "barlow", "variance", "covariance")
 
-
-def kind_of(name: str) -> Kind | None:
-    return KINDS.get(name)

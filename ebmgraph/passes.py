@@ -58,20 +58,16 @@ def prune(g: ir.Graph, terms: list[str] | tuple[str, ...], sizes: dict[str, int]
     the whole lower-level rollout); a kept definition keeps everything its elements read.
     """
     from .check import check
-    from .lower import position
 
     unknown = sorted(set(terms) - {e.name for e in g.energies})
     if unknown:
         raise KeyError(f"{g.name} has no energy term(s) {', '.join(unknown)}")
     chk = check(g, sizes, analyze=False)
     EG = chk.elements
+    producer = {el: fi for el, (fi, _) in chk.producers.items()}
     produced: dict[int, set] = {}
-    producer: dict[tuple, int] = {}
-    for fi, f in enumerate(g.functions):
-        for t in (chk.loop_values(f.loop) if f.loop else [None]):
-            el = (f.target.name, position(chk, f.target, f.loop, t))
-            produced.setdefault(fi, set()).add(el)
-            producer[el] = fi
+    for el, fi in producer.items():
+        produced.setdefault(fi, set()).add(el)
     nodes = {n for n in EG if n[0] in {"energy:" + t for t in terms}}
     while True:
         need = set(nodes).union(*(nx.ancestors(EG, n) for n in nodes))
@@ -95,22 +91,6 @@ def prune(g: ir.Graph, terms: list[str] | tuple[str, ...], sizes: dict[str, int]
         regularizers=tuple(r for r in g.regularizers if {a.name for a in ir.refs(r.value)} <= names),
         weights=tuple((k, v) for k, v in g.weights if k in wnames),
     )
-
-
-def dependency_graph(g: ir.Graph) -> nx.DiGraph:
-    """Name-level networkx view: variables -> functions' outputs -> energy terms."""
-    G = nx.DiGraph()
-    for v in g.variables:
-        G.add_node(v.name, kind=v.role)
-    for f in g.functions:
-        G.add_node(f.target.name, kind="derived")
-        for r in ir.refs(f.value):
-            G.add_edge(r.name, f.target.name)
-    for e in g.energies:
-        G.add_node("energy:" + e.name, kind="energy")
-        for r in ir.refs(e.value):
-            G.add_edge(r.name, "energy:" + e.name)
-    return G
 
 
 # The passes compile() applies, in order.

@@ -67,13 +67,12 @@ def rollout(step, s0: torch.Tensor, order: str, steps: tuple, consts: tuple, T: 
         States ``[B, T, *S]`` for steps 1..T (``s0`` excluded). An MLP predictor reading
         ``(s[t], a[t])`` runs as one fused Triton kernel where :func:`kernel_reason` allows.
     """
-    ok, _ = kernel_reason(step, s0.device, order)
-    if ok:
+    if _static_reason(step, s0.device, order)[0]:
         from kernels.rollout import RolloutCost, dispatch, mlp_rollout
 
         pred = mlp_predictor(step)
         cost = RolloutCost(goal=s0.new_zeros(s0.shape[-1]), w_goal=0.0)
-        ok, _ = dispatch(s0, steps[0], pred, cost)
+        ok, _ = dispatch(s0, steps[0], pred, cost)  # supports() plus dtype, device and gradient checks
         if ok:
             _, traj = mlp_rollout(s0, steps[0], pred, cost, return_traj=True)
             return traj[:, 1:].to(s0.dtype)
@@ -96,18 +95,23 @@ def rollout(step, s0: torch.Tensor, order: str, steps: tuple, consts: tuple, T: 
     return torch.stack(out, 1)
 
 
-def kernel_reason(step, device, order: str = "sp") -> tuple[bool, str]:
-    """Whether a rollout of ``step`` on ``device`` can run as a fused Triton kernel, and why.
-
-    The per-call check (dtype, gradients w.r.t. weights) is ``kernels.rollout.dispatch``.
-    """
+def _static_reason(step, device, order: str) -> tuple[bool, str]:
+    """The checks that need no weights: an mlp reading (s[t], a[t]), on a device kernels may use."""
     from .modules import MLP
 
     if not isinstance(step, MLP):
         return False, f"predictor is {type(step).__name__}; fused kernels take an mlp"
     if order != "sp":
         return False, f"predictor reads ({', '.join(order)}); fused kernels take Pred(s[t], a[t])"
-    allowed, why = _allowed(torch.device(device))
+    return _allowed(torch.device(device))
+
+
+def kernel_reason(step, device, order: str = "sp") -> tuple[bool, str]:
+    """Whether a rollout of ``step`` on ``device`` can run as a fused Triton kernel, and why.
+
+    The per-call check (dtype, gradients w.r.t. weights) is ``kernels.rollout.dispatch``.
+    """
+    allowed, why = _static_reason(step, device, order)
     if not allowed:
         return False, why
     try:

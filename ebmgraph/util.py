@@ -1,13 +1,11 @@
-"""Small shared helpers: atomic writes and seeding."""
+"""Small shared helpers: atomic writes, seeded generators, the CPU model."""
 from __future__ import annotations
 
 import os
 import platform
-import random
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
 
 
@@ -32,16 +30,6 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed Python, numpy and torch; return a torch.Generator seeded the same way."""
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-    g = torch.Generator()
-    g.manual_seed(seed)
-    return g
 
 
 def as_generator(seed_or_gen, device: str | torch.device = "cpu") -> torch.Generator:

@@ -14,6 +14,7 @@ import networkx as nx
 import torch
 
 from .. import ir
+from ..compiled import _rep  # [B, ...] -> [B*k, ...], row b*k + j copies row b
 from ..errors import SpecError
 
 
@@ -41,11 +42,6 @@ class MinimizeResult:
     def __post_init__(self):
         object.__setattr__(self, "values", MappingProxyType(dict(self.values)))
         object.__setattr__(self, "terms", MappingProxyType(dict(self.terms)))
-
-
-def _rep(x: torch.Tensor, k: int) -> torch.Tensor:
-    """``[B, ...] -> [B*k, ...]``, row ``b*k + j`` is a copy of row ``b``."""
-    return x.repeat_interleave(k, dim=0) if k != 1 else x
 
 
 class Problem:

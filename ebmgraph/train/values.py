@@ -12,7 +12,7 @@ import networkx as nx
 import torch
 
 from .. import ir
-from ..interp import eval_expr
+from ..interp import evaluate_elements
 
 
 def values(ebm, names, **inputs) -> dict[str, torch.Tensor]:
@@ -51,27 +51,13 @@ def values(ebm, names, **inputs) -> dict[str, torch.Tensor]:
                 env[(k, p)] = x[:, p]
         else:
             env[(k, 0)] = x
-    producer = {}
-    for f in g.functions:
-        for t in chk.loop_values(f.loop) if f.loop else [None]:
-            producer[(f.target.name, chk.position(f.target, f.loop, t))] = (f, t)
     wanted = {n for n in chk.elements.nodes if n[0] in names}
     if not wanted:
         raise KeyError(f"no variable named {names} in {g.name}")
     need = set(wanted)
     for n in wanted:
         need |= nx.ancestors(chk.elements, n)
-    W = ebm.weights()
-
-    def lookup(name, p):
-        if (name, p) not in env:
-            raise KeyError(f"value of {name} needed; pass it as an input")
-        return env[(name, p)]
-
-    for node in nx.topological_sort(chk.elements):
-        if node in need and node in producer and node not in env:
-            f, t = producer[node]
-            env[node] = eval_expr(chk, ebm.mods, f.value, lookup, W, f.loop, t)
+    evaluate_elements(chk, ebm.mods, env, ebm.weights(), need)
     out = {}
     for n in names:
         if n in chk.lengths:

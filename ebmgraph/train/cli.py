@@ -4,10 +4,10 @@ from __future__ import annotations
 import json
 import sys
 
-from .losses_contrastive import _ROWS
+from .losses_contrastive import ROWS
 
 REGULARIZED = ("vicreg", "energy", "amortized")
-LOSSES = tuple(_ROWS) + REGULARIZED
+LOSSES = tuple(ROWS) + REGULARIZED
 
 
 def build_loss(ebm, name: str, *, y: str = "y", options: dict | None = None):
@@ -17,7 +17,7 @@ def build_loss(ebm, name: str, *, y: str = "y", options: dict | None = None):
     from .losses_regularized import Amortized, Regularized
 
     kw = dict(options or {})
-    if name in _ROWS:
+    if name in ROWS:
         return Contrastive(ebm, name, y=y, **kw)
     if name == "vicreg":
         return Regularized(ebm, y=y, **kw)

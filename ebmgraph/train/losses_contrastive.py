@@ -90,7 +90,7 @@ class EnergyLoss(nn.Module):
         return None
 
 
-_ROWS = {"ml_discrete": "1", "ml_tractable": "2", "ml_mc": "3", "cd": "4", "hinge": "5", "min_hinge": "6",
+ROWS = {"ml_discrete": "1", "ml_tractable": "2", "ml_mc": "3", "cd": "4", "hinge": "5", "min_hinge": "6",
          "square_hinge": "6'", "square_exp": "7", "logistic": "8", "gan": "9", "dae": "10", "infonce": "eq. 9"}
 _SAMPLER = {"ml_mc": "noise_langevin", "cd": "langevin", "hinge": "offending", "min_hinge": "offending",
             "square_hinge": "offending", "square_exp": "offending", "logistic": "offending", "gan": "generator",
@@ -121,8 +121,8 @@ class Contrastive(EnergyLoss):
                  sigma: float = 0.3, box_pad: float = 0.5, mcmc_steps: int = 20, step_size: float = 0.01,
                  offend_steps: int = 5, offend_lr: float = 0.05, grid: int = 48, box=None, seed: int = 0, **kw):
         super().__init__(ebm, y=y, **kw)
-        if method not in _ROWS:
-            raise ValueError(f"unknown contrastive loss {method!r}; known: {', '.join(_ROWS)}")
+        if method not in ROWS:
+            raise ValueError(f"unknown contrastive loss {method!r}; known: {', '.join(ROWS)}")
         self.method, self.sampler = method, sampler or _SAMPLER[method]
         if self.sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {self.sampler!r}; known: {', '.join(SAMPLERS)}")

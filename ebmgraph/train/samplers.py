@@ -1,7 +1,7 @@
-"""Where contrastive samples ŷ come from (§4.3, Table 1), and seeded data order.
+"""Where contrastive samples ŷ come from (§4.3, Table 1).
 
 Every sampler takes a ``torch.Generator``; the trainer seeds one per step from
-(seed, epoch, step, rank), so a resumed run draws the same samples.
+(seed, epoch, step, rank) (:mod:`ebmgraph.train.order`), so a resumed run draws the same samples.
 """
 from __future__ import annotations
 
@@ -11,27 +11,6 @@ import torch
 from torch import nn
 
 EnergyFn = Callable[[torch.Tensor], torch.Tensor]  # ŷ [B, *shape] -> energy [B]
-
-
-# ----------------------------------------------------------------------------- data order
-def step_generator(seed: int, epoch: int, step: int, rank: int = 0) -> torch.Generator:
-    """A generator that depends only on (seed, epoch, step, rank)."""
-    g = torch.Generator()
-    g.manual_seed((((seed * 1_000_003 + epoch) * 1_000_033 + step) * 1_009 + rank) % (2**63 - 1))
-    return g
-
-
-def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
-    """The permutation of ``n`` samples for ``epoch``: a function of (seed, epoch) only ``[n]``."""
-    g = torch.Generator()
-    g.manual_seed((seed * 7_919 + epoch * 104_729 + 17) % (2**63 - 1))
-    return torch.randperm(n, generator=g)
-
-
-def shard(idx: torch.Tensor, rank: int, world: int) -> torch.Tensor:
-    """This rank's contiguous share of a global batch (DistributedSampler-like)."""
-    n = idx.shape[0] // world
-    return idx[rank * n:(rank + 1) * n]
 
 
 # ----------------------------------------------------------------------------- simple samplers

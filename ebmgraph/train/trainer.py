@@ -24,7 +24,7 @@ import torch
 import torch.distributed as dist
 
 from ..util import atomic_write_text
-from . import samplers as S
+from .order import epoch_order, shard, step_generator
 from .checkpoint import load_checkpoint, save_checkpoint
 from .monitors import collapse_report, energy_gap
 
@@ -144,15 +144,15 @@ class Trainer:
 
     def _monitor_batch(self) -> dict:
         n = min(self.monitor_batch, len(self.data))
-        idx = S.epoch_order(len(self.data), self.seed, 10**6)[:n]
-        return self.data.batch(idx, S.step_generator(self.seed, 10**6, 0))
+        idx = epoch_order(len(self.data), self.seed, 10**6)[:n]
+        return self.data.batch(idx, step_generator(self.seed, 10**6, 0))
 
     def monitor(self) -> dict[str, float]:
         """Collapse monitors and the energy gap on a fixed held batch."""
         b = self._monitor_batch()
         rep = collapse_report(self.loss.ebm, b)
         try:
-            rep.update(energy_gap(self.loss, b, S.step_generator(self.seed, 10**6, 1)))
+            rep.update(energy_gap(self.loss, b, step_generator(self.seed, 10**6, 1)))
         except (NotImplementedError, ValueError):
             pass
         return rep
@@ -194,10 +194,10 @@ class Trainer:
         self.loss.train()
         t0 = time.time()
         while self.epoch < self.epochs:
-            order = S.epoch_order(len(self.data), self.seed, self.epoch)
+            perm = epoch_order(len(self.data), self.seed, self.epoch)
             while self.step < spe:
-                idx = S.shard(order[self.step * self.batch:(self.step + 1) * self.batch], self.rank, self.world)
-                gen = S.step_generator(self.seed, self.epoch, self.step, self.rank)
+                idx = shard(perm[self.step * self.batch:(self.step + 1) * self.batch], self.rank, self.world)
+                gen = step_generator(self.seed, self.epoch, self.step, self.rank)
                 batch = {k: v.to(self.loss.ebm.device) for k, v in self.data.batch(idx, gen).items()}
                 out = self.loss(batch, gen)
                 self.opt.zero_grad(set_to_none=False)

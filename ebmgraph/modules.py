@@ -21,6 +21,11 @@ cosine_dist, huber
 quadratic(n)           (x - g)^T Q (x - g), Q = L L^T (eye at init), goal g (zeros)
 l1, l2, gaussian       regularizers R(z): sparse, weight decay, -log N(0, sigma^2)
 discrete(K)            R(z) = r . z over one-hot z (Gibbs prior of eq. 23); alias onehot
+pendulum, cartpole,    gymnasium's true dynamics f(s, a) -> s' on the env's observation
+mountaincar, acrobot   (dynamics.py): s [3] / [4] / [2] / [6], a [1] / one-hot [2] / [1] /
+                       one-hot [3]; inline, no sizes
+pendulum_cost, ...     their per-step costs c(s, a) -> energy, = -reward (cartpole_cost:
+                       1 outside the bounds, shaping=0 adds a smooth bowl); inline
 ====================  ==========================================================
 """
 from __future__ import annotations
@@ -32,6 +37,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from . import dynamics as dyn
 
 Shape = tuple[int, ...]
 
@@ -365,6 +372,41 @@ def _conv_build(dims):
     return build
 
 
+# gymnasium's classic-control environments as true world models (dynamics.py):
+# kind -> (what s is, its width, what a is, its width, dynamics, cost, the cost's options)
+ENVS: dict[str, tuple] = {
+    "pendulum": ("Pendulum-v1 observation [cos θ, sin θ, θ̇]", 3, "the torque", 1,
+                 dyn.PendulumDynamics, dyn.PendulumCost, ()),
+    "cartpole": ("CartPole-v1 observation [x, ẋ, θ, θ̇]", 4, "a one-hot push (left, right)", 2,
+                 dyn.CartPoleDynamics, dyn.CartPoleCost, ("shaping",)),
+    "mountaincar": ("MountainCarContinuous-v0 observation [position, velocity]", 2, "the force", 1,
+                    dyn.MountainCarDynamics, dyn.MountainCarCost, ()),
+    "acrobot": ("Acrobot-v1 observation [cos θ1, sin θ1, cos θ2, sin θ2, θ̇1, θ̇2]", 6,
+                "a one-hot torque (-1, 0, +1)", 3, dyn.AcrobotDynamics, dyn.AcrobotCost, ()),
+}
+
+
+def _env_shape(kind, env, energy):
+    what_s, S, what_a, A = ENVS[env][:4]
+
+    def rule(args, kw, shapes):
+        _need(kind, args, 0)
+        if len(shapes) != 2:
+            raise ShapeError(f"{kind} is called as {kind}(s, a), got {len(shapes)} argument(s)")
+        s, a = shapes
+        if s != (S,):
+            raise ShapeError(f"{kind}(s, a) reads s as the {what_s}, [{S}]; got {list(s)}")
+        if a != (A,):
+            raise ShapeError(f"{kind}(s, a) reads a as {what_a}, [{A}]; got {list(a)}")
+        return () if energy else (S,)
+
+    return rule
+
+
+def _env_build(cls):
+    return lambda a, kw, s: cls(**{k: float(v) for k, v in kw.items()})
+
+
 KINDS: dict[str, Kind] = {k.name: k for k in [
     Kind("linear", "function", _linear_shape, lambda a, kw, s: Linear(a[0], a[1], bool(kw.get("bias", True))), ("bias",)),
     Kind("mlp", "function", _mlp_shape,
@@ -386,6 +428,10 @@ KINDS: dict[str, Kind] = {k.name: k for k in [
       for n in ("l1", "l2", "gaussian")],
     Kind("discrete", "regularizer", _discrete_shape, lambda a, kw, s: DiscretePrior(a[0])),
     Kind("onehot", "regularizer", _discrete_shape, lambda a, kw, s: DiscretePrior(a[0])),
+    *[Kind(env, "function", _env_shape(env, env, False), _env_build(row[4]), inline=True)
+      for env, row in ENVS.items()],
+    *[Kind(f"{env}_cost", "energy", _env_shape(f"{env}_cost", env, True), _env_build(row[5]), row[6], inline=True)
+      for env, row in ENVS.items()],
 ]}
 
 def _int_in(lo, hi, odd=False):
@@ -400,6 +446,8 @@ def _positive_number():
             "a positive number")
 
 
+_NONNEGATIVE = (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1e12,
+                "a non-negative number")
 _BOOL = (lambda v: isinstance(v, bool), "true or false")
 _ACT = (lambda v: v in ACTIVATIONS, f"one of {', '.join(ACTIVATIONS)}")
 
@@ -408,7 +456,7 @@ OPTION_RULES: dict[str, tuple] = {
     "bias": _BOOL, "residual": _BOOL, "act": _ACT,
     "channels": _int_in(1, 4096), "layers": _int_in(1, 64), "kernel": _int_in(1, 31, odd=True),
     "heads": _int_in(1, 256), "ff": _int_in(1, 1_000_000),
-    "delta": _positive_number(), "sigma": _positive_number(),
+    "delta": _positive_number(), "sigma": _positive_number(), "shaping": _NONNEGATIVE,
 }
 
 

@@ -21,7 +21,10 @@ from .errors import Loc, SpecError
 from .ir import BinOp, Call, Expr, Neg, Num, Ref, Weight
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
-_MAX_LEN = 2000
+_MAX_LEN = 10_000       # characters of one expression: a 1,000-term sum A(x) + A(x) + ... fits
+_MAX_DEPTH = 60         # depth of the expression tree built (calls, parentheses, operators)
+_BALANCE = 16           # a +/- chain of more terms is built as a balanced tree, depth ~log2(terms)
+_QUOTE = 80             # characters of an expression quoted in an error message
 _MAX_INT = 10**15       # largest integer constant (or index value) an index expression may hold
 _MAX_DEGREE = 64        # largest polynomial degree of an index expression (t**2, T*t, ...)
 _MAX_NUM = 1e300        # largest magnitude of a number in a value expression or module argument
@@ -40,6 +43,18 @@ def short_repr(value) -> str:
         return f"<{type(value).__name__}>"
 
 
+def quote(text) -> str:
+    """``text`` quoted for an error message: at most about 80 characters, cut with an ellipsis.
+
+    >>> quote("A(x) + " * 300)[:30]
+    "'A(x) + A(x) + A(x) + A(x) + A"
+    """
+    s = str(text)
+    if len(s) <= _QUOTE:
+        return repr(s)
+    return f"{s[:_QUOTE - 8]!r}… ({len(s)} characters)"
+
+
 def check_name(name: str, loc: Loc, what: str = "name") -> str:
     if not isinstance(name, str) or not _NAME.match(name) or keyword.iskeyword(name):
         raise SpecError(f"bad {what} {short_repr(name)}: use letters, digits and _ (starting with a letter; "
@@ -54,15 +69,77 @@ def _parse(text: str, loc: Loc) -> ast.expr:
         raise SpecError(f"number too large: {short_repr(text)}", loc)
     text = str(text)
     if len(text) > _MAX_LEN:
-        raise SpecError(f"expression longer than {_MAX_LEN} characters", loc)
+        raise SpecError(f"expression longer than {_MAX_LEN} characters: {quote(text)}", loc)
     if not text.isprintable():
-        raise SpecError(f"expression contains unprintable characters: {short_repr(text)}", loc)
+        raise SpecError(f"expression contains unprintable characters: {quote(text)}", loc)
     try:
         tree = ast.parse(text.strip(), mode="eval")
-    except (SyntaxError, ValueError, MemoryError, RecursionError) as exc:
+    except (MemoryError, RecursionError):
+        raise SpecError(f"cannot parse {quote(text)}: nested too deeply for Python's parser", loc) from None
+    except (SyntaxError, ValueError) as exc:
         msg = getattr(exc, "msg", None) or str(exc) or type(exc).__name__
-        raise SpecError(f"cannot parse {short_repr(text)}: {msg}", loc) from None
+        raise SpecError(f"cannot parse {quote(text)}: {msg}", loc) from None
     return tree.body
+
+
+def _chain(node: ast.AST) -> list[tuple[str, ast.AST]]:
+    """The terms of a flat ``+``/``-`` chain with their signs, first term ``+``.
+
+    Python parses ``a + b - c`` as the left-nested ``(a + b) - c``, so a sum of n terms is a
+    tree n deep; walking its left spine in a loop (not by recursion) reads it at any length.
+    A parenthesized group is a right operand, so it stays one term.
+    """
+    rev = []
+    while isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub)):
+        rev.append(("+" if isinstance(node.op, ast.Add) else "-", node.right))
+        node = node.left
+    rev.append(("+", node))
+    return rev[::-1]
+
+
+def _fold(terms: list, join):
+    """Combine signed terms ``[(sign, x), ...]`` (first sign ``+``) with ``join(op, left, right)``.
+
+    Up to :data:`_BALANCE` terms: left to right, ``((a + b) - c) + d``, as Python reads them (so
+    specs print back as written). Longer: a balanced tree ``(a + b) - (c - d)`` of depth
+    ~log2(n), so a 1,000-term sum is 10 levels deep for every pass that recurses over the IR. Its
+    printed form (right groups in parentheses) has at most ~log2(n) + 2 terms per chain and
+    reads back left to right into the same tree.
+    """
+    if len(terms) <= _BALANCE:
+        out = terms[0][1]
+        for op, x in terms[1:]:
+            out = join(op, out, x)
+        return out
+    return _balanced(terms, join)
+
+
+def _balanced(terms: list, join):
+    if len(terms) <= 2:
+        return terms[0][1] if len(terms) == 1 else join(terms[1][0], terms[0][1], terms[1][1])
+    m = (len(terms) + 1) // 2
+    op = terms[m][0]
+    # a - (b - c + d) = a - b + c - d: behind a '-' the signs of the right group flip
+    right = [("+", terms[m][1])] + [(sg if op == "+" else "+-"[sg == "+"], x) for sg, x in terms[m + 1:]]
+    return join(op, _balanced(terms[:m], join), _balanced(right, join))
+
+
+def _term_depths(n: int, signs: list[str], depth: int) -> list[int]:
+    """The depth at which each of ``n`` chain terms sits once folded below a node at ``depth``."""
+    out = [0] * n
+
+    def join(op, a, b):
+        return ("node", a, b)
+
+    tree = _fold([(sg, i) for sg, i in zip(signs, range(n))], join)
+    stack = [(tree, depth)]
+    while stack:
+        t, d = stack.pop()
+        if isinstance(t, tuple):
+            stack += [(t[1], d + 1), (t[2], d + 1)]
+        else:
+            out[t] = d
+    return out
 
 
 def _bad(node: ast.AST, text: str, loc: Loc) -> SpecError:
@@ -72,12 +149,12 @@ def _bad(node: ast.AST, text: str, loc: Loc) -> SpecError:
         ast.Constant: "this constant",
         ast.Starred: "'*' unpacking",
     }.get(type(node), type(node).__name__)
-    return SpecError(f"{what} is not allowed in {text!r}", loc)
+    return SpecError(f"{what} is not allowed in {quote(text)}", loc)
 
 
 def _ident(node: ast.Name, text: str, loc: Loc) -> str:
     if node.id.startswith("_") or not _NAME.match(node.id):
-        raise SpecError(f"name {node.id!r} is not allowed in {text!r}", loc, (node.id,))
+        raise SpecError(f"name {quote(node.id)} is not allowed in {quote(text)}", loc, (node.id,))
     return node.id
 
 
@@ -120,7 +197,12 @@ def _bounded(e: sympy.Expr, text: str, loc: Loc) -> sympy.Expr:
 # ----------------------------------------------------------------------------- index expressions
 def _iexpr(node: ast.AST, text: str, loc: Loc, depth: int = 0) -> sympy.Expr:
     if depth > 50:
-        raise SpecError(f"index expression nested too deeply in {text!r}", loc)
+        raise SpecError(f"index expression nested too deeply in {quote(text)}", loc)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub)):
+        # a flat sum is one sympy Add, however many terms (nesting, not length, costs depth)
+        parts = [_iexpr(t, text, loc, depth + 1) for _, t in _chain(node)]
+        signs = [sg for sg, _ in _chain(node)]
+        return _bounded(sympy.Add(*[v if sg == "+" else -v for sg, v in zip(signs, parts)]), text, loc)
     if isinstance(node, ast.Constant):
         if type(node.value) is int:
             return _bounded(sympy.Integer(node.value), text, loc)
@@ -189,7 +271,7 @@ def _index(node: ast.AST, text: str, loc: Loc) -> sympy.Expr:
 def parse_index(text, loc: Loc) -> sympy.Expr:
     """Parse an index expression such as ``t+1``, ``2k+2`` (written ``2*k+2``) or ``T/2``."""
     if isinstance(text, bool):
-        raise SpecError(f"index must be an integer expression, got {text!r}", loc)
+        raise SpecError(f"index must be an integer expression, got {quote(text)}", loc)
     src = str(text)
     # the paper writes 2k for 2*k: accept a number followed by a name
     src = re.sub(r"(?<![A-Za-z_0-9])(\d+)([A-Za-z_])", r"\1*\2", src)
@@ -231,8 +313,18 @@ def parse_expr(text, loc: Loc, weights: frozenset[str] | set[str] = frozenset())
 
 
 def _vexpr(node: ast.AST, text: str, loc: Loc, weights: frozenset, depth: int) -> Expr:
-    if depth > 60:
-        raise SpecError(f"expression nested too deeply in {text!r}", loc)
+    # depth is where this node will sit in the IR: calls, parentheses and operators nest, a long
+    # flat sum does not (it is folded into a balanced tree), and every later pass that recurses
+    # over the IR stays within Python's stack
+    if depth > _MAX_DEPTH:
+        raise SpecError(f"expression nested too deeply (more than {_MAX_DEPTH} levels of calls, parentheses "
+                        f"and operators) in {quote(text)}", loc)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub)):
+        terms = _chain(node)
+        signs = [sg for sg, _ in terms]
+        depths = _term_depths(len(terms), signs, depth)
+        built = [(sg, _vexpr(t, text, loc, weights, d)) for (sg, t), d in zip(terms, depths)]
+        return _fold(built, lambda op, a, b: BinOp(op, a, b))
     num = _number(node, text, loc)
     if num is not None:
         return Num(float(num))
@@ -241,17 +333,17 @@ def _vexpr(node: ast.AST, text: str, loc: Loc, weights: frozenset, depth: int) -
         return Weight(name) if name in weights else Ref(name)
     if isinstance(node, ast.Subscript):
         if not isinstance(node.value, ast.Name):
-            raise SpecError(f"only a variable can be indexed in {text!r}", loc)
+            raise SpecError(f"only a variable can be indexed in {quote(text)}", loc)
         return Ref(_ident(node.value, text, loc), _index(node.slice, text, loc))
     if isinstance(node, ast.Call):
         if not isinstance(node.func, ast.Name):
             raise _bad(node.func, text, loc)
         if node.keywords:
-            raise SpecError(f"keyword arguments belong in the module's declaration, not in {text!r}", loc)
+            raise SpecError(f"keyword arguments belong in the module's declaration, not in {quote(text)}", loc)
         fn = _ident(node.func, text, loc)
         args = tuple(_vexpr(a, text, loc, weights, depth + 1) for a in node.args)
         if not args:
-            raise SpecError(f"{fn}() needs at least one argument in {text!r}", loc, (fn,))
+            raise SpecError(f"{fn}() needs at least one argument in {quote(text)}", loc, (fn,))
         return Call(fn, args)
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
         inner = _vexpr(node.operand, text, loc, weights, depth + 1)
@@ -262,7 +354,7 @@ def _vexpr(node: ast.AST, text: str, loc: Loc, weights: frozenset, depth: int) -
         ops = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
         op = ops.get(type(node.op))
         if op is None:
-            raise SpecError(f"operator {type(node.op).__name__} is not allowed in {text!r} (use + - * /)", loc)
+            raise SpecError(f"operator {type(node.op).__name__} is not allowed in {quote(text)} (use + - * /)", loc)
         return BinOp(op, _vexpr(node.left, text, loc, weights, depth + 1),
                      _vexpr(node.right, text, loc, weights, depth + 1))
     raise _bad(node, text, loc)
@@ -279,20 +371,20 @@ def parse_module(text, loc: Loc) -> tuple[str, tuple, tuple, bool]:
     trainable = True
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "fixed":
         if len(node.args) != 1 or node.keywords:
-            raise SpecError(f"fixed(...) takes one module, got {text!r}", loc)
+            raise SpecError(f"fixed(...) takes one module, got {quote(text)}", loc)
         node, trainable = node.args[0], False
     if isinstance(node, ast.Name):
         return _ident(node, text, loc), (), (), trainable
     if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
-        raise SpecError(f"a module is written kind(args...), e.g. mlp(64, 128, 32); got {text!r}", loc)
+        raise SpecError(f"a module is written kind(args...), e.g. mlp(64, 128, 32); got {quote(text)}", loc)
     kind = _ident(node.func, text, loc)
     args = tuple(_marg(a, text, loc) for a in node.args)
     kwargs = []
     for kw in node.keywords:
         if kw.arg is None:
-            raise SpecError(f"'**' is not allowed in {text!r}", loc)
+            raise SpecError(f"'**' is not allowed in {quote(text)}", loc)
         if not _NAME.match(kw.arg):
-            raise SpecError(f"bad keyword {kw.arg!r} in {text!r}", loc)
+            raise SpecError(f"bad keyword {quote(kw.arg)} in {quote(text)}", loc)
         kwargs.append((kw.arg, _marg(kw.value, text, loc)))
     return kind, args, tuple(kwargs), trainable
 

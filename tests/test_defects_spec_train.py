@@ -101,3 +101,73 @@ def test_model_checkpoint_and_metrics_files_are_0644_under_umask_022(tmp_path, u
     ebm.save(tmp_path / "w.safetensors")
     ebmgraph.save(ebm.graph, tmp_path / "spec.yaml")
     assert _mode(tmp_path / "w.safetensors") == _mode(tmp_path / "spec.yaml") == 0o644
+
+
+# ----------------------------------------------------------------------------- 3: long sums, short messages
+_SUM_SPEC = "name: g\nvariables:\n  x: {observed: [3]}\nmodules:\n  A: mlp(3, 4, 1)\nenergy:\n  E: %s\n"
+
+
+def _signed_sum(n: int) -> tuple[str, float]:
+    """``A(x) + 2*A(x) - 3*A(x) ...`` with n terms, and its total coefficient of A(x)."""
+    text, coef = "A(x)", 1.0
+    for i in range(1, n):
+        c, op = i % 5 + 1, "-" if i % 4 == 0 else "+"
+        text += f" {op} {c}*A(x)"
+        coef += c if op == "+" else -c
+    return text, coef
+
+
+@pytest.mark.parametrize("n", [61, 62, 200, 1000])
+def test_long_flat_sum_parses_checks_compiles_and_round_trips(n):
+    text, coef = _signed_sum(n)
+    g = ebmgraph.loads(_SUM_SPEC % text, "long.yaml")
+    ebm = ebmgraph.compile(g, seed=0)
+    x = torch.randn(5, 3, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        e, a = ebm.energy(x=x).total, ebm.mods["A"](x).squeeze(-1)
+    torch.testing.assert_close(e, coef * a, rtol=1e-4, atol=1e-4)
+    again = ebmgraph.loads(ebmgraph.dumps(g))
+    assert again == g and ebmgraph.dumps(again) == ebmgraph.dumps(g)
+
+
+def test_short_sums_keep_their_left_to_right_tree():
+    from ebmgraph.ir import BinOp, expr_str
+
+    g = ebmgraph.loads(_SUM_SPEC % "A(x) + A(x) - A(x) + A(x)")
+    e = g.energies[0].value
+    assert isinstance(e, BinOp) and e.op == "+" and e.left.op == "-" and e.left.left.op == "+"
+    assert expr_str(e) == "A(x) + A(x) - A(x) + A(x)"
+
+
+def _nested_groups(levels: int) -> str:
+    """``x + (x + (...) + x ...) + x ...``: each group a 16-term chain whose second term nests deeper."""
+    text = "x"
+    for _ in range(levels):
+        text = "x + (" + text + ") + " + " + ".join(["x"] * 14)
+    return text
+
+
+def test_nested_groups_within_the_depth_limit_parse():
+    g = ebmgraph.loads(_SUM_SPEC % f"sq_dist({_nested_groups(3)})")
+    assert ebmgraph.loads(ebmgraph.dumps(g)) == g
+
+
+@pytest.mark.parametrize("text,needle", [
+    (" + ".join(["A(x)"] * 500) + " + x.y", "attribute"),
+    (" + ".join(["A(x)"] * 500) + " + A(x)[1]", "indexed"),
+    (" + ".join(["A(x)"] * 500) + " + A(x, k=1)", "keyword"),
+    (" + ".join(["A(x)"] * 500) + " % A(x)", "Mod"),
+    (" + ".join(["A(x)"] * 500) + " + _x", "_x"),
+    ("F(" * 70 + "x" + ")" * 70, "nested too deeply"),
+    (_nested_groups(5), "nested too deeply"),  # 16-term groups inside each other: the depth adds up
+    (" + ".join(["A(x)"] * 3000), "longer than"),
+    ("+".join(["x"] * 4990), ""),  # within the length limit, past Python's parser: still a SpecError
+    (" + ".join(["A(x)"] * 300) + " +", "cannot parse"),
+])
+def test_errors_quote_at_most_about_80_characters_of_an_expression(text, needle):
+    with pytest.raises(ebmgraph.SpecError) as info:
+        ebmgraph.check(ebmgraph.loads(_SUM_SPEC % text, "f.yaml"))
+    msg = str(info.value)
+    assert msg.startswith("f.yaml:7:") and needle in msg, msg[:300]
+    assert len(msg) < 220, msg[:300]
+    assert "…" in msg or len(text) <= 80

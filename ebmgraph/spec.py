@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -280,8 +281,28 @@ def load(path: str | os.PathLike) -> ir.Graph:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise SpecError(f"spec is not UTF-8 text (byte {exc.start})", Loc(str(path))) from None
+        raise SpecError(*_not_utf8(raw, exc.start, str(path))) from None
     return loads(text, str(path))
+
+
+@dataclass(frozen=True)
+class ColumnLoc(Loc):
+    """A :class:`~ebmgraph.errors.Loc` with a 1-based column, printed ``FILE:LINE:COL``."""
+
+    col: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}" if self.line and self.col else super().__str__()
+
+
+def _not_utf8(raw: bytes, bad: int, file: str) -> tuple[str, ColumnLoc]:
+    """The message and place of the first byte at ``bad`` that is not UTF-8: line and column
+    (in characters, as an editor counts them) so that an editor can jump to it."""
+    line = raw.count(b"\n", 0, bad) + 1
+    start = raw.rfind(b"\n", 0, bad) + 1
+    col = len(raw[start:bad].decode("utf-8", errors="replace")) + 1
+    return (f"spec is not UTF-8 text: byte 0x{raw[bad]:02x} at line {line}, column {col} "
+            f"(save the file as UTF-8)", ColumnLoc(file, line, col))
 
 
 # ----------------------------------------------------------------------------- IR -> YAML
@@ -357,4 +378,4 @@ def save(g: ir.Graph, path: str | os.PathLike) -> None:
     atomic_write_text(path, dumps(g))
 
 
-__all__ = ["load", "loads", "dumps", "save", "parse_index"]
+__all__ = ["ColumnLoc", "load", "loads", "dumps", "save", "parse_index"]

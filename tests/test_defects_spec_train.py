@@ -171,3 +171,23 @@ def test_errors_quote_at_most_about_80_characters_of_an_expression(text, needle)
     assert msg.startswith("f.yaml:7:") and needle in msg, msg[:300]
     assert len(msg) < 220, msg[:300]
     assert "…" in msg or len(text) <= 80
+
+
+# ----------------------------------------------------------------------------- 4: a spec that is not UTF-8
+@pytest.mark.parametrize("raw,line,col,byte", [
+    (b"name: g\nvariables:\n  x: {observed: [3]}\n  caf\xc3\xa9\xff: {observed: [1]}\n", 4, 7, 0xFF),
+    (b"name: caf\xe9\n", 1, 10, 0xE9),  # Latin-1
+    (b"name: g\r\ndescription: ok\r\n\r\n# \xe2\x82\n", 4, 3, 0xE2),  # a cut multi-byte sequence
+])
+def test_non_utf8_spec_error_gives_line_and_column(tmp_path, capsys, raw, line, col, byte):
+    from ebmgraph.cli import main
+
+    p = tmp_path / "bad.yaml"
+    p.write_bytes(raw)
+    with pytest.raises(ebmgraph.SpecError) as info:
+        ebmgraph.load(p)
+    err = info.value
+    assert (err.loc.line, err.loc.col) == (line, col)
+    assert str(err).startswith(f"{p}:{line}:{col}: ") and f"0x{byte:02x}" in str(err), str(err)
+    assert main(["check", str(p)]) == 1
+    assert capsys.readouterr().err.startswith(f"{p}:{line}:{col}: error: ")

@@ -52,8 +52,12 @@ def cmd_train(args) -> int:
     data = get_dataset(args.data, seed=args.seed, **data_kw)
     loss = build_loss(ebm, args.loss, y=args.y, options=_kv(args.opt))
     out = args.out or f"runs/{ebm.graph.name}-{args.loss}-s{args.seed}"
-    t = Trainer(loss, data, epochs=args.epochs, batch=args.batch, lr=args.lr, seed=args.seed, out=out,
-                ckpt_every=args.ckpt_every, progress=not args.quiet)
+    try:
+        t = Trainer(loss, data, epochs=args.epochs, batch=args.batch, lr=args.lr, seed=args.seed, out=out,
+                    ckpt_every=args.ckpt_every, progress=not args.quiet)
+    except ValueError as exc:  # bad input (data that do not fit the spec, a batch too large): no traceback
+        print(f"ebmgraph train: error: {exc}", file=sys.stderr)
+        return 2
     hist = t.fit(resume=args.resume)
     if t.rank == 0:
         last = hist["monitors"][-1] if hist["monitors"] else {}

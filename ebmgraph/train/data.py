@@ -8,7 +8,7 @@ joint-embedding training) that takes a seeded ``torch.Generator``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -27,6 +27,8 @@ class Dataset:
         tensors: stored arrays, all with the same first dimension N.
         transform: ``(batch, generator) -> batch`` applied per batch (e.g. two views).
         labels: optional class labels ``[N]`` for linear probes (never trained on).
+        info: free-form facts about the data (e.g. a horizon).
+        shapes: per-sample shapes ``{name: shape}`` that batches are reshaped to (see :meth:`with_shapes`).
     """
 
     name: str
@@ -34,14 +36,39 @@ class Dataset:
     transform: Callable | None = None
     labels: torch.Tensor | None = None
     info: dict = field(default_factory=dict)
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return next(iter(self.tensors.values())).shape[0]
 
     def batch(self, idx: torch.Tensor, gen: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        """Rows ``idx`` of every tensor, transformed with ``gen`` when a transform is set."""
+        """Rows ``idx`` of every tensor, transformed with ``gen`` when a transform is set, in the
+        declared shapes ``[B, *shape]``."""
         b = {k: v[idx] for k, v in self.tensors.items()}
-        return self.transform(b, gen if gen is not None else as_generator(0)) if self.transform else b
+        if self.transform:
+            b = self.transform(b, gen if gen is not None else as_generator(0))
+        for k, shape in self.shapes.items():
+            if k in b:
+                b[k] = _reshaped(self.name, k, b[k], shape)
+        return b
+
+    def with_shapes(self, shapes: dict[str, tuple[int, ...]]) -> "Dataset":
+        """A copy whose batches come in a spec's declared per-sample shapes.
+
+        The built-in sets store images flat (digits ``[N, 64]``); a spec that declares
+        ``x: {observed: [1, 8, 8]}`` gets ``x`` as ``[B, 1, 8, 8]``. A variable with the same number
+        of values is reshaped; a different number is an error now rather than at the first step.
+
+        Args:
+            shapes: ``{variable: per-sample shape}``; names the batches do not hold are ignored.
+
+        Raises:
+            ValueError: a variable's values do not fit its declared shape.
+        """
+        out = replace(self, shapes={**self.shapes, **{k: tuple(int(d) for d in v) for k, v in shapes.items()}})
+        if len(out):
+            out.batch(torch.arange(min(2, len(out))), as_generator(0))  # a mismatch fails here, named
+        return out
 
     def split(self, frac: float = 0.8, *, seed: int = 0) -> tuple["Dataset", "Dataset"]:
         """A seeded train / held-out split."""
@@ -50,8 +77,19 @@ class Dataset:
         parts = []
         for ix in (perm[:n], perm[n:]):
             parts.append(Dataset(self.name, {k: v[ix] for k, v in self.tensors.items()}, self.transform,
-                                 None if self.labels is None else self.labels[ix], dict(self.info)))
+                                 None if self.labels is None else self.labels[ix], dict(self.info), dict(self.shapes)))
         return parts[0], parts[1]
+
+
+def _reshaped(data: str, name: str, x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """``x`` ``[B, ...]`` as ``[B, *shape]``, or a ValueError naming both shapes."""
+    if tuple(x.shape[1:]) == shape:
+        return x
+    have, want = math.prod(x.shape[1:]), math.prod(shape)
+    if x.dim() >= 1 and have == want:
+        return x.reshape(x.shape[0], *shape)
+    raise ValueError(f"data set {data!r} gives {name} with per-sample shape {list(x.shape[1:])} ({have} values), "
+                     f"but the spec declares {name} as {list(shape)} ({want} values)")
 
 
 # ----------------------------------------------------------------------------- 2-D toy densities

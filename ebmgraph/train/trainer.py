@@ -23,6 +23,7 @@ from typing import Callable
 import torch
 import torch.distributed as dist
 
+from .. import ir
 from ..util import atomic_write_text
 from .order import epoch_order, shard, step_generator
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -75,6 +76,13 @@ class _CSV:
             w.writerow(row)
 
 
+def declared_shapes(ebm) -> dict[str, tuple[int, ...]]:
+    """Per-sample shapes of a compiled spec's continuous inputs (observed variables and actions)
+    ``{name: shape}``; a discrete variable takes integers ``[B]`` or one-hot ``[B, K]`` and is left out."""
+    return {v.name: tuple(ebm.var_shape(v.name)) for v in ebm.variables
+            if v.role != "latent" and not isinstance(v.domain, ir.Discrete)}
+
+
 class Trainer:
     """Train a loss module (``loss(batch, gen) -> LossOut``) on a :class:`~ebmgraph.train.data.Dataset`.
 
@@ -114,6 +122,8 @@ class Trainer:
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
             loss.to(device)
         self.rank, self.world = _dist_info(device)
+        # built-in data come flat (digits [N, 64]); a spec may declare images [1, 8, 8]
+        self.data = data = data.with_shapes(declared_shapes(loss.ebm))
         if batch % self.world:
             raise ValueError(f"global batch {batch} must be divisible by the number of processes {self.world}")
         if len(data) < batch:

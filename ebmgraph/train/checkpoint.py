@@ -51,12 +51,18 @@ def save_checkpoint(dirpath: str | Path, module: torch.nn.Module, opt: torch.opt
     return d / "state.json"
 
 
+def read_state(dirpath: str | Path) -> dict | None:
+    """The JSON state of the checkpoint in ``dirpath`` without loading any tensor (None when there is none)."""
+    p = Path(dirpath) / "state.json"
+    return json.loads(p.read_text()) if p.exists() else None
+
+
 def load_checkpoint(dirpath: str | Path, module: torch.nn.Module, opt: torch.optim.Optimizer | None) -> dict | None:
     """Restore weights, optimizer and RNG from ``dirpath/state.json``; None when there is none."""
     d = Path(dirpath)
-    if not (d / "state.json").exists():
+    state = read_state(d)
+    if state is None:
         return None
-    state = json.loads((d / "state.json").read_text())
     module.load_state_dict(load((d / state["weights"]).read_bytes()))
     if opt is not None:
         opt.load_state_dict(_optim_join(load((d / state["optim"]).read_bytes()), state["param_groups"]))

@@ -97,6 +97,8 @@ class Trainer:
         callbacks: ``fn(trainer, epoch, step)`` called after every step.
         progress: show a tqdm bar (rank 0 only).
         weight_decay: AdamW weight decay.
+        log_every: write a metrics row every this many steps.
+        config: JSON-able settings of the run (the command line's), saved in every checkpoint.
 
     Example:
         >>> import ebmgraph
@@ -110,13 +112,14 @@ class Trainer:
     def __init__(self, loss, data, *, epochs: int = 10, batch: int = 128, lr: float = 1e-3, seed: int = 0,
                  out: str | os.PathLike | None = None, ckpt_every: int = 0, monitor_batch: int = 512,
                  callbacks: list[Callable] | None = None, progress: bool = True, weight_decay: float = 0.0,
-                 log_every: int = 1):
+                 log_every: int = 1, config: dict | None = None):
         self.loss, self.data = loss, data
         self.epochs, self.batch, self.lr, self.seed = epochs, batch, lr, seed
         self.out = Path(out) if out is not None else None
         self.ckpt_every, self.monitor_batch = ckpt_every, monitor_batch
         self.callbacks = list(callbacks or [])
         self.progress, self.log_every = progress, log_every
+        self.config = dict(config or {})
         device = loss.ebm.device
         if device.type == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
@@ -137,6 +140,10 @@ class Trainer:
                                      weight_decay=weight_decay)
         self.history: dict[str, list] = {"loss": [], "monitors": []}
         self.epoch = self.step = self.global_step = 0
+        # [first, last] global step of each process that trained this run, oldest first: proof that a
+        # resumed process started at the checkpoint and ran only the rest
+        self.segments: list[list[int]] = []
+        self._segment_start = 0
 
     @property
     def steps_per_epoch(self) -> int:
@@ -145,7 +152,8 @@ class Trainer:
     # ------------------------------------------------------------------ state
     def _state(self) -> dict:
         return {"epoch": self.epoch, "step": self.step, "global_step": self.global_step, "seed": self.seed,
-                "batch": self.batch, "world": self.world, "epochs": self.epochs}
+                "batch": self.batch, "world": self.world, "epochs": self.epochs, "config": self.config,
+                "segments": self.segments + [[self._segment_start, self.global_step]]}
 
     def save(self) -> None:
         """Checkpoint now (rank 0 writes)."""
@@ -169,7 +177,12 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def fit(self, *, resume: bool = False) -> dict[str, list]:
-        """Run to ``epochs``; with ``resume`` continue from ``out/ckpt`` if a checkpoint is there."""
+        """Run to ``epochs``; with ``resume`` continue from ``out/ckpt`` if a checkpoint is there.
+
+        Returns:
+            ``{"loss": [loss of each step this call ran], "monitors": [per-epoch monitors],
+            "start_step": the global step this call started from, "seconds": [wall time]}``.
+        """
         from tqdm.auto import tqdm
 
         st = None
@@ -185,10 +198,12 @@ class Trainer:
                 if lr_ckpt != self.lr:
                     warnings.warn(f"resuming with the checkpoint's lr {lr_ckpt} (lr {self.lr} ignored)")
                 self.epoch, self.step, self.global_step = st["epoch"], st["step"], st["global_step"]
+                self.segments = [list(seg) for seg in st.get("segments", [])]
         writer = self.rank == 0 and self.out is not None
         if writer:
             self.out.mkdir(parents=True, exist_ok=True)
         keep = self.global_step if st is not None else None
+        self._segment_start = self.history["start_step"] = self.global_step
         metrics = _CSV(self.out / "metrics.csv" if writer else None, keep)
         mons = _CSV(self.out / "monitors.csv" if writer else None, keep)
         tb = None

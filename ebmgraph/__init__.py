@@ -14,9 +14,14 @@ from .compiled import CompiledEBM, EnergyResult, compile
 from .errors import Loc, SpecError, SpecErrors
 from .infer import MCTS, MinimizeResult, free_energy, minimize
 from .ir import Graph, pretty
+from .render import repr_mimebundle as _repr_mimebundle
 from .spec import dumps, load, loads, save
+from .version import __version__
 
-__version__ = "0.1.0"
+# Notebook display hooks, attached from the top floor so that the IR and the compiled model
+# never import the renderer (imports point down the pipeline only).
+Graph._repr_mimebundle_ = CompiledEBM._repr_mimebundle_ = (
+    lambda self, include=None, exclude=None: _repr_mimebundle(self))
 
 __all__ = [
     "CompiledEBM", "Checked", "EnergyResult", "Graph", "GraphBuilder", "Loc", "MCTS", "MinimizeResult",

@@ -5,24 +5,39 @@ collapse analysis (Figure 10, §4.3, §4.5).
 ``check(graph, sizes=None)`` returns a :class:`Checked` record holding what later
 stages need (resolved sizes, index ranges, shapes, the element graph) or raises
 :class:`~ebmgraph.errors.SpecErrors` listing every error with file and line.
+
+Work grows linearly with the number of elements: index expressions that are affine in
+their loop variable (``t+1``, ``2*k+2``) are evaluated for all steps at once, each
+definition is resolved once (not once per element), and the element graph is ordered
+and searched once.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import functools
+import math
+from collections import deque
+from dataclasses import dataclass, field
 
 import networkx as nx
 import sympy
 from torch import nn
 
 from . import ir
+from .conventions import SCALAR, is_scalar_shape
 from .errors import Diagnostics, Loc, SpecError
-from .expr import resolve_iexpr, resolve_int
+from .expr import parse_index, resolve_iexpr, resolve_int
 from .modules import BATCH_REGULARIZERS, KINDS, ShapeError, option_errors
 
 Shape = tuple[int, ...]
-SCALAR: Shape = ()
+
+# Size limits checked before anything is allocated; each can be raised per call
+# (``check(..., limits={"max_elements": ...})``, ``compile(..., limits=...)``, ``--limit NAME=N``).
+LIMITS = {
+    "max_steps": 100_001,            # elements of one index range (t: 0..T-1)
+    "max_elements": 1 << 24,         # numbers per sample in one variable (all steps of an array)
+    "max_parameters": 200_000_000,   # parameters of one module
+    "max_declarations": 20_000,      # variables + modules + functions + energy terms of one spec
+}
 
 
 @dataclass(frozen=True)
@@ -55,6 +70,7 @@ class Checked:
     architecture: object = None                 # collapse.ArchReport
     expr_shapes: dict = field(default_factory=dict)  # id(BinOp node) -> (left shape, right shape)
     producers: dict = field(default_factory=dict)    # (name, pos) -> (function index, loop value or None)
+    order: list = field(default_factory=list)        # element nodes in one dependency order
 
     def is_array(self, name: str) -> bool:
         return name in self.lengths
@@ -69,7 +85,28 @@ class Checked:
         """The element a reference reads: ``s[t+1]`` with t = 3 is 4 (sizes substituted)."""
         if ref.index is None:
             return 0
-        return _position(ref.index, tuple(sorted(self.sizes.items())), loop, t)
+        aff = _affine(ref.index, self._size_key, loop)
+        if aff is not None:
+            return aff[0] * (t or 0) + aff[1]
+        return _position(ref.index, self._size_key, loop, t)
+
+    def positions(self, ref: ir.Ref, loop: str | None, ts) -> list[int]:
+        """The elements a reference reads for each loop value in ``ts`` (one pass for affine indices)."""
+        if ref.index is None:
+            return [0] * len(ts)
+        aff = _affine(ref.index, self._size_key, loop)
+        if aff is not None:
+            a, b = aff
+            return [a * t + b for t in ts] if loop is not None else [b] * len(ts)
+        return [_position(ref.index, self._size_key, loop, t) for t in ts]
+
+    @functools.cached_property
+    def _size_key(self) -> tuple:
+        return tuple(sorted(self.sizes.items()))
+
+    def reaching(self, prefix: str = "energy:") -> set:
+        """Elements with a path to a node whose name starts with ``prefix`` (the nodes included)."""
+        return ancestors_of(self.elements, [n for n in self.elements if str(n[0]).startswith(prefix)])
 
     def summary(self) -> str:
         g = self.graph
@@ -91,11 +128,80 @@ class _Ctx:
         self.g = g
         self.sizes = sizes
         self.d = Diagnostics()
+        self.limits = dict(LIMITS)
+        self.size_key = tuple(sorted(sizes.items()))
 
 
-def check(g: ir.Graph, sizes: dict[str, int] | None = None, *, analyze: bool = True) -> Checked:
-    """Check a graph; ``sizes`` override the spec's default sizes (e.g. ``{"T": 16}``)."""
+def _limits(over: dict[str, int] | None) -> dict[str, int]:
+    lim = dict(LIMITS)
+    for k, v in (over or {}).items():
+        if k not in LIMITS:
+            raise ValueError(f"unknown limit {k!r}; limits: {', '.join(LIMITS)}")
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            raise ValueError(f"limit {k} must be a positive integer, got {v!r}")
+        lim[k] = v
+    return lim
+
+
+def size_names(g: ir.Graph) -> list[str]:
+    """Sizes a spec declares (``sizes:``) or uses (in index ranges, indices, shapes, module arguments)."""
+    used: set[str] = set(g.size_dict)
+
+    def add(e) -> None:
+        if isinstance(e, sympy.Basic):
+            used.update(s.name for s in e.free_symbols)
+        elif isinstance(e, str):
+            try:
+                used.update(s.name for s in parse_index(e, Loc(g.file)).free_symbols)
+            except SpecError:
+                pass
+
+    for i in g.indices:
+        add(i.lo), add(i.hi)
+    for v in g.variables:
+        for s in v.shape:
+            add(s)
+    for m in g.modules:
+        for a in m.args:
+            add(a)
+    loops = {i.name for i in g.indices}
+    for f in g.functions:
+        add(f.target.index)
+        for r in ir.refs(f.value):
+            add(r.index)
+    for e in list(g.energies) + list(g.regularizers):
+        for r in ir.refs(e.value):
+            add(r.index)
+    return sorted(used - loops)
+
+
+def _check_size_names(g: ir.Graph, sizes: dict[str, int]) -> None:
+    known = size_names(g)
+    unknown = sorted(set(sizes) - set(known))
+    if unknown:
+        raise SpecError(f"unknown size(s) {', '.join(unknown)}; {g.name} has "
+                        + (f"sizes {', '.join(known)}" if known else "no sizes"), Loc(g.file), tuple(unknown))
+
+
+def check(g: ir.Graph, sizes: dict[str, int] | None = None, *, analyze: bool = True,
+          limits: dict[str, int] | None = None, known_sizes: bool = True) -> Checked:
+    """Check a graph; ``sizes`` override the spec's default sizes (e.g. ``{"T": 16}``).
+
+    Args:
+        limits: raise some of :data:`LIMITS` (``{"max_steps": 200_001}``).
+        known_sizes: refuse size names the spec neither declares nor uses.
+    """
+    lim = _limits(limits)
+    n_decl = len(g.variables) + len(g.modules) + len(g.functions) + len(g.energies)
+    if n_decl > lim["max_declarations"]:
+        raise SpecError(f"{g.name} declares {n_decl:,} variables, modules, functions and energy terms; the limit is "
+                        f"{lim['max_declarations']:,} (raise it with limits={{'max_declarations': N}} or "
+                        f"--limit max_declarations=N; an index such as cost[t] declares many terms at once)",
+                        Loc(g.file))
+    if known_sizes:
+        _check_size_names(g, sizes or {})
     c = _Ctx(g, {**g.size_dict, **(sizes or {})})
+    c.limits = lim
     d = c.d
     _check_namespaces(c)
     d.raise_if_errors()
@@ -105,17 +211,19 @@ def check(g: ir.Graph, sizes: dict[str, int] | None = None, *, analyze: bool = T
     d.raise_if_errors()
     mods = _declared_modules(c)
     d.raise_if_errors()
-    elements, positions = _elements(c, ranges, lengths)
+    elements, positions, order = _elements(c, ranges, lengths)
     d.raise_if_errors()
     call_module: dict[int, str] = {}
     binop_shapes: dict[int, tuple] = {}
-    _infer_shapes(c, ranges, shapes, lengths, mods, call_module, elements, positions, binop_shapes)
+    _infer_shapes(c, ranges, shapes, lengths, mods, call_module, order, positions, binop_shapes)
     d.raise_if_errors()
-    _check_constrained(c, elements, ranges, lengths)
+    _check_sizes(c, shapes, lengths, mods)
+    d.raise_if_errors()
+    _check_constrained(c, elements, lengths)
     d.raise_if_errors()
     producers = {(g.functions[fi].target.name, pos): (fi, t) for fi, plist in positions.items() for t, pos in plist}
     out = Checked(g, c.sizes, ranges, shapes, lengths, mods, call_module, elements, list(d.warnings),
-                  expr_shapes=binop_shapes, producers=producers)
+                  expr_shapes=binop_shapes, producers=producers, order=order)
     if analyze:
         from .collapse import analyze as _analyze
 
@@ -183,8 +291,9 @@ def _resolve_ranges(c: _Ctx) -> dict[str, tuple[int, int]]:
             continue
         if hi < lo:
             c.d.error(f"index {i.name} = {lo}..{hi} is empty", i.loc, i.name)
-        elif hi - lo > 100_000:
-            c.d.error(f"index {i.name} has {hi - lo + 1} steps; at most 100001 are supported", i.loc, i.name)
+        elif hi - lo + 1 > c.limits["max_steps"]:
+            c.d.error(f"index {i.name} has {hi - lo + 1:,} steps; the limit is {c.limits['max_steps']:,} "
+                      f"(raise it with limits={{'max_steps': N}} or --limit max_steps=N)", i.loc, i.name)
         out[i.name] = (lo, hi)
     return out
 
@@ -254,6 +363,41 @@ def _declared_modules(c: _Ctx) -> dict[str, ModInfo]:
 
 
 # ----------------------------------------------------------------------------- elements
+@functools.lru_cache(maxsize=65536)
+def _affine(index, sizes: tuple, loop) -> tuple[int, int] | None:
+    """``(a, b)`` with ``index = a*loop + b`` in integers once the sizes are substituted; None otherwise.
+
+    Most indices are affine in their loop variable (``t+1``, ``2*k+2``, ``T``), so every
+    step's position costs one multiply-add instead of a symbolic substitution.
+    """
+    env = dict(sizes)
+    free = {s.name for s in index.free_symbols}
+    if free - set(env) - ({loop} if loop else set()):
+        return None  # an unknown name: the slow path reports it
+    e = index.subs({sympy.Symbol(k, integer=True): v for k, v in env.items() if k in free})
+    if loop is None or loop not in free:
+        return (0, int(e)) if e.is_Integer else None
+    try:
+        poly = sympy.Poly(e, sympy.Symbol(loop, integer=True))
+    except sympy.PolynomialError:
+        return None
+    if poly.degree() > 1 or not all(c.is_Integer for c in poly.all_coeffs()):
+        return None
+    cs = [int(c) for c in poly.all_coeffs()]
+    return (cs[0], cs[1]) if len(cs) == 2 else (0, cs[0])
+
+
+def _positions(c: _Ctx, idx, loop: str | None, ts, loc: Loc, what) -> list[int]:
+    """Positions of ``idx`` for every loop value in ``ts``; SpecError as ``resolve_iexpr`` words it."""
+    aff = _affine(idx, c.size_key, loop)
+    if aff is not None:
+        a, b = aff
+        ps = [a * t + b for t in ts] if loop is not None else [b] * len(ts)
+        if ps and max(abs(ps[0]), abs(ps[-1])) <= 10**15:
+            return ps
+    return [_eval_index(c, idx, loop, t, loc, what() if callable(what) else what) for t in ts]
+
+
 def _eval_index(c: _Ctx, idx, loop: str | None, t: int | None, loc: Loc, what: str) -> int:
     env = dict(c.sizes)
     if loop is not None:
@@ -261,8 +405,12 @@ def _eval_index(c: _Ctx, idx, loop: str | None, t: int | None, loc: Loc, what: s
     return resolve_iexpr(idx, env, loc, what)
 
 
-def _elements(c: _Ctx, ranges, lengths) -> tuple[nx.DiGraph, dict]:
-    """Bind each function element once and build the element dependency graph."""
+def _elements(c: _Ctx, ranges, lengths) -> tuple[nx.DiGraph, dict, list]:
+    """Bind each function element once, build the element dependency graph and order it.
+
+    Each definition is resolved once for all its steps; the graph is ordered once (Kahn),
+    and only a graph that has a cycle is searched for one.
+    """
     g, d = c.g, c.d
     owner: dict[tuple[str, int], tuple[int, Loc]] = {}
     positions: dict[int, list[tuple[int | None, int]]] = {}  # fn id -> [(t, pos)]
@@ -276,13 +424,15 @@ def _elements(c: _Ctx, ranges, lengths) -> tuple[nx.DiGraph, dict]:
         if f.loop is not None and f.loop not in ranges:
             d.error(f"{ir.ref_str(f.target)}: {f.loop} is not a declared index", f.loc, name, f.loop)
             continue
-        pos_list = []
-        for t in (c_loop_values(ranges, f.loop)):
-            try:
-                pos = _eval_index(c, f.target.index, f.loop, t, f.loc, ir.ref_str(f.target)) if is_idx else 0
-            except SpecError as e:
-                d.errors.append(e)
-                break
+        ts = list(c_loop_values(ranges, f.loop))
+        pos_list: list[tuple[int | None, int]] = []
+        positions[fi] = pos_list
+        try:
+            ps = _positions(c, f.target.index, f.loop, ts, f.loc, lambda: ir.ref_str(f.target)) if is_idx else [0] * len(ts)
+        except SpecError as e:
+            d.errors.append(e)
+            continue
+        for t, pos in zip(ts, ps):
             if pos < 0:
                 d.error(f"{ir.ref_str(f.target)} binds {name}[{pos}]: negative index", f.loc, name)
                 break
@@ -293,27 +443,28 @@ def _elements(c: _Ctx, ranges, lengths) -> tuple[nx.DiGraph, dict]:
                 break
             owner[key] = (fi, f.loc)
             pos_list.append((t, pos))
-        positions[fi] = pos_list
+    bound: dict[str, list[int]] = {}
+    for (n, p) in owner:
+        bound.setdefault(n, []).append(p)
     for name, is_idx in indexed.items():
         if is_idx:
-            pos = sorted(p for (n, p) in owner if n == name)
-            if pos and pos != list(range(len(pos))):
+            pos = sorted(bound.get(name, []))
+            if pos and pos[-1] != len(pos) - 1:
                 missing = sorted(set(range(pos[-1] + 1)) - set(pos))
                 d.error(f"elements of {name} must be bound for 0..n without gaps; {name}[{missing[0]}] is never bound",
                         next(f.loc for f in g.functions if f.target.name == name), name)
             lengths[name] = len(pos)
     if d.errors:
-        return nx.DiGraph(), positions
+        return nx.DiGraph(), positions, []
 
     leaf = {v.name: v for v in g.variables}
     G = nx.DiGraph()
     for v in g.variables:
-        for p in range(lengths.get(v.name, 1)):
-            G.add_node((v.name, p), kind=v.role)
-    for key in owner:
-        G.add_node(key, kind="derived")
+        G.add_nodes_from(((v.name, p) for p in range(lengths.get(v.name, 1))), kind=v.role)
+    G.add_nodes_from(owner, kind="derived")
 
-    def resolve_refs(expr, loop, t, loc, where) -> list[tuple[str, int]]:
+    def resolve_refs(expr, loop, ts, loc, where) -> list[list[tuple[str, int]]]:
+        """For each reference of ``expr``, the element it reads at every loop value in ``ts``."""
         out = []
         for r in ir.refs(expr):
             if r.name not in leaf and r.name not in indexed:
@@ -331,7 +482,7 @@ def _elements(c: _Ctx, ranges, lengths) -> tuple[nx.DiGraph, dict]:
                 d.error(f"{where}: {r.name} is not an array and cannot be indexed", loc, r.name)
                 continue
             if not is_arr:
-                out.append((r.name, 0))
+                out.append([(r.name, 0)] * len(ts))
                 continue
             bad = {s.name for s in r.index.free_symbols} - set(c.sizes) - ({loop} if loop else set())
             if bad:
@@ -339,49 +490,81 @@ def _elements(c: _Ctx, ranges, lengths) -> tuple[nx.DiGraph, dict]:
                         + ("" if loop else " (name the term name[t] to sum over t)"), loc, r.name, *sorted(bad))
                 continue
             try:
-                p = _eval_index(c, r.index, loop, t, loc, f"{where}: {ir.ref_str(r)}")
+                ps = _positions(c, r.index, loop, ts, loc, lambda: f"{where}: {ir.ref_str(r)}")
             except SpecError as e:
                 d.errors.append(e)
                 continue
-            if not 0 <= p < lengths[r.name]:
+            n = lengths[r.name]
+            if ps and (min(ps) < 0 or max(ps) >= n):
+                t, p = next((t, p) for t, p in zip(ts, ps) if not 0 <= p < n)
                 d.error(f"{where}: {ir.ref_str(r)} reads {r.name}[{p}] (with {loop}={t}), "
-                        f"outside 0..{lengths[r.name] - 1}", loc, r.name)
+                        f"outside 0..{n - 1}", loc, r.name)
                 continue
-            out.append((r.name, p))
+            out.append([(r.name, p) for p in ps])
         return out
 
     for fi, f in enumerate(g.functions):
-        for t, pos in positions.get(fi, []):
-            for src in resolve_refs(f.value, f.loop, t, f.loc, ir.ref_str(f.target)):
-                G.add_edge(src, (f.target.name, pos))
-            if d.errors:
-                break
+        plist = positions.get(fi, [])
+        if not plist:
+            continue
+        ts = [t for t, _ in plist]
+        targets = [(f.target.name, pos) for _, pos in plist]
+        for srcs in resolve_refs(f.value, f.loop, ts, f.loc, ir.ref_str(f.target)):
+            G.add_edges_from(zip(srcs, targets))
     for e in g.energies:
         if e.loop is not None and e.loop not in ranges:
             d.error(f"energy {e.name}[{e.loop}]: {e.loop} is not a declared index", e.loc, e.name)
             continue
-        for t in c_loop_values(ranges, e.loop):
-            node = ("energy:" + e.name, t if e.loop else 0)
-            G.add_node(node, kind="energy")
-            for src in resolve_refs(e.value, e.loop, t, e.loc, f"energy {e.name}"):
-                G.add_edge(src, node)
-            if d.errors:
-                break
+        ts = list(c_loop_values(ranges, e.loop))
+        nodes = [("energy:" + e.name, t if e.loop else 0) for t in ts]
+        G.add_nodes_from(nodes, kind="energy")
+        for srcs in resolve_refs(e.value, e.loop, ts, e.loc, f"energy {e.name}"):
+            G.add_edges_from(zip(srcs, nodes))
     for r in g.regularizers:
         node = ("reg:" + r.name, 0)
         G.add_node(node, kind="regularizer")
-        for src in resolve_refs(r.value, None, None, r.loc, f"regularizer {r.name}"):
-            G.add_edge(src, node)
-    if not d.errors:
-        try:
-            cyc = nx.find_cycle(G)
-        except nx.NetworkXNoCycle:
-            cyc = None
-        if cyc:
-            names = " -> ".join(f"{n}[{p}]" if n in lengths else n for (n, p), _ in cyc) + f" -> {cyc[0][0][0]}"
-            f = next(f for f in g.functions if f.target.name == cyc[0][1][0])
-            d.error(f"the deterministic part has a cycle: {names}", f.loc, *{n for (n, _), _ in cyc})
-    return G, positions
+        for srcs in resolve_refs(r.value, None, [None], r.loc, f"regularizer {r.name}"):
+            G.add_edges_from(zip(srcs, [node]))
+    if d.errors:
+        return G, positions, []
+    order, rest = _kahn(G)
+    if rest:
+        cyc = nx.find_cycle(G.subgraph(rest))
+        names = " -> ".join(f"{n}[{p}]" if n in lengths else n for (n, p), _ in cyc) + f" -> {cyc[0][0][0]}"
+        f = next(f for f in g.functions if f.target.name == cyc[0][1][0])
+        d.error(f"the deterministic part has a cycle: {names}", f.loc, *{n for (n, _), _ in cyc})
+    return G, positions, order
+
+
+def _kahn(G: nx.DiGraph) -> tuple[list, list]:
+    """A topological order of ``G`` and the nodes left over (on or after a cycle), in linear time."""
+    indeg = {n: k for n, k in G.in_degree()}
+    queue = deque(n for n, k in indeg.items() if k == 0)
+    order = []
+    succ = G.succ
+    while queue:
+        n = queue.popleft()
+        order.append(n)
+        for m in succ[n]:
+            indeg[m] -= 1
+            if indeg[m] == 0:
+                queue.append(m)
+    rest = [n for n, k in indeg.items() if k > 0] if len(order) < len(indeg) else []
+    return order, rest
+
+
+def ancestors_of(G: nx.DiGraph, targets) -> set:
+    """Every node with a path to one of ``targets`` (targets included), in linear time overall
+    (``networkx.ancestors`` per target would repeat the walk for each)."""
+    seen = set(targets)
+    stack = list(seen)
+    pred = G.pred
+    while stack:
+        for m in pred[stack.pop()]:
+            if m not in seen:
+                seen.add(m)
+                stack.append(m)
+    return seen
 
 
 @functools.lru_cache(maxsize=65536)
@@ -400,7 +583,7 @@ def c_loop_values(ranges, loop):
 
 
 # ----------------------------------------------------------------------------- shapes
-def _infer_shapes(c: _Ctx, ranges, shapes, lengths, mods, call_module, G, positions, binop_shapes) -> None:
+def _infer_shapes(c: _Ctx, ranges, shapes, lengths, mods, call_module, order, positions, binop_shapes) -> None:
     g, d = c.g, c.d
     fn_of: dict[tuple[str, int], int] = {}
     for fi, plist in positions.items():
@@ -429,7 +612,7 @@ def _infer_shapes(c: _Ctx, ranges, shapes, lengths, mods, call_module, G, positi
                 return b if a is None else a
             if a == SCALAR or b == SCALAR:
                 other = a if b == SCALAR else b
-                return SCALAR if other == (1,) else other  # a [1]-output (critic) acts as a scalar
+                return SCALAR if is_scalar_shape(other, in_energy=True) else other  # a [1]-output (critic)
             d.error(f"{where}: {ir.expr_str(e)} combines shapes {list(a)} and {list(b)}", loc)
             return "unknown"
         if isinstance(e, ir.Call):
@@ -482,8 +665,7 @@ def _infer_shapes(c: _Ctx, ranges, shapes, lengths, mods, call_module, G, positi
             return out
         raise TypeError(e)
 
-    order = [n for n in nx.topological_sort(G) if n in fn_of]
-    for node in order:
+    for node in (n for n in order if n in fn_of):
         fi = fn_of[node]
         if fi in done:
             continue
@@ -512,7 +694,7 @@ def _infer_shapes(c: _Ctx, ranges, shapes, lengths, mods, call_module, G, positi
             continue
         if s is None:
             d.error(f"{where} = {ir.expr_str(e.value)} is a constant; an energy term reads variables", e.loc, e.name)
-        elif s not in (SCALAR, (1,)):
+        elif not is_scalar_shape(s, in_energy=True):
             d.error(f"{where} = {ir.expr_str(e.value)} has shape {list(s)}; an energy term is a scalar per sample "
                     f"(wrap it in a divergence such as sq_dist(...))", e.loc, e.name)
     for r in g.regularizers:
@@ -532,13 +714,35 @@ def _infer_shapes(c: _Ctx, ranges, shapes, lengths, mods, call_module, G, positi
         d.warn(f"module {m.name} is declared but never called", m.loc, m.name)
 
 
-def _check_constrained(c: _Ctx, G: nx.DiGraph, ranges, lengths) -> None:
+def _check_sizes(c: _Ctx, shapes, lengths, mods) -> None:
+    """Refuse variables and modules too large to allocate before anything is allocated (§ limits)."""
+    lim = c.limits
+    for name, shape in shapes.items():
+        n = math.prod(shape) * lengths.get(name, 1)
+        if n > lim["max_elements"]:
+            v = c.g.var(name)
+            loc = v.loc if v else next((f.loc for f in c.g.functions if f.target.name == name), Loc(c.g.file))
+            c.d.error(f"{name} holds {n:,} numbers per sample ({list(shape)}"
+                      + (f" x {lengths[name]} steps" if name in lengths else "")
+                      + f"); the limit is {lim['max_elements']:,} (raise it with limits={{'max_elements': N}} "
+                      f"or --limit max_elements=N)", loc, name)
+    for name, info in mods.items():
+        if not info.in_shapes or info.inline:
+            continue
+        n = KINDS[info.kind].params(info.args, info.kwargs, list(info.in_shapes))  # counted, not allocated
+        if n > lim["max_parameters"]:
+            m = c.g.module(name)
+            c.d.error(f"module {name} would hold {n:,} parameters; the limit is {lim['max_parameters']:,} "
+                      f"(raise it with limits={{'max_parameters': N}} or --limit max_parameters=N)",
+                      m.loc if m else Loc(c.g.file), name)
+
+
+def _check_constrained(c: _Ctx, G: nx.DiGraph, lengths) -> None:
     """Every latent and action must reach an energy term; unused observed inputs are warned about."""
     g, d = c.g, c.d
+    reach = ancestors_of(G, [n for n in G if str(n[0]).startswith("energy:")])
     for v in g.variables:
-        reaches = any(k.startswith("energy:") for (k, _) in
-                      set().union(*[nx.descendants(G, (v.name, p)) for p in range(lengths.get(v.name, 1))]))
-        if reaches:
+        if any((v.name, p) in reach for p in range(lengths.get(v.name, 1))):
             continue
         if v.role in ("latent", "action"):
             d.error(f"{v.role} {v.name} is not constrained by any energy term: nothing would determine its value", v.loc, v.name)

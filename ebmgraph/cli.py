@@ -11,27 +11,12 @@ import importlib
 import json
 import sys
 
-from . import __version__
-from .errors import SpecError, SpecErrors
+from .cliargs import parse_sizes, print_errors
+from .errors import SpecError
+from .version import __version__
 
-_PLUGINS = ("ebmgraph.render", "ebmgraph.infer.cli", "ebmgraph.train.cli", "ebmgraph.agent.cli",
+_PLUGINS = ("ebmgraph.render.cli", "ebmgraph.infer.cli", "ebmgraph.train.cli", "ebmgraph.agent.cli",
             "ebmgraph.bench", "ebmgraph.demo")
-
-
-def _print_errors(exc: SpecError) -> None:
-    errs = exc.errors if isinstance(exc, SpecErrors) else [exc]
-    for e in errs:
-        print(f"{e.loc}: error: {e.message}", file=sys.stderr)
-
-
-def _parse_sizes(items: list[str] | None) -> dict[str, int]:
-    out = {}
-    for it in items or []:
-        k, _, v = it.partition("=")
-        if not v.lstrip("-").isdigit():
-            raise SystemExit(f"ebmgraph: --size takes NAME=INT, got {it!r}")
-        out[k] = int(v)
-    return out
 
 
 def cmd_check(args) -> int:
@@ -41,9 +26,9 @@ def cmd_check(args) -> int:
     status = 0
     for path in args.specs:
         try:
-            chk = check(load(path), _parse_sizes(args.size))
+            chk = check(load(path), parse_sizes(args.size))
         except SpecError as exc:
-            _print_errors(exc)
+            print_errors(exc)
             status = 1
             continue
         for w in chk.warnings:
@@ -66,7 +51,7 @@ def cmd_show(args) -> int:
     try:
         print(pretty(load(args.spec)))
     except SpecError as exc:
-        _print_errors(exc)
+        print_errors(exc)
         return 1
     return 0
 
@@ -75,9 +60,9 @@ def cmd_compile(args) -> int:
     from .compiled import compile as compile_spec
 
     try:
-        ebm = compile_spec(args.spec, sizes=_parse_sizes(args.size))
+        ebm = compile_spec(args.spec, sizes=parse_sizes(args.size))
     except SpecError as exc:
-        _print_errors(exc)
+        print_errors(exc)
         return 1
     if args.explain:
         print(ebm.explain())
@@ -133,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.fn(args) or 0)
     except SpecError as exc:
-        _print_errors(exc)
+        print_errors(exc)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -68,8 +68,6 @@ def _regularized(g: ir.Graph) -> set[str]:
 
 
 def analyze(chk) -> ArchReport:
-    from .lower import position
-
     g: ir.Graph = chk.graph
     EG = chk.elements
     observed = {v.name for v in g.variables if v.role == "observed"}
@@ -78,7 +76,7 @@ def analyze(chk) -> ArchReport:
     regularized = _regularized(g)
 
     def nodes(expr, loop, t) -> set:
-        return {(r.name, position(chk, r, loop, t)) for r in ir.refs(expr)}
+        return {(r.name, chk.position(r, loop, t)) for r in ir.refs(expr)}
 
     def anc_nodes(expr, loop=None, t=None) -> set:
         ns = nodes(expr, loop, t)

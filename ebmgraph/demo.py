@@ -19,15 +19,14 @@ import torch
 from .util import atomic_write_text
 
 
-def _specs_dir() -> Path:
+def specs_dir() -> Path:
     """The project's specs/ (beside the package in a checkout), else ./specs."""
     beside = Path(__file__).resolve().parents[1] / "specs"
     return beside if beside.is_dir() else Path.cwd() / "specs"
 
 
 def run_specs(out: Path, lines: list[str]) -> list[dict]:
-    from .check import check
-    from .compiled import CompiledEBM
+    from .compiled import compile as compile_spec
     from .spec import load
 
     rows = []
@@ -38,10 +37,10 @@ def run_specs(out: Path, lines: list[str]) -> list[dict]:
     lines += ["## Every spec: check, compile, evaluate, draw", "",
               "| spec | figure | architecture | can collapse | energy (mean of 4) | max diff vs reference | picture |",
               "| --- | --- | --- | --- | --- | --- | --- |"]
-    for path in sorted(_specs_dir().glob("*.yaml")):
+    for path in sorted(specs_dir().glob("*.yaml")):
         g = load(path)
-        chk = check(g)
-        ebm = CompiledEBM(chk, seed=0).double()
+        ebm = compile_spec(g, seed=0).double()
+        chk = ebm.checked
         x = ebm.random_inputs(4, seed=0)
         with torch.no_grad():
             fast = ebm.energy(**x).total
@@ -78,7 +77,7 @@ def run_planning(out: Path, lines: list[str], seed: int) -> dict | None:
         return None
     from .compiled import compile as compile_spec
 
-    ebm = compile_spec(_specs_dir() / "fig04_mode2.yaml", seed=seed, sizes={"T": 10})
+    ebm = compile_spec(specs_dir() / "fig04_mode2.yaml", seed=seed, sizes={"T": 10})
     x = ebm.random_inputs(8, seed=seed)
     obs = {"x": x["x"]}
     with torch.no_grad():

@@ -6,10 +6,10 @@ against it.
 """
 from __future__ import annotations
 
-import networkx as nx
 import torch
 
 from . import ir
+from .conventions import as_energy, is_scalar_shape
 
 
 def evaluate(chk, mods, inputs: dict[str, torch.Tensor], weights: dict[str, object]) -> dict[str, torch.Tensor]:
@@ -55,7 +55,7 @@ def evaluate_elements(chk, mods, env: dict, weights, need: set | None = None) ->
             raise KeyError(f"value of {name} needed; pass it as an input")
         return env[(name, p)]
 
-    for node in nx.topological_sort(chk.elements):
+    for node in chk.order:
         if node not in chk.producers or node in env or (need is not None and node not in need):
             continue
         fi, t = chk.producers[node]
@@ -70,10 +70,6 @@ def evaluate_elements(chk, mods, env: dict, weights, need: set | None = None) ->
     return env
 
 
-def _pos(chk, r: ir.Ref, loop, t) -> int:
-    return chk.position(r, loop, t)
-
-
 def eval_expr(chk, mods, expr, lookup, weights, loop=None, t=None, *, energy: bool = False):
     """Evaluate one IR expression; ``lookup(name, pos)`` supplies variable values.
 
@@ -81,14 +77,14 @@ def eval_expr(chk, mods, expr, lookup, weights, loop=None, t=None, *, energy: bo
     """
 
     def _scalar(shape) -> bool:
-        return shape is None or shape == () or (energy and shape == (1,))
+        return is_scalar_shape(shape, in_energy=energy)
 
     def _col(x, k):
         return x.view(-1, *([1] * k)) if isinstance(x, torch.Tensor) and x.dim() == 1 else x
 
     def ev(e):
         if isinstance(e, ir.Ref):
-            return lookup(e.name, _pos(chk, e, loop, t))
+            return lookup(e.name, chk.position(e, loop, t))
         if isinstance(e, ir.Num):
             return e.value
         if isinstance(e, ir.Weight):
@@ -105,9 +101,7 @@ def eval_expr(chk, mods, expr, lookup, weights, loop=None, t=None, *, energy: bo
             return {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b, "/": lambda: a / b}[e.op]()
         if isinstance(e, ir.Call):
             out = mods[chk.call_module[id(e)]](*[ev(a) for a in e.args])
-            if energy and out.dim() == 2 and out.shape[-1] == 1:
-                out = out.squeeze(-1)
-            return out
+            return as_energy(out) if energy else out
         raise TypeError(e)
 
     return ev(expr)

@@ -15,6 +15,11 @@ Grammar (every node is immutable; change one with ``dataclasses.replace``)::
               | BinOp(op, left, right) | Neg(operand)
     IExpr    := a sympy integer expression over index and size symbols (t + 1, 2*k + 2, T/2)
 
+Records the passes derive from a checked graph (not written in specs)::
+
+    Rollout      := state function module start steps order inputs   # s[t+1] = Pred(s[t], a[t], ...)
+    RolloutInput := name kind start stop                                # p: a[start..stop-1]; c: one value
+
 Roles follow the symbols of Figure 18: observed variables and outputs of deterministic
 functions are filled circles; latents and actions are hollow circles; functions are
 rounded boxes; energy terms are red boxes whose scalar outputs add up to the energy.
@@ -246,11 +251,37 @@ class Graph:
     def weight_dict(self) -> dict[str, float]:
         return dict(self.weights)
 
-    def _repr_mimebundle_(self, include=None, exclude=None):
-        """Jupyter shows the graph as its diagram (Figure 18 notation)."""
-        from .render import repr_mimebundle
 
-        return repr_mimebundle(self)
+# ----------------------------------------------------------------------------- derived records
+@dataclass(frozen=True)
+class RolloutInput:
+    """A non-state argument of a rollout's step: ``kind`` ``"p"`` reads ``name[start..stop-1]``,
+    one element per step; ``"c"`` reads one value every step (``start`` = its position, None
+    when ``name`` is not an array)."""
+
+    name: str
+    kind: str  # "p" | "c"
+    start: int | None = None
+    stop: int | None = None
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """A recurrence ``s[t+1] = Pred(s[t], a[t], ...)`` run as one op (§3.1.2, Fig. 4).
+
+    Found by :func:`ebmgraph.passes.find_rollouts`; read by lowering, the fused-kernel
+    analysis and ``CompiledEBM.explain``. It writes ``state[start .. start+steps-1]`` from
+    ``state[start-1]``; ``order`` has one letter per argument of the step: ``s`` the state,
+    ``p`` a per-step input, ``c`` a constant (``inputs`` lists the ``p`` and ``c`` ones).
+    """
+
+    state: str
+    function: int  # index of the definition in Graph.functions
+    module: str  # module instance applied at every step
+    start: int
+    steps: int
+    order: str
+    inputs: tuple[RolloutInput, ...] = ()
 
 
 # ----------------------------------------------------------------------------- text form

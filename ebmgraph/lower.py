@@ -3,7 +3,8 @@
 Each function definition becomes one line, chosen by a table of patterns:
 
 * ``v = expr``                          -> one statement
-* ``v[t+1] = M(v[t], a[t], ...)``       -> one :func:`~ebmgraph.rollout.rollout` op (§3.1.2, Fig. 4)
+* ``v[t+1] = M(v[t], a[t], ...)``       -> one :func:`~ebmgraph.runtime.rollout` op (§3.1.2, Fig. 4),
+                                           for each :class:`~ebmgraph.ir.Rollout` the passes found
 * ``v[f(t)] = expr`` without self-reads -> one vectorized map over all t (batch x steps)
 * anything else                         -> unrolled statements, one per element
 
@@ -11,6 +12,7 @@ Energy terms summed over an index are evaluated for all steps at once and come b
 per step ``[B, n]`` and summed ``[B]``. Array variables live in Python lists of
 ``[B, *shape]`` tensors; declared arrays arrive stacked as ``[B, L, *shape]``.
 The source is built only from validated identifiers and numbers (never from spec text).
+It runs in :data:`ebmgraph.runtime.NAMESPACE`.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import keyword
 import networkx as nx
 
 from . import ir
+from .conventions import is_scalar_shape
 
 RESERVED = set(keyword.kwlist) | set(dir(builtins)) | {
     "self", "torch", "M", "W", "E", "S", "rollout", "_rep", "_flat", "_unflat", "_stack", "_e", "_o", "_col"}
@@ -28,10 +31,6 @@ RESERVED = set(keyword.kwlist) | set(dir(builtins)) | {
 def pyname(name: str) -> str:
     """The Python name of a spec name; spec names never start with '_', so '_v_' cannot collide."""
     return f"_v_{name}" if name in RESERVED else name
-
-
-def position(chk, ref: ir.Ref, loop: str | None, t: int | None) -> int:
-    return chk.position(ref, loop, t)
 
 
 def _ap(ps: list[int]) -> tuple[int, int, int] | None:
@@ -54,11 +53,11 @@ def _num(v: float) -> str:
 
 
 class _Gen:
-    def __init__(self, chk):
+    def __init__(self, chk, rollouts):
         self.chk = chk
         self.g: ir.Graph = chk.graph
         self.leaf = {v.name for v in self.g.variables}
-        self.rollouts: list[dict] = []
+        self.rollouts = {r.function: r for r in rollouts}
         self.in_energy = False
 
     # -- expressions, one element --
@@ -67,7 +66,7 @@ class _Gen:
             n = pyname(e.name)
             if e.name not in self.chk.lengths:
                 return n
-            p = position(self.chk, e, loop, t)
+            p = self.chk.position(e, loop, t)
             return f"{n}[:, {p}]" if e.name in self.leaf else f"{n}[{p}]"
         return self._common(e, lambda x: self.code(x, loop, t))
 
@@ -78,7 +77,7 @@ class _Gen:
             name = pyname(e.name)
             if e.name not in self.chk.lengths:
                 return f"_rep({name}, {n})"
-            ps = [position(self.chk, e, loop, t) for t in ts]
+            ps = self.chk.positions(e, loop, ts)
             if len(set(ps)) == 1 and n > 1:
                 return f"_rep({self.code(e, loop, ts[0])}, {n})"
             ap = _ap(ps)
@@ -109,80 +108,56 @@ class _Gen:
             mod = self.chk.call_module[id(e)]
             call = f"M.{mod}({', '.join(rec(a) for a in e.args)})"
             # in an energy, a module with a [1] output (a critic) is a scalar per sample
-            return f"_e({call})" if self.in_energy and self.chk.modules[mod].out_shape == (1,) else call
+            out = self.chk.modules[mod].out_shape
+            return f"_e({call})" if self.in_energy and out and is_scalar_shape(out, in_energy=True) else call
         raise TypeError(e)
 
     def _scalar(self, shape) -> bool:
         """Shapes that are one number per sample: constants, scalars, and [1] outputs inside energies."""
-        return shape is None or shape == () or (self.in_energy and shape == (1,))
+        return is_scalar_shape(shape, in_energy=self.in_energy)
 
     # -- patterns --
-    def recurrence(self, f: ir.Function, ts):
-        """The Rollout pattern: v[t+c] = M(..., v[t+c-1], ...) with plain references as the other args."""
-        name = f.target.name
-        if not isinstance(f.value, ir.Call) or not ts:
-            return None
-        targets = [position(self.chk, f.target, f.loop, t) for t in ts]
-        if _ap(targets) is None or _ap(targets)[2] != 1:
-            return None
-        order, steps, consts = "", [], []
-        n_state = 0
-        for a in f.value.args:
-            if not isinstance(a, ir.Ref):
-                return None
-            ps = [position(self.chk, a, f.loop, t) for t in ts]
-            if a.name == name:
-                if ps != [p - 1 for p in targets]:
-                    return None
-                order += "s"
-                n_state += 1
-            elif a.name in self.chk.lengths and len(set(ps)) > 1:
-                ap = _ap(ps)
-                if ap is None or ap[2] != 1:
-                    return None
-                order += "p"
-                steps.append(self.vstack(a, ap))
+    def rollout_args(self, r: ir.Rollout) -> tuple[list[str], list[str]]:
+        """Code of a rollout's per-step inputs ``[B, T, ...]`` and constant inputs ``[B, ...]``."""
+        steps, consts = [], []
+        for x in r.inputs:
+            name = pyname(x.name)
+            if x.kind == "p":
+                sl = _slice((x.start, x.stop, 1))
+                steps.append(f"{name}[:, {sl}]" if x.name in self.leaf else f"_stack({name}[{sl}])")
+            elif x.start is None:
+                consts.append(name)
             else:
-                order += "c"
-                consts.append(self.code(a, f.loop, ts[0]))
-        if n_state != 1:
-            return None
-        return targets, order, steps, consts
+                consts.append(f"{name}[:, {x.start}]" if x.name in self.leaf else f"{name}[{x.start}]")
+        return steps, consts
 
-    def vstack(self, a: ir.Ref, ap) -> str:
-        name = pyname(a.name)
-        if a.name in self.leaf:
-            return f"{name}[:, {_slice(ap)}]"
-        return f"_stack({name}[{_slice(ap)}])"
-
-    def function(self, f: ir.Function) -> list[str]:
+    def function(self, fi: int) -> list[str]:
+        f = self.g.functions[fi]
         chk = self.chk
         name = pyname(f.target.name)
         head = f"# {ir.ref_str(f.target)} = {ir.expr_str(f.value)}" + (f"   for {f.loop} in {chk.ranges[f.loop][0]}..{chk.ranges[f.loop][1]}" if f.loop else "")
         if f.target.index is None:
             return [head, f"{name} = {self.code(f.value, None, None)}"]
         if f.loop is None:
-            p = position(chk, f.target, None, None)
+            p = chk.position(f.target, None, None)
             return [head, f"{name}[{p}] = {self.code(f.value, None, None)}"]
         ts = chk.loop_values(f.loop)
         self_reads = any(r.name == f.target.name for r in ir.refs(f.value))
         if self_reads:
-            rec = self.recurrence(f, ts)
-            if rec is not None:
-                targets, order, steps, consts = rec
-                mod = chk.call_module[id(f.value)]
-                self.rollouts.append({"target": f.target.name, "module": mod, "steps": len(ts), "order": order})
-                s0 = f"{name}[{targets[0] - 1}]"
-                args = f"M.{mod}, {s0}, {order!r}, ({''.join(s + ', ' for s in steps)}), ({''.join(c + ', ' for c in consts)}), {len(ts)}"
-                return [head, f"{name}[{targets[0]}:{targets[-1] + 1}] = rollout({args}).unbind(1)"]
+            r = self.rollouts.get(fi)
+            if r is not None:
+                steps, consts = self.rollout_args(r)
+                s0 = f"{name}[{r.start - 1}]"
+                args = f"M.{r.module}, {s0}, {r.order!r}, ({''.join(s + ', ' for s in steps)}), ({''.join(c + ', ' for c in consts)}), {r.steps}"
+                return [head, f"{name}[{r.start}:{r.start + r.steps}] = rollout({args}).unbind(1)"]
             lines = [head + "   (unrolled)"]
             # elements in dependency order: a recurrence may read forward (s[t] = F(s[t+1]))
-            step_of = {position(chk, f.target, f.loop, t): t for t in ts}
+            step_of = dict(zip(chk.positions(f.target, f.loop, ts), ts))
             for node in nx.topological_sort(chk.elements.subgraph({(f.target.name, p) for p in step_of})):
                 t = step_of[node[1]]
                 lines.append(f"{name}[{node[1]}] = {self.code(f.value, f.loop, t)}")
             return lines
-        targets = [position(chk, f.target, f.loop, t) for t in ts]
+        targets = chk.positions(f.target, f.loop, ts)
         ap = _ap(targets)
         out = f"_unflat({self.vcode(f.value, f.loop, ts)}, {len(ts)}).unbind(1)"
         if ap:
@@ -214,10 +189,15 @@ def _def_order(chk) -> list[int]:
         return []
 
 
-def lower(chk) -> tuple[str, list[dict], bool]:
-    """Source of ``forward(self, <leaves>, W)`` returning ``(E, S)``; rollouts found; whether array-level."""
+def lower(chk, rollouts: tuple[ir.Rollout, ...] = ()) -> tuple[str, bool]:
+    """Source of ``forward(self, <leaves>, W)`` returning ``(E, S)``, and whether it is array-level.
+
+    Args:
+        chk: the checked graph.
+        rollouts: the recurrences to emit as one rollout op each (``passes.find_rollouts``).
+    """
     g: ir.Graph = chk.graph
-    gen = _Gen(chk)
+    gen = _Gen(chk, rollouts)
     order = _def_order(chk)
     array_level = bool(order) or not g.functions
     params = ", ".join(pyname(v.name) for v in g.variables)
@@ -227,7 +207,7 @@ def lower(chk) -> tuple[str, list[dict], bool]:
             body.append(f"{pyname(name)} = [None] * {chk.lengths[name]}")
     if array_level:
         for fi in order:
-            body += gen.function(g.functions[fi])
+            body += gen.function(fi)
     else:  # definitions depend on each other both ways: evaluate element by element
         body.append("# element by element (definitions depend on each other both ways)")
         for node in nx.lexicographical_topological_sort(chk.elements, key=str):
@@ -241,4 +221,4 @@ def lower(chk) -> tuple[str, list[dict], bool]:
         body += gen.energy(e)
     body.append("return E, S")
     src = f"def forward(self, {params}{', ' if params else ''}W):\n" + "\n".join("    " + ln for ln in body) + "\n"
-    return src, gen.rollouts, array_level
+    return src, array_level

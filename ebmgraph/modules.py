@@ -243,6 +243,29 @@ class Kind:
     build: Callable  # (args, kwargs, in_shapes) -> nn.Module
     kwargs: tuple[str, ...] = ()
     inline: bool = False  # may be called in an expression without a declaration
+    params: Callable = lambda a, kw, s: 0  # (args, kwargs, in_shapes) -> parameter count, without building
+
+
+def _linear_params(a, kw, s):
+    return a[0] * a[1] + (a[1] if kw.get("bias", True) else 0)
+
+
+def _mlp_params(a, kw, s):
+    return sum(x * y + y for x, y in zip(a[:-1], a[1:]))
+
+
+def _conv_params(dims):
+    def count(a, kw, s):
+        ch, layers, k = int(kw.get("channels", 16)), int(kw.get("layers", 2)), int(kw.get("kernel", 3))
+        convs = (a[0] * ch + (layers - 1) * ch * ch) * k**dims + layers * ch
+        return convs + ch * math.prod(a[1:dims + 1]) * a[-1] + a[-1]
+
+    return count
+
+
+def _transformer_params(a, kw, s):
+    d, ff, cond = a[0], int(kw.get("ff", 4 * a[0])), sum(x[-1] for x in s[1:])
+    return 4 * d * d + 4 * d + 2 * d * ff + ff + d + 4 * d + (cond * d + d if cond else 0)
 
 
 def _mlp_widths(kind, args):
@@ -408,26 +431,31 @@ def _env_build(cls):
 
 
 KINDS: dict[str, Kind] = {k.name: k for k in [
-    Kind("linear", "function", _linear_shape, lambda a, kw, s: Linear(a[0], a[1], bool(kw.get("bias", True))), ("bias",)),
+    Kind("linear", "function", _linear_shape, lambda a, kw, s: Linear(a[0], a[1], bool(kw.get("bias", True))), ("bias",),
+         params=_linear_params),
     Kind("mlp", "function", _mlp_shape,
-         lambda a, kw, s: MLP(list(a), kw.get("act", "relu"), bool(kw.get("residual", False))), ("act", "residual")),
-    Kind("conv1d", "function", _conv_shape(1), _conv_build(1), ("channels", "layers", "kernel", "act")),
-    Kind("conv2d", "function", _conv_shape(2), _conv_build(2), ("channels", "layers", "kernel", "act")),
-    Kind("gru", "function", _gru_shape, lambda a, kw, s: GRU(a[0], a[1])),
+         lambda a, kw, s: MLP(list(a), kw.get("act", "relu"), bool(kw.get("residual", False))), ("act", "residual"),
+         params=_mlp_params),
+    Kind("conv1d", "function", _conv_shape(1), _conv_build(1), ("channels", "layers", "kernel", "act"),
+         params=_conv_params(1)),
+    Kind("conv2d", "function", _conv_shape(2), _conv_build(2), ("channels", "layers", "kernel", "act"),
+         params=_conv_params(2)),
+    Kind("gru", "function", _gru_shape, lambda a, kw, s: GRU(a[0], a[1]),
+         params=lambda a, kw, s: 3 * (a[0] * a[1] + a[1] * a[1] + 2 * a[1])),
     Kind("transformer", "function", _transformer_shape,
          lambda a, kw, s: Transformer(a[0], int(kw.get("heads", 2)), int(kw.get("ff", 4 * a[0])),
-                                      sum(x[-1] for x in s[1:])), ("heads", "ff")),
+                                      sum(x[-1] for x in s[1:])), ("heads", "ff"), params=_transformer_params),
     Kind("identity", "function", _same_shape("identity"), lambda a, kw, s: Identity(), inline=True),
     Kind("concat", "function", _concat_rule, lambda a, kw, s: Concat(), inline=True),
     *[Kind(n, "energy", _div_shape(n), (lambda n: lambda a, kw, s: Divergence(n, float(kw.get("delta", 1.0))))(n),
            ("delta",) if n == "huber" else (), inline=True)
       for n in ("sq_dist", "l1_dist", "cosine_dist", "huber")],
-    Kind("quadratic", "energy", _quad_shape, lambda a, kw, s: Quadratic(a[0])),
+    Kind("quadratic", "energy", _quad_shape, lambda a, kw, s: Quadratic(a[0]), params=lambda a, kw, s: a[0] * a[0] + a[0]),
     *[Kind(n, "regularizer", _reg_shape(n), (lambda n: lambda a, kw, s: Regularizer(n, float(kw.get("sigma", 1.0))))(n),
            ("sigma",) if n == "gaussian" else (), inline=True)
       for n in ("l1", "l2", "gaussian")],
-    Kind("discrete", "regularizer", _discrete_shape, lambda a, kw, s: DiscretePrior(a[0])),
-    Kind("onehot", "regularizer", _discrete_shape, lambda a, kw, s: DiscretePrior(a[0])),
+    Kind("discrete", "regularizer", _discrete_shape, lambda a, kw, s: DiscretePrior(a[0]), params=lambda a, kw, s: a[0]),
+    Kind("onehot", "regularizer", _discrete_shape, lambda a, kw, s: DiscretePrior(a[0]), params=lambda a, kw, s: a[0]),
     *[Kind(env, "function", _env_shape(env, env, False), _env_build(row[4]), inline=True)
       for env, row in ENVS.items()],
     *[Kind(f"{env}_cost", "energy", _env_shape(f"{env}_cost", env, True), _env_build(row[5]), row[6], inline=True)

@@ -303,9 +303,9 @@ def dispatch(s0, actions, predictor: MLPPredictor, cost: RolloutCost, precision:
 # Triton kernels
 # ----------------------------------------------------------------------------------------------
 if _HAS_TRITON:
-    from ._rollout_blocks import (  # noqa: F401  (device functions the kernels call)
-        _act, _act_grad, _critic_fwd, _critic_grad, _load_mat, _load_rows, _load_vec, _mm, _pred_fwd, _pred_vjp,
-        _sig, _stage_energy, _stage_grad, _store_rows,
+    from .rollout_blocks import (  # noqa: F401  (device functions the kernels call)
+        activation, activation_grad, critic_fwd, critic_grad, load_mat, load_rows, load_vec, mm, pred_fwd, pred_vjp,
+        sigmoid, stage_energy, stage_grad, store_rows,
     )
 
     @triton.jit
@@ -325,25 +325,25 @@ if _HAS_TRITON:
         rows = pid * BLOCK_N + tl.arange(0, BLOCK_N)
         rmask = rows < N
         r64 = rows.to(tl.int64)
-        s = _load_rows(s0_ptr, r64 * S, rmask, S, SP)
+        s = load_rows(s0_ptr, r64 * S, rmask, S, SP)
         if GOAL_PER_SAMPLE:
-            g = _load_rows(goal_ptr, r64 * S, rmask, S, SP)
+            g = load_rows(goal_ptr, r64 * S, rmask, S, SP)
         else:
-            g = _load_vec(goal_ptr, S, SP)[None, :]
+            g = load_vec(goal_ptr, S, SP)[None, :]
         if STORE_TRAJ:
-            _store_rows(traj_ptr, r64 * ((T + 1) * S), rmask, s, S, SP)
+            store_rows(traj_ptr, r64 * ((T + 1) * S), rmask, s, S, SP)
         energy = tl.zeros([BLOCK_N], dtype=tl.float32)
         for t in range(T):
-            a = _load_rows(act_ptr, r64 * (T * A) + t * A, rmask, A, AP)
+            a = load_rows(act_ptr, r64 * (T * A) + t * A, rmask, A, AP)
             wo = t * ZERO  # runtime 0: keeps weight loads inside the loop (no hoisting -> short smem lifetimes)
-            s, z1, z2 = _pred_fwd(s, a, w1_ptr + wo, b1_ptr + wo, w2_ptr + wo, b2_ptr + wo, w3_ptr + wo, b3_ptr + wo,
+            s, z1, z2 = pred_fwd(s, a, w1_ptr + wo, b1_ptr + wo, w2_ptr + wo, b2_ptr + wo, w3_ptr + wo, b3_ptr + wo,
                                   S, A, D1, D2, D3,
                                   SP, AP, D1P, D2P, D3P, NL, ACT, RESIDUAL, PREC, BF16, INTERP)
             if STORE_TRAJ:
-                _store_rows(traj_ptr, r64 * ((T + 1) * S) + (t + 1) * S, rmask, s, S, SP)
-            energy += _stage_energy(s, g, q_ptr, S, w_goal, SP, HAS_Q, PREC)
+                store_rows(traj_ptr, r64 * ((T + 1) * S) + (t + 1) * S, rmask, s, S, SP)
+            energy += stage_energy(s, g, q_ptr, S, w_goal, SP, HAS_Q, PREC)
         if NCL > 0:
-            energy += _critic_fwd(s, cw1_ptr, cb1_ptr, cw2_ptr, cb2_ptr, S, HC, SP, HCP, NCL, CACT, PREC)
+            energy += critic_fwd(s, cw1_ptr, cb1_ptr, cw2_ptr, cb2_ptr, S, HC, SP, HCP, NCL, CACT, PREC)
         tl.store(energy_ptr + rows, energy, mask=rmask)
 
     @triton.jit
@@ -367,38 +367,38 @@ if _HAS_TRITON:
         r64 = rows.to(tl.int64)
         troff = r64 * ((T + 1) * S)
         if GOAL_PER_SAMPLE:
-            g = _load_rows(goal_ptr, r64 * S, rmask, S, SP)
+            g = load_rows(goal_ptr, r64 * S, rmask, S, SP)
         else:
-            g = _load_vec(goal_ptr, S, SP)[None, :]
+            g = load_vec(goal_ptr, S, SP)[None, :]
         gE = tl.load(gE_ptr + rows, mask=rmask, other=0.0)[:, None]
-        s = _load_rows(traj_ptr, troff + T * S, rmask, S, SP)
-        sg = gE * _stage_grad(s, g, q_ptr, S, w_goal, SP, HAS_Q, PREC)
+        s = load_rows(traj_ptr, troff + T * S, rmask, S, SP)
+        sg = gE * stage_grad(s, g, q_ptr, S, w_goal, SP, HAS_Q, PREC)
         ggoal = -sg
         lam = sg
         if NCL > 0:
-            lam += gE * _critic_grad(s, cw1_ptr, cb1_ptr, cw2_ptr, S, HC, SP, HCP, NCL, CACT, PREC)
+            lam += gE * critic_grad(s, cw1_ptr, cb1_ptr, cw2_ptr, S, HC, SP, HCP, NCL, CACT, PREC)
         if HAS_GTRAJ:
-            lam += _load_rows(gtraj_ptr, troff + T * S, rmask, S, SP)
+            lam += load_rows(gtraj_ptr, troff + T * S, rmask, S, SP)
         for i in range(T):
             t = T - 1 - i
-            s = _load_rows(traj_ptr, troff + t * S, rmask, S, SP)
-            a = _load_rows(act_ptr, r64 * (T * A) + t * A, rmask, A, AP)
+            s = load_rows(traj_ptr, troff + t * S, rmask, S, SP)
+            a = load_rows(act_ptr, r64 * (T * A) + t * A, rmask, A, AP)
             wo = t * ZERO
-            s1, z1, z2 = _pred_fwd(s, a, w1_ptr + wo, b1_ptr + wo, w2_ptr + wo, b2_ptr + wo, w3_ptr + wo, b3_ptr + wo,
+            s1, z1, z2 = pred_fwd(s, a, w1_ptr + wo, b1_ptr + wo, w2_ptr + wo, b2_ptr + wo, w3_ptr + wo, b3_ptr + wo,
                                    S, A, D1, D2, D3, SP, AP, D1P, D2P, D3P, NL, ACT, RESIDUAL, PREC, BF16, INTERP)
-            lam, ga = _pred_vjp(lam, z1, z2, w1_ptr + wo, w2_ptr + wo, w3_ptr + wo, S, A, D1, D2, D3,
+            lam, ga = pred_vjp(lam, z1, z2, w1_ptr + wo, w2_ptr + wo, w3_ptr + wo, S, A, D1, D2, D3,
                                 SP, AP, D1P, D2P, D3P, NL, ACT, RESIDUAL, PREC, BF16, INTERP)
-            _store_rows(gact_ptr, r64 * (T * A) + t * A, rmask, ga, A, AP)
+            store_rows(gact_ptr, r64 * (T * A) + t * A, rmask, ga, A, AP)
             # stage cost on s_t counts for t >= 1 only (s_0 is given)
             live = tl.where(rows * 0 + t > 0, 1.0, 0.0)[:, None]
-            sg = (gE * live) * _stage_grad(s, g, q_ptr, S, w_goal, SP, HAS_Q, PREC)
+            sg = (gE * live) * stage_grad(s, g, q_ptr, S, w_goal, SP, HAS_Q, PREC)
             lam += sg
             ggoal -= sg
             if HAS_GTRAJ:
-                lam += _load_rows(gtraj_ptr, troff + t * S, rmask, S, SP)
-        _store_rows(gs0_ptr, r64 * S, rmask, lam, S, SP)
+                lam += load_rows(gtraj_ptr, troff + t * S, rmask, S, SP)
+        store_rows(gs0_ptr, r64 * S, rmask, lam, S, SP)
         if NEED_GGOAL:
-            _store_rows(ggoal_ptr, r64 * S, rmask, ggoal, S, SP)
+            store_rows(ggoal_ptr, r64 * S, rmask, ggoal, S, SP)
 
     _rollout_kernel = _mlp_rollout_fwd_kernel
 

@@ -23,3 +23,11 @@ def test_bench_rollout_quick_smoke_in_the_interpreter():
     assert fused and "failed" not in fused[0]
     relerr = float(fused[0].split()[5])
     assert relerr < 1e-5
+
+
+def test_bench_scaling_runs_and_fits_an_exponent(capsys):
+    from ebmgraph.cli import main
+
+    assert main(["bench", "scaling", "--T", "16", "64", "--reps", "1"]) == 0
+    rows = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| 16") or ln.startswith("| 64")]
+    assert len(rows) == 2 and float(rows[1].split("|")[4]) == float(rows[1].split("|")[4])  # an exponent (not NaN)

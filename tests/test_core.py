@@ -75,7 +75,7 @@ def test_builder_time_indexed_matches_file():
 
 def test_recurrence_is_one_rollout_and_sizes_override():
     ebm = ebmgraph.compile(S / "fig04_mode2.yaml", sizes={"T": 9})
-    assert [r["target"] for r in ebm.rollouts] == ["s"] and ebm.rollouts[0]["steps"] == 9
+    assert [r.state for r in ebm.rollouts] == ["s"] and ebm.rollouts[0].steps == 9
     assert ebm.code.count("rollout(") == 1
     x = ebm.random_inputs(3)
     assert x["a"].shape == (3, 9, 1)
@@ -109,7 +109,7 @@ energy:
 
 def test_two_time_scales_and_strided_reads():
     ebm = ebmgraph.compile(S / "fig16_hier_planning.yaml", sizes={"T": 8}).double()
-    assert {r["target"] for r in ebm.rollouts} == {"s", "s2"}
+    assert {r.state for r in ebm.rollouts} == {"s", "s2"}
     x = ebm.random_inputs(3, seed=0)
     assert x["a2"].shape == (3, 4, 3)
     torch.testing.assert_close(ebm.energy(**x).total, ebm.reference_energy(**x).total)

@@ -6,8 +6,9 @@ import torch
 from conftest import ROOT
 
 import ebmgraph
-from ebmgraph.fused import analyze_fused, fused_energy, plan
-from ebmgraph.rollout import kernels_mode
+from ebmgraph.fusion import analyze_fused
+from ebmgraph.infer.fused import fused_energy, plan_fused
+from ebmgraph.runtime import kernels_mode
 
 MODE2 = (ROOT / "specs/fig04_mode2.yaml").read_text()
 GOAL_CRITIC = """
@@ -44,7 +45,7 @@ def _frozen(text, T=None):
 @pytest.mark.parametrize("text", [MODE2, GOAL_CRITIC], ids=["quadratic", "goal+critic"])
 def test_fused_energy_equals_compiled_energy(text):
     ebm = _frozen(text)
-    fr, why = analyze_fused(ebm)
+    fr, why = analyze_fused(ebm.checked, ebm.rollouts)
     assert fr is not None, why
     x = ebm.random_inputs(37, seed=3)
     with torch.no_grad():
@@ -60,7 +61,7 @@ def test_fused_energy_equals_compiled_energy(text):
 ])
 def test_specs_that_do_not_fit_say_why(stem, reason):
     ebm = ebmgraph.compile(ROOT / "specs" / f"{stem}.yaml")
-    fr, why = analyze_fused(ebm)
+    fr, why = analyze_fused(ebm.checked, ebm.rollouts)
     assert fr is None
     assert any(r in why for r in reason.split("|")), why
     assert "energy-fused rollout for planning (ebmgraph.fused): no:" in ebm.explain()
@@ -86,8 +87,8 @@ def test_rollout_dispatch_uses_the_kernel_and_agrees_forward_and_backward():
 def test_fused_mppi_plan_lowers_energy_and_matches_reference_rollouts():
     ebm = _frozen(GOAL_CRITIC)
     obs = {k: v for k, v in ebm.random_inputs(3, seed=4).items() if k != "a"}
-    res = plan(ebm, obs, method="mppi", iters=4, K=64, seed=0)
-    ref = plan(ebm, obs, method="mppi", iters=4, K=64, seed=0, rollout="reference")
+    res = plan_fused(ebm, obs, method="mppi", iters=4, K=64, seed=0)
+    ref = plan_fused(ebm, obs, method="mppi", iters=4, K=64, seed=0, rollout="reference")
     torch.testing.assert_close(res.best_actions, ref.best_actions, rtol=1e-4, atol=1e-4)
     with torch.no_grad():
         start = ebm.energy(**obs, a=torch.zeros(3, 7, 3)).total

@@ -7,7 +7,8 @@ import torch
 
 import ebmgraph
 from ebmgraph.errors import SpecError
-from ebmgraph.infer import free_energy, minimize, shift_plan
+from ebmgraph.agent import shift_plan
+from ebmgraph.infer import free_energy, minimize
 
 QUAD = """
 name: quad

@@ -7,8 +7,8 @@ Public API::
     plan = MCTS(ebm, observed, over=["a"]); plan.search(); plan.advance(action)
 """
 from .api import METHODS, minimize
-from .core import MinimizeResult, shift_plan
+from .core import MinimizeResult
 from .free_energy import free_energy
 from .mcts import MCTS
 
-__all__ = ["MCTS", "METHODS", "MinimizeResult", "free_energy", "minimize", "shift_plan"]
+__all__ = ["MCTS", "METHODS", "MinimizeResult", "free_energy", "minimize"]

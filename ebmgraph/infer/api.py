@@ -1,20 +1,19 @@
 """``minimize``: one entry point, dispatched by the variables' domains (§3.1.2, §4.2, §5).
 
-Wrappers change *what* is minimized, not how: adversarial latents (§5, games) make the
-objective ``max_w E``; sampled latents (Figure 17) make it ``mean + λ·std`` of the
-energy over draws from their Gibbs distribution ``P(z) ∝ exp(−R(z))`` (eq. 23).
+Objective wrappers (``infer/objectives.py``) change *what* is minimized, not how:
+adversarial latents (§5, games) make the objective ``max_w E``; sampled latents
+(Figure 17) make it ``mean + λ·std`` of the energy over Gibbs draws (eq. 23).
 """
 from __future__ import annotations
 
-import networkx as nx
 import torch
 
-from .. import ir
 from ..errors import SpecError
 from ..util import as_generator
-from .core import MinimizeResult, Problem, _rep
-from .discrete import _tile, beam, configs, dp, exhaustive, mixed, space_size
+from .core import MinimizeResult, Problem
+from .discrete import beam, dp, exhaustive, mixed, space_size
 from .gradient import gradient
+from .objectives import with_adversary, with_penalty, with_risk
 from .sampling import cem, mppi
 
 METHODS = ("auto", "gradient", "cem", "mppi", "exhaustive", "beam", "dp", "mcts", "mixed")
@@ -47,138 +46,10 @@ def _is_chain(prob: Problem, name: str) -> None:
             raise SpecError(f"{node[0][7:]}[{node[1]}] reads {len(pos)} non-chain elements of {name}")
 
 
-def _gibbs_energy(ebm, name: str, dtype, device) -> torch.Tensor:
-    """``R(k)`` ``[K]``: the energy terms that read only the discrete latent ``name``, at each value."""
-    v = ebm.graph.var(name)
-    if v.index is not None:
-        raise SpecError(f"sampled discrete arrays are not supported ({name}[t]); declare one value per step")
-    G = ebm.checked.elements
-    names = {x.name for x in ebm.graph.variables}
-    own = [node[0][7:] for node in G.nodes if isinstance(node[0], str) and node[0].startswith("energy:")
-           and {a[0] for a in nx.ancestors(G, node) if a[0] in names} == {name}]
-    K = v.domain.K
-    if not own:
-        return torch.zeros(K, dtype=dtype, device=device)
-    inputs = {}
-    for x in ebm.graph.variables:
-        shp = ebm.var_shape(x.name)
-        if isinstance(x.domain, ir.Discrete):
-            inputs[x.name] = torch.zeros((K,) + shp[:-1], dtype=torch.long, device=device)
-        else:
-            inputs[x.name] = torch.zeros((K,) + shp, dtype=dtype, device=device)
-    inputs[name] = torch.arange(K, device=device)
-    with torch.no_grad():
-        out = ebm.energy(**inputs)
-    return sum(out.terms[t] for t in own)
-
-
-def gibbs_draws(ebm, name: str, n: int, gen: torch.Generator, dtype, device) -> torch.Tensor:
-    """``n`` draws of a sampled latent from ``P(z) ∝ exp(−R(z))`` (eq. 23).
-
-    Discrete: R is the sum of the energy terms that read only ``z``, evaluated at each of
-    the K values. Continuous: a standard normal (the Gibbs distribution of ``gaussian``
-    with σ=1, and the proposal we state for other regularizers).
-    """
-    v = ebm.graph.var(name)
-    shape = ebm.var_shape(name)
-    if isinstance(v.domain, ir.Discrete):
-        R = _gibbs_energy(ebm, name, dtype, device)
-        p = torch.softmax(-R.double().cpu(), 0)
-        return torch.multinomial(p, n, replacement=True, generator=gen).to(device)
-    return torch.randn((n,) + shape, generator=gen, dtype=dtype).to(device)
-
-
-def _with_risk(prob: Problem, sample: list[str], n_draws: int, lam: float, gen) -> None:
-    ebm = prob.ebm
-    draws = {s: gibbs_draws(ebm, s, n_draws, gen, prob.dtype, prob.device) for s in sample}
-    D = n_draws
-
-    def energies(values: dict, k: int):
-        N = prob.B * k
-        inputs = {n: _rep(v, k * D) for n, v in prob.observed.items()}
-        inputs.update({n: _rep(v, D) for n, v in values.items()})
-        inputs.update({s: _tile(d, N) for s, d in draws.items()})
-        return ebm.energy(**inputs), N
-
-    def objective(values, k):
-        out, N = energies(values, k)
-        E = out.total.view(N, D)
-        return E.mean(1) + lam * E.std(1, unbiased=False)
-
-    def report(values):
-        with torch.no_grad():
-            out, N = energies(values, 1)
-            E = out.total.view(N, D)
-            total = E.mean(1) + lam * E.std(1, unbiased=False)
-            terms = {t: v.view(N, D).mean(1) for t, v in out.terms.items()}
-        return values, total, terms
-
-    prob.objective_fn, prob.report_fn = objective, report
-    prob.draws = draws
-
-
-def _with_adversary(prob: Problem, maximize: list[str], inner_steps: int, inner_lr: float) -> None:
-    ebm = prob.ebm
-    g = ebm.graph
-    disc = all(isinstance(g.var(w).domain, ir.Discrete) for w in maximize)
-    advp = Problem(ebm, {}, maximize, batch=1, handled=tuple(v.name for v in g.variables))
-
-    def inputs_for(values, k, M):
-        inp = {n: _rep(v, k * M) for n, v in prob.observed.items()}
-        inp.update({n: _rep(v, M) for n, v in values.items()})
-        return inp
-
-    if disc:
-        M = space_size(advp, maximize)
-        if M > 65536:
-            raise SpecError(f"maximize over {M} discrete configurations is too many to enumerate")
-        W = configs(advp, maximize, 0, M)
-
-        def inner(values, k):
-            N = prob.B * k
-            inp = inputs_for(values, k, M)
-            inp.update({w: _tile(v, N) for w, v in W.items()})
-            E = ebm.energy(**inp).total.view(N, M)
-            j = E.detach().argmax(1)
-            return E.gather(1, j[:, None])[:, 0], {w: v[j] for w, v in W.items()}
-    else:
-        def inner(values, k):  # alternating: a few projected ascent steps on w, then E at (values, w*)
-            N = prob.B * k
-            ws = {w: torch.zeros((N,) + ebm.var_shape(w), dtype=prob.dtype, device=prob.device, requires_grad=True)
-                  for w in maximize}
-            fixed = {n: v.detach() for n, v in values.items()}
-            opt = torch.optim.Adam(list(ws.values()), lr=inner_lr)
-            for _ in range(inner_steps):
-                opt.zero_grad(set_to_none=True)
-                with torch.enable_grad():
-                    inp = inputs_for(fixed, k, 1)
-                    inp.update(ws)
-                    (-ebm.energy(**inp).total.sum()).backward()
-                opt.step()
-                with torch.no_grad():
-                    for w, t in ws.items():
-                        d = g.var(w).domain
-                        t.clamp_(min=d.lo, max=d.hi) if d.bounded else None
-            wstar = {w: t.detach() for w, t in ws.items()}
-            inp = inputs_for(values, k, 1)
-            inp.update(wstar)
-            return ebm.energy(**inp).total, wstar  # Danskin: gradient through E at fixed w*
-
-    def report(values):
-        with torch.no_grad():
-            _, wstar = inner(values, 1)
-            full = {**values, **wstar}
-            out = prob.evaluate(full)
-        return full, out.total, dict(out.terms)
-
-    prob.objective_fn = lambda values, k: inner(values, k)[0]
-    prob.report_fn = report
-
-
 def minimize(ebm, observed: dict | None = None, over=None, method: str = "auto", *, seed: int = 0,
              generator: torch.Generator | None = None, maximize=(), sample=None, n_draws: int = 16,
              risk: float = 0.0, inner_steps: int = 50, inner_lr: float = 0.1, exhaustive_limit: int = 65536,
-             batch: int | None = None, fused: bool = False, **settings) -> MinimizeResult:
+             batch: int | None = None, fused: bool = False, penalty=None, **settings) -> MinimizeResult:
     """Minimize the energy over latents and actions: ``argmin_z E(x, z)`` (§3.1.2, eq. 4–5).
 
     Args:
@@ -191,9 +62,11 @@ def minimize(ebm, observed: dict | None = None, over=None, method: str = "auto",
         maximize: latents to maximize over, adversarially (§5: ``min_a max_w E``).
         sample: latents drawn rather than minimized (default: those marked ``sampled: true``);
             the objective becomes ``mean + risk·std`` over ``n_draws`` draws (Figure 17).
+        penalty: optional ``{name: value} -> [N]`` added to the objective while minimizing (not to
+            the reported energy), e.g. a noisy latent's information cost (§4.5).
         fused: with ``cem``/``mppi`` on a Mode-2 spec that fits the energy-fused kernel
             (``ebm.explain()`` says), run every iteration's rollouts in one Triton kernel
-            (``ebmgraph.fused.plan``; settings ``samples``, ``iters``, ``sigma``, ``init``,
+            (``ebmgraph.infer.fused.plan_fused``; settings ``samples``, ``iters``, ``sigma``, ``init``,
             ``temperature`` / ``elite_frac``, ``momentum``).
         settings: method settings (``optimizer``, ``steps``, ``restarts``, ``init``, ``samples``,
             ``iters``, ``width``, ``simulations`` ...).
@@ -235,9 +108,11 @@ def minimize(ebm, observed: dict | None = None, over=None, method: str = "auto",
     if sample:
         if maximize:
             raise SpecError("maximize= and sampled latents together are not supported")
-        _with_risk(prob, sample, n_draws, risk, gen)
+        with_risk(prob, sample, n_draws, risk, gen)
     if maximize:
-        _with_adversary(prob, maximize, inner_steps, inner_lr)
+        with_adversary(prob, maximize, inner_steps, inner_lr)
+    if penalty is not None:
+        with_penalty(prob, penalty)
     explanation = f"method={method} (chosen by the caller)"
     if method == "auto":
         method, explanation = _auto(prob, exhaustive_limit)
@@ -256,9 +131,10 @@ def minimize(ebm, observed: dict | None = None, over=None, method: str = "auto",
 
 def _fused(ebm, observed, over, method, seed, generator, settings) -> MinimizeResult:
     """MPPI / CEM with the energy-fused rollout kernel (``kernels/mppi.py``, issue 6)."""
-    from ..fused import analyze_fused, plan
+    from ..fusion import analyze_fused
+    from .fused import plan_fused
 
-    fr, why = analyze_fused(ebm)
+    fr, why = analyze_fused(ebm.checked, ebm.rollouts)
     if method not in ("cem", "mppi"):
         raise SpecError(f"fused=True plans with method='cem' or 'mppi', not {method!r}")
     if fr is None:
@@ -272,7 +148,7 @@ def _fused(ebm, observed, over, method, seed, generator, settings) -> MinimizeRe
         raise SpecError(f"fused planning does not take {', '.join(unknown)}")
     kw = {names[k]: v for k, v in settings.items() if k in names}
     init = settings.get("init", {}).get(fr.action) if isinstance(settings.get("init"), dict) else None
-    res = plan(ebm, observed, method=method, init=init, generator=generator, seed=seed, **kw)
+    res = plan_fused(ebm, observed, method=method, init=init, generator=generator, seed=seed, **kw)
     values = {fr.action: res.best_actions.to(ebm.dtype)}
     with torch.no_grad():
         out = ebm.energy(**observed, **values)

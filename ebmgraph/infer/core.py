@@ -14,7 +14,7 @@ import networkx as nx
 import torch
 
 from .. import ir
-from ..compiled import _rep  # [B, ...] -> [B*k, ...], row b*k + j copies row b
+from ..conventions import repeat_rows
 from ..errors import SpecError
 
 
@@ -137,13 +137,13 @@ class Problem:
         Returns:
             EnergyResult with ``total`` ``[B*k]``.
         """
-        inputs = {n: _rep(v, k) for n, v in self.observed.items()}
+        inputs = {n: repeat_rows(v, k) for n, v in self.observed.items()}
         inputs.update(values)
         return self.ebm.energy(**inputs)
 
     def sub(self, fixed: dict, over: list[str], k: int) -> "Problem":
         """A ``[B*k]`` problem with some of ``over`` fixed to ``fixed`` (used by mixed search)."""
-        obs = {n: _rep(v, k) for n, v in self.observed.items()}
+        obs = {n: repeat_rows(v, k) for n, v in self.observed.items()}
         obs.update(fixed)
         return Problem(self.ebm, obs, over)
 
@@ -182,6 +182,31 @@ class Problem:
         return sorted(p for (n, p) in self.ebm.checked.elements.nodes if n == f"energy:{name}")
 
 
+def packer(prob: Problem, names: list[str]):
+    """``(pack, unpack, project)`` between ``{name: [..., *shape]}`` and one flat ``[..., D]`` tensor.
+
+    ``pack(values, lead)`` concatenates the flattened values; ``unpack(X)`` splits them back;
+    ``project(X)`` clamps every part onto its box domain. Gradient and sampling methods work
+    on the flat form.
+    """
+    sizes = [int(torch.Size(prob.shape(n)).numel()) for n in names]
+
+    def pack(vals: dict, lead: tuple) -> torch.Tensor:
+        return torch.cat([vals[n].reshape(*lead, -1) for n in names], -1)
+
+    def unpack(X: torch.Tensor) -> dict:
+        out, i = {}, 0
+        for n, s in zip(names, sizes):
+            out[n] = X[..., i:i + s].reshape(*X.shape[:-1], *prob.shape(n))
+            i += s
+        return out
+
+    def project(X: torch.Tensor) -> torch.Tensor:
+        return pack({n: prob.project(n, v) for n, v in unpack(X).items()}, X.shape[:-1])
+
+    return pack, unpack, project
+
+
 def initial_values(prob: Problem, init: dict | None) -> dict:
     """The starting point ``{name: [B, *shape]}``: ``init`` where given, else the centre / value 0."""
     init = dict(init or {})
@@ -200,26 +225,4 @@ def initial_values(prob: Problem, init: dict | None) -> dict:
             out[n] = torch.zeros((prob.B,) + prob.shape(n), dtype=torch.long, device=prob.device)
         else:
             out[n] = prob.center(n)
-    return out
-
-
-def shift_plan(values: dict, name: str, fill: float | int | None = None) -> dict:
-    """Shift a plan one step for receding-horizon control (§3.1.2, Mode-2).
-
-    ``a[1:]`` becomes the new ``a[:-1]``; the last step repeats the old last step
-    (or ``fill``). Other entries are copied.
-
-    Args:
-        values: ``{name: [B, L, ...]}`` e.g. ``result.values``.
-        name: the time-indexed variable to shift.
-
-    Example:
-        >>> import torch
-        >>> shift_plan({"a": torch.tensor([[1, 2, 3]])}, "a")["a"].tolist()
-        [[2, 3, 3]]
-    """
-    out = dict(values)
-    a = values[name]
-    last = a[:, -1:].clone() if fill is None else torch.full_like(a[:, -1:], fill)
-    out[name] = torch.cat([a[:, 1:], last], 1)
     return out

@@ -13,6 +13,7 @@ import math
 
 import torch
 
+from ..conventions import tile_rows
 from ..errors import SpecError
 from .core import Problem, initial_values
 
@@ -50,11 +51,6 @@ def space_size(prob: Problem, names: list[str]) -> int:
     return math.prod(K for _, _, K in _slots(prob, names))
 
 
-def _tile(v: torch.Tensor, B: int) -> torch.Tensor:
-    """``[N, ...] -> [B*N, ...]``: row ``b*N + j`` is configuration ``j``."""
-    return v.unsqueeze(0).expand(B, *v.shape).reshape(B * v.shape[0], *v.shape[1:])
-
-
 def exhaustive(prob: Problem, *, max_configs: int = 1_000_000, chunk: int = 65536, init: dict | None = None,
                generator=None):
     """Evaluate every joint configuration of the discrete variables; exact.
@@ -82,7 +78,7 @@ def exhaustive(prob: Problem, *, max_configs: int = 1_000_000, chunk: int = 6553
         for s in range(0, N, step):
             c = configs(prob, names, s, min(N, s + step))
             n = next(iter(c.values())).shape[0]
-            f = prob.objective({k: _tile(v, B) for k, v in c.items()}, n).view(B, n)
+            f = prob.objective({k: tile_rows(v, B) for k, v in c.items()}, n).view(B, n)
             fk, j = f.min(1)
             better = fk < best_f
             for k, v in c.items():
@@ -124,7 +120,7 @@ def chain_factors(prob: Problem, name: str):
     pos = torch.arange(L, device=prob.device)
     z = torch.where((pos % 2 == 0)[None], P[:, None], Q[:, None])  # [K*K, L]
     with torch.no_grad():
-        out = prob.evaluate({name: _tile(z, B)}, K * K)
+        out = prob.evaluate({name: tile_rows(z, B)}, K * K)
     unary = torch.zeros(B, L, K, dtype=prob.dtype, device=prob.device)
     pair = torch.zeros(B, max(L - 1, 0), K, K, dtype=prob.dtype, device=prob.device)
     const = torch.zeros(B, dtype=prob.dtype, device=prob.device)
@@ -256,7 +252,7 @@ def mixed(prob: Problem, *, inner: str = "gradient", max_configs: int = 4096, in
         raise SpecError(f"mixed search enumerates {N} discrete configurations (> max_configs={max_configs})")
     B = prob.B
     c = configs(prob, disc, 0, N)
-    sub = prob.sub({k: _tile(v, B) for k, v in c.items()}, cont, N)
+    sub = prob.sub({k: tile_rows(v, B) for k, v in c.items()}, cont, N)
     x0 = initial_values(prob, init)
     sub_init = {n: x0[n].repeat_interleave(N, 0) for n in cont}
     fn = {"gradient": gradient, "cem": cem, "mppi": mppi}[inner]

@@ -17,9 +17,9 @@ import torch
 
 from ..errors import SpecError
 from ..util import as_generator
-from .core import Problem
-from .discrete import _tile, configs, space_size
-from .gradient import _packer
+from ..conventions import tile_rows
+from .core import Problem, packer
+from .discrete import configs, space_size
 
 
 def _hessian(f, X: torch.Tensor) -> torch.Tensor:
@@ -35,11 +35,19 @@ def _hessian(f, X: torch.Tensor) -> torch.Tensor:
 
 def free_energy(ebm, observed: dict | None, over, beta: float = float("inf"), *, seed: int = 0,
                 generator: torch.Generator | None = None, samples: int = 4096, proposal: str = "laplace",
-                max_configs: int = 1_000_000, batch: int | None = None, **min_settings) -> torch.Tensor:
-    """``F_β`` ``[B]``: the energy with ``over`` eliminated.
+                max_configs: int = 1_000_000, batch: int | None = None, penalty=None,
+                return_values: bool = False, **min_settings):
+    """``F_β`` ``[B]``: the energy with ``over`` eliminated — for inference and training alike.
+
+    At ``β = ∞``, ``F(x, y) = min_z E(x, y, z)`` (eq. 4) is found by :func:`minimize` and
+    re-evaluated at the detached minimizer ``z*`` when the model has trainable parameters and
+    gradients are on, so that ``∂F/∂w = ∂E/∂w (x, y, z*)`` (the envelope theorem): this is the
+    free energy the contrastive and regularized losses train.
 
     Args:
         beta: inverse temperature; ``inf`` gives ``min_z E`` (via :func:`minimize`).
+        penalty: (``β = ∞``) added to the objective while minimizing, not to ``F``.
+        return_values: (``β = ∞``) also return the minimizer ``{name: [B, *shape]}``.
         samples: Monte Carlo samples per problem (continuous latents, finite β).
         proposal: ``"laplace"`` (Gaussian around the minimizer) or ``"uniform"`` (in bounds).
         min_settings: passed to :func:`minimize` (e.g. ``method``, ``steps``).
@@ -51,7 +59,13 @@ def free_energy(ebm, observed: dict | None, over, beta: float = float("inf"), *,
 
     gen = as_generator(generator if generator is not None else seed)
     if math.isinf(beta) and beta > 0:
-        return minimize(ebm, observed, over, generator=gen, batch=batch, **min_settings).energy
+        r = minimize(ebm, observed, over, generator=gen, batch=batch, penalty=penalty, **min_settings)
+        F = r.energy
+        if torch.is_grad_enabled() and any(p.requires_grad for p in ebm.parameters()):
+            F = ebm.energy(**(observed or {}), **r.values).total  # envelope theorem: the gradient at fixed z*
+        return (F, dict(r.values)) if return_values else F
+    if return_values or penalty is not None:
+        raise ValueError("return_values and penalty apply to beta=inf (minimization)")
     if beta <= 0:
         raise ValueError(f"beta must be positive, got {beta}")
     prob = Problem(ebm, observed, over, batch=batch)
@@ -65,9 +79,9 @@ def free_energy(ebm, observed: dict | None, over, beta: float = float("inf"), *,
             if N > max_configs:
                 raise SpecError(f"{N} configurations exceed max_configs={max_configs} for an exact sum")
             c = configs(prob, disc, 0, N)
-            E = prob.evaluate({k: _tile(v, B) for k, v in c.items()}, N).total.view(B, N)
+            E = prob.evaluate({k: tile_rows(v, B) for k, v in c.items()}, N).total.view(B, N)
             return -torch.logsumexp(-beta * E, 1) / beta
-    pack, unpack, project = _packer(prob, prob.over)
+    pack, unpack, project = packer(prob, prob.over)
     K = int(samples)
     if proposal == "uniform":
         los, his = [], []
@@ -81,7 +95,7 @@ def free_energy(ebm, observed: dict | None, over, beta: float = float("inf"), *,
         u = torch.rand((K, lo.numel()), generator=gen, dtype=prob.dtype).to(prob.device)
         Z = lo + (hi - lo) * u  # shared by all problems (common random numbers)
         with torch.no_grad():
-            E = prob.evaluate(unpack(_tile(Z, B)), K).total.view(B, K)
+            E = prob.evaluate(unpack(tile_rows(Z, B)), K).total.view(B, K)
         log_vol = torch.log(hi - lo).sum()
         return -(torch.logsumexp(-beta * E, 1) - math.log(K) + log_vol) / beta
     if proposal != "laplace":

@@ -11,26 +11,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import SpecError
-from .core import Problem, initial_values
-
-
-def _packer(prob: Problem, names: list[str]):
-    sizes = [int(torch.Size(prob.shape(n)).numel()) for n in names]
-
-    def pack(vals: dict, lead: tuple) -> torch.Tensor:
-        return torch.cat([vals[n].reshape(*lead, -1) for n in names], -1)
-
-    def unpack(X: torch.Tensor) -> dict:
-        out, i = {}, 0
-        for n, s in zip(names, sizes):
-            out[n] = X[..., i:i + s].reshape(*X.shape[:-1], *prob.shape(n))
-            i += s
-        return out
-
-    def project(X: torch.Tensor) -> torch.Tensor:
-        return pack({n: prob.project(n, v) for n, v in unpack(X).items()}, X.shape[:-1])
-
-    return pack, unpack, project
+from .core import Problem, initial_values, packer
 
 
 def _restart_points(prob: Problem, x0: dict, restarts: int, init_scale: float, gen) -> dict:
@@ -139,7 +120,7 @@ def gradient(prob: Problem, *, optimizer: str = "lbfgs", steps: int | None = Non
         raise ValueError(f"optimizer must be lbfgs, adam or sgd, got {optimizer!r}")
     steps = steps if steps is not None else (100 if optimizer == "lbfgs" else 500)
     B, Rn = prob.B, max(1, int(restarts))
-    pack, unpack, project = _packer(prob, prob.over)
+    pack, unpack, project = packer(prob, prob.over)
     x0 = initial_values(prob, init)
     X = pack(_restart_points(prob, x0, Rn, init_scale, generator), (B, Rn)).reshape(B * Rn, -1).detach()
 
@@ -173,17 +154,21 @@ def gradient(prob: Problem, *, optimizer: str = "lbfgs", steps: int | None = Non
         opt = torch.optim.Adam([P], lr=lr) if optimizer == "adam" else torch.optim.SGD([P], lr=lr)
         # cosine decay to zero: a fixed step leaves Adam hovering at O(lr) from the minimum
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps)) if schedule == "cosine" else None
-        for _ in range(steps):
-            opt.zero_grad(set_to_none=True)
+        for i in range(steps):
             with torch.enable_grad():
                 f = f_only(P)
-                f.sum().backward()
+                # gradients w.r.t. the variables only: the model's parameters must not collect any
+                # (training calls this inside its own forward pass)
+                (P.grad,) = torch.autograd.grad(f.sum(), P)
+            if i > 0:  # the iterate just evaluated (step 0's is the start, already recorded)
+                on_step(P.detach().clone(), f.detach())
             opt.step()
             if sched is not None:
                 sched.step()
             with torch.no_grad():
                 P.copy_(project(P))
-                on_step(P.detach(), f_only(P))
+        with torch.no_grad():
+            on_step(P.detach(), f_only(P))
     k = best_f.view(B, Rn).argmin(1)
     Xb = best_X.view(B, Rn, -1)[torch.arange(B, device=X.device), k]
     return prob.result(unpack(Xb), trace, f"gradient/{optimizer}",

@@ -27,6 +27,7 @@ from .. import ir
 from ..errors import SpecError
 from ..util import as_generator
 from .core import MinimizeResult, Problem
+from .gibbs import gibbs_draws, gibbs_energy
 
 
 @dataclass
@@ -151,7 +152,6 @@ class MCTS:
             return self.prob.ebm.energy(**inputs).total
 
     def _draw(self) -> dict:
-        from .api import gibbs_draws
         return {s: gibbs_draws(self.prob.ebm, s, self.B, self.gen, self.prob.dtype, self.prob.device)
                 for s in self.sample}
 
@@ -247,8 +247,7 @@ class MCTS:
         return totals, terms
 
     def _exact_p(self, s, K):
-        from .api import _gibbs_energy
-        return torch.softmax(-_gibbs_energy(self.prob.ebm, s, self.prob.dtype, self.prob.device), 0)
+        return torch.softmax(-gibbs_energy(self.prob.ebm, s, self.prob.dtype, self.prob.device), 0)
 
     def advance(self, action) -> None:
         """Commit the next action per problem (``[B]`` ints) and re-root there, keeping the subtree."""

@@ -14,8 +14,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import SpecError
-from .core import Problem, initial_values
-from .gradient import _packer
+from .core import Problem, initial_values, packer
 
 
 def _setup(prob: Problem, init, sigma):
@@ -23,7 +22,7 @@ def _setup(prob: Problem, init, sigma):
         if prob.is_discrete(n):
             raise SpecError(f"CEM/MPPI sample continuous variables; {n} is discrete "
                             f"(use method='exhaustive', 'dp', 'beam' or 'mcts')")
-    pack, unpack, project = _packer(prob, prob.over)
+    pack, unpack, project = packer(prob, prob.over)
     mu = pack(initial_values(prob, init), (prob.B,))
     D = mu.shape[-1]
     if sigma is None:  # a quarter of the box where bounded, else 1

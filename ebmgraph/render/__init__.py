@@ -33,8 +33,7 @@ INSTALL_HINT = ("graphviz's `dot` program is not installed; install graphviz "
                 "or write .dot instead")
 
 __all__ = ["FORMATS", "GraphvizMissing", "MAX_STEPS", "STYLES", "dot_program", "dot_to", "energy_sympy",
-           "gallery_dot", "latex", "name_html",
-           "register_cli", "render", "repr_mimebundle", "to_dot", "to_svg", "visible_steps", "write_gallery"]
+           "gallery_dot", "latex", "name_html", "render", "repr_mimebundle", "to_dot", "to_svg", "visible_steps", "write_gallery"]
 
 
 class GraphvizMissing(RuntimeError):
@@ -186,6 +185,3 @@ def write_gallery(specs: list[str], out_dir, *, pictures: bool = True) -> list[P
     atomic_write_text(out / "README.md", "\n".join(lines))
     written.append(out / "README.md")
     return written
-
-
-from .cli import register_cli  # noqa: E402  (the CLI uses the functions above)

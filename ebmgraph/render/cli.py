@@ -14,21 +14,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ..cliargs import parse_sizes, print_errors
 from ..errors import SpecError
 
 
-def _sizes(items) -> dict[str, int]:
-    from ..cli import _parse_sizes
-
-    return _parse_sizes(items)
-
-
 def cmd_render(args) -> int:
-    from ..cli import _print_errors
     from ..spec import load
     from . import FORMATS, GraphvizMissing, latex, render, to_dot, write_gallery
 
-    sizes = _sizes(args.size)
+    sizes = parse_sizes(args.size)
     status = 0
     try:
         if args.gallery:
@@ -63,7 +57,7 @@ def cmd_render(args) -> int:
                 render(g, target, collapse_time=args.collapse_time, latex_caption=args.latex, sizes=sizes)
                 print(f"wrote {target}", file=sys.stderr)
             except SpecError as exc:
-                _print_errors(exc)
+                print_errors(exc)
                 status = 1
     except GraphvizMissing as exc:
         print(f"ebmgraph render: {exc}", file=sys.stderr)

@@ -5,7 +5,7 @@ from .data import Dataset, digits, digits_views, get_dataset, load_npz, off_mani
 from .losses_contrastive import Contrastive, EnergyLoss, LossOut, contrastive
 from .monitors import collapse_report, effective_rank, energy_gap, spread
 from .trainer import Trainer
-from .values import free_energy, values
+from .values import training_free_energy, values
 
 try:  # the regularized family and the demo (later in this package's build order)
     from .losses_regularized import Amortized, Regularized, barlow_terms, vicreg_terms
@@ -17,6 +17,6 @@ except ModuleNotFoundError as _e:  # pragma: no cover
 __all__ = [
     "Amortized", "Contrastive", "Dataset", "EnergyLoss", "LossOut", "Regularized", "Trainer", "barlow_terms",
     "collapse_report", "contrastive", "demo_jepa_vicreg", "digits", "digits_views", "effective_rank", "energy_gap",
-    "free_energy", "get_dataset", "linear_probe", "load_npz", "off_manifold", "pendulum", "rings", "spirals",
+    "training_free_energy", "get_dataset", "linear_probe", "load_npz", "off_manifold", "pendulum", "rings", "spirals",
     "spread", "two_moons", "values", "vicreg_terms",
 ]

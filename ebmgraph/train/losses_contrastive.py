@@ -4,7 +4,7 @@ F(x, ŷ) on contrastive samples ŷ.
 A loss is an ``nn.Module`` holding the compiled energy (plus any generator network);
 ``loss(batch, gen)`` returns a :class:`LossOut`. ``y`` names the variable that is
 contrasted; the other observed variables (x) are kept; latents are eliminated by
-:func:`~ebmgraph.train.values.free_energy` (eq. 4).
+:func:`~ebmgraph.train.values.training_free_energy` (eq. 4).
 
 Table 1 rows, by name (the printed table numbers two rows "6"; names are unambiguous):
 
@@ -36,7 +36,8 @@ from torch import nn
 
 from .. import ir
 from . import samplers as S
-from .values import free_energy, latents, values
+from ..conventions import repeat_rows
+from .values import latents, training_free_energy, values
 
 
 @dataclass
@@ -69,13 +70,13 @@ class EnergyLoss(nn.Module):
         """F(x, y) ``[B]`` (latents minimized), with ``y`` replaced by ``yv`` if given."""
         inp = self.inputs(batch, **({} if yv is None else {self.y: yv}))
         if self._has_latents:
-            return free_energy(self.ebm, inp, steps=self.infer_steps, seed=seed)
+            return training_free_energy(self.ebm, inp, steps=self.infer_steps, seed=seed)
         return self.ebm.energy(**inp).total
 
     def F_many(self, batch: dict, yhat: torch.Tensor) -> torch.Tensor:
         """F(x_i, ŷ_ik) for ``yhat`` ``[B, K, *shape]`` -> ``[B, K]``."""
         B, K = yhat.shape[:2]
-        rep = {k: v.repeat_interleave(K, 0) for k, v in batch.items() if k in self._names and k != self.y}
+        rep = {k: repeat_rows(v, K) for k, v in batch.items() if k in self._names and k != self.y}
         return self.F(rep, yhat.reshape(B * K, *yhat.shape[2:])).view(B, K)
 
     def term_stats(self, batch: dict) -> dict[str, float]:
@@ -161,9 +162,9 @@ class Contrastive(EnergyLoss):
     def sample(self, batch: dict, gen: torch.Generator, k: int = 1) -> torch.Tensor:
         """Contrastive samples ``[B, k, *shape]`` from the configured sampler."""
         y = batch[self.y].float()
-        yk = y.repeat_interleave(k, 0)
+        yk = repeat_rows(y, k)
         lo, hi = self._box(y)
-        rep = {n: v.repeat_interleave(k, 0) for n, v in batch.items()}
+        rep = {n: repeat_rows(v, k) for n, v in batch.items()}
         Fy = lambda v: self.F(rep, v)  # noqa: E731
         s = self.sampler
         if s == "uniform":

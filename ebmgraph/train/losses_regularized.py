@@ -17,7 +17,7 @@ import torch.distributed as dist
 import torch.nn.functional as Fn
 
 from .losses_contrastive import EnergyLoss, LossOut
-from .values import free_energy, latents, values
+from .values import latents, training_free_energy, values
 
 
 def _center(z):
@@ -143,7 +143,7 @@ class Regularized(EnergyLoss):
             # the information cost of a noisy latent shapes inference: its z-dependent part is w·½‖ž‖²
             def penalty(zs):
                 return self.kl_weight * sum(0.5 * (v * v).flatten(1).sum(1) for v in zs.values())
-        e, z = free_energy(self.ebm, inp, steps=self.infer_steps, seed=gen, return_z=True, penalty=penalty)
+        e, z = training_free_energy(self.ebm, inp, steps=self.infer_steps, seed=gen, return_z=True, penalty=penalty)
         if self.latent_noise > 0 and z:
             noisy = {}
             kl = 0.0
@@ -188,7 +188,7 @@ class Amortized(Regularized):
         w = float(self.ebm.weights()[self.weight])
         self.ebm.set_weights(**{self.weight: 0.0})
         try:
-            _, z = free_energy(self.ebm, inp, steps=self.infer_steps, seed=gen, return_z=True)
+            _, z = training_free_energy(self.ebm, inp, steps=self.infer_steps, seed=gen, return_z=True)
         finally:
             self.ebm.set_weights(**{self.weight: w})
         e = self.ebm.energy(**inp, **z).total

@@ -1,4 +1,4 @@
-"""Intermediate values of a compiled spec, and free energies with latents eliminated.
+"""Intermediate values of a compiled spec, and the free energy with training's inference settings.
 
 The generated forward of a :class:`~ebmgraph.CompiledEBM` returns energies only; the
 regularized losses of §4.5 (VICReg, Barlow Twins, latent limits) and the collapse
@@ -72,78 +72,32 @@ def latents(ebm) -> list[ir.Var]:
     return [v for v in ebm.variables if v.role == "latent"]
 
 
-def free_energy(ebm, inputs: dict, *, steps: int = 30, lr: float = 0.1, restarts: int = 1,
-                seed: int | torch.Generator = 0, return_z: bool = False, penalty=None):
-    """F(x, y) = min_z E(x, y, z) (§4.2, eq. 4), differentiable in the parameters.
+def training_free_energy(ebm, inputs: dict, *, steps: int = 30, lr: float = 0.1,
+                         seed: int | torch.Generator = 0, return_z: bool = False, penalty=None):
+    """F(x, y) = min_z E(x, y, z) (§4.2, eq. 4) with the inference settings training uses.
 
-    Discrete latents (one at most per spec here) are searched exhaustively over their K
-    values; continuous latents are minimized with Adam from zero (plus ``restarts - 1``
-    Gaussian starts) and the energy is re-evaluated at the detached minimizer, so the
-    gradient reaching the parameters is the envelope-theorem gradient ∂E/∂w at z*.
+    The one free energy is :func:`ebmgraph.infer.free_energy` (through ``minimize``, with the
+    envelope-theorem gradient ``∂E/∂w`` at the minimizer); this picks training's settings:
+    Adam at a fixed step ``lr`` for ``steps`` iterations from zero for continuous latents,
+    exact enumeration for discrete ones.
 
     Args:
         ebm: a compiled spec.
         inputs: every non-latent variable ``[B, *shape]``.
-        penalty: optional ``f({latent: z}) -> [B]`` added to the energy while inferring the
-            continuous latents (e.g. the information cost of a noisy latent); not part of the result.
+        penalty: optional ``f({latent: z}) -> [B]`` added while inferring (e.g. the information
+            cost of a noisy latent); not part of the result.
 
     Returns:
-        total energy at the minimizer ``[B]`` (and ``{latent: z* [B, *shape]}`` when
-        ``return_z``).
+        total energy at the minimizer ``[B]`` (and ``{latent: z* [B, *shape]}`` when ``return_z``).
     """
-    from ..util import as_generator
+    from ..infer import free_energy
 
-    lat = [v for v in latents(ebm) if v.name not in inputs]
-    B = next(iter(inputs.values())).shape[0]
-    if not lat:
+    over = [v.name for v in latents(ebm) if v.name not in inputs]
+    if not over:
         e = ebm.energy(**inputs).total
         return (e, {}) if return_z else e
-    disc = [v for v in lat if isinstance(v.domain, ir.Discrete)]
-    cont = [v for v in lat if not isinstance(v.domain, ir.Discrete)]
-    if disc and (len(disc) > 1 or cont or disc[0].name in ebm.checked.lengths):
-        raise NotImplementedError("free_energy: one non-array discrete latent, or continuous latents only")
-    if disc:
-        v = disc[0]
-        K = v.domain.K
-        rep = {k: x.repeat_interleave(K, 0) for k, x in inputs.items()}
-        zk = torch.arange(K, device=ebm.device).repeat(B)
-        E = ebm.energy(**rep, **{v.name: zk}).total.view(B, K)
-        best = E.argmin(1)
-        e = E.gather(1, best[:, None]).squeeze(1)
-        return (e, {v.name: best}) if return_z else e
-    gen = as_generator(seed)
-    best_e, best_z = None, None
-    for r in range(restarts):
-        zs = {}
-        for v in cont:
-            shape = (B,) + ebm.var_shape(v.name)
-            z0 = torch.zeros(shape) if r == 0 else torch.randn(shape, generator=gen)
-            zs[v.name] = z0.to(ebm.device, ebm.dtype).requires_grad_(True)
-        opt = torch.optim.Adam(list(zs.values()), lr=lr)
-        with torch.enable_grad():
-            for _ in range(steps):
-                opt.zero_grad()
-                e = ebm.energy(**{k: x.detach() for k, x in inputs.items()}, **zs).total
-                if penalty is not None:
-                    e = e + penalty(zs)
-                gz = torch.autograd.grad(e.sum(), list(zs.values()))
-                for z, gzi in zip(zs.values(), gz):
-                    z.grad = gzi
-                opt.step()
-                with torch.no_grad():
-                    for v in cont:
-                        lo, hi = v.domain.lo, v.domain.hi
-                        if lo is not None or hi is not None:
-                            zs[v.name].clamp_(min=lo, max=hi)
-        with torch.no_grad():
-            e = ebm.energy(**inputs, **zs).total + (penalty(zs) if penalty is not None else 0.0)
-        if best_e is None:
-            best_e, best_z = e, {k: z.detach().clone() for k, z in zs.items()}
-        else:
-            better = e < best_e
-            best_e = torch.where(better, e, best_e)
-            for k in best_z:
-                m = better.view(-1, *[1] * (best_z[k].dim() - 1))
-                best_z[k] = torch.where(m, zs[k].detach(), best_z[k])
-    e = ebm.energy(**inputs, **best_z).total
-    return (e, best_z) if return_z else e
+    continuous = [n for n in over if not isinstance(ebm.graph.var(n).domain, ir.Discrete)]
+    settings = dict(method="gradient", optimizer="adam", steps=steps, lr=lr, schedule="none") \
+        if len(continuous) == len(over) else {}
+    gen = {"generator": seed} if isinstance(seed, torch.Generator) else {"seed": int(seed)}
+    return free_energy(ebm, inputs, over, penalty=penalty, return_values=return_z, **gen, **settings)

@@ -1,8 +1,11 @@
-"""The Rollout op: s[t+1] = Pred(s[t], a[t], ...) for T steps as one operation (§3.1.2, Fig. 4).
+"""What generated code calls at run time: the Rollout op and the step-layout helpers.
 
-``rollout`` is what lowered code calls for every recognized recurrence. This is the
-torch reference; fused Triton kernels (``kernels/rollout.py``) take over energy-fused
-rollouts on CUDA where the predictor fits (see ``CompiledEBM.explain``).
+* :func:`rollout` runs ``s[t+1] = Pred(s[t], a[t], ...)`` for T steps as one operation
+  (§3.1.2, Fig. 4) for every :class:`~ebmgraph.ir.Rollout` the passes found. This is the
+  torch reference; the fused Triton kernel (``kernels/rollout.py``) takes over on CUDA
+  where the predictor fits (:func:`kernel_reason`, ``CompiledEBM.explain``).
+* ``NAMESPACE`` is the whole namespace the generated ``forward`` runs in: the short
+  local names used in generated code mapped to the public helpers below.
 """
 from __future__ import annotations
 
@@ -10,6 +13,8 @@ import contextlib
 import os
 
 import torch
+
+from .conventions import as_energy, repeat_rows
 
 
 # "auto": fused kernels on CUDA; "always": also in Triton's CPU interpreter (tests); "never": torch only.
@@ -123,3 +128,31 @@ def kernel_reason(step, device, order: str = "sp") -> tuple[bool, str]:
     if not ok:
         return False, reason
     return True, f"mlp predictor, {why}"
+
+
+# ----------------------------------------------------------------------------- step layout
+def flatten_steps(x: torch.Tensor) -> torch.Tensor:
+    """``[B, n, ...] -> [B*n, ...]``: all steps of a map evaluated in one batch."""
+    return x.reshape(-1, *x.shape[2:])
+
+
+def unflatten_steps(x: torch.Tensor, n: int) -> torch.Tensor:
+    """``[B*n, ...] -> [B, n, ...]``."""
+    return x.reshape(-1, n, *x.shape[1:])
+
+
+def stack_steps(xs) -> torch.Tensor:
+    """A list of ``[B, ...]`` elements -> ``[B, n, ...]``."""
+    return torch.stack(list(xs), 1)
+
+
+def per_sample_column(x, k: int):
+    """A per-sample value ``[B]`` as ``[B, 1, ...]`` (k trailing axes); numbers pass through."""
+    if isinstance(x, torch.Tensor) and x.dim() == 1:
+        return x.view(-1, *([1] * k))
+    return x
+
+
+# The generated forward's namespace (ebmgraph.lower emits these short names).
+NAMESPACE = {"torch": torch, "rollout": rollout, "_rep": repeat_rows, "_flat": flatten_steps,
+             "_unflat": unflatten_steps, "_stack": stack_steps, "_e": as_energy, "_col": per_sample_column}

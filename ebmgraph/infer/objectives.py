@@ -1,0 +1,122 @@
+"""Objective wrappers: change what a minimizer minimizes, not how (§5, Figure 17).
+
+* :func:`with_risk`: sampled latents drawn from their Gibbs distribution (eq. 23); the
+  objective is ``mean + λ·std`` of the energy over the draws (planning under uncertainty).
+* :func:`with_adversary`: latents maximized over (§5, games): ``min_a max_w E``.
+* :func:`with_penalty`: ``E + penalty(values)`` while minimizing (e.g. the information cost
+  of a noisy latent, §4.5); the reported energy is ``E`` alone.
+
+Each sets ``Problem.objective_fn`` (``values, k -> [B*k]``) and ``Problem.report_fn``.
+"""
+from __future__ import annotations
+
+import torch
+
+from .. import ir
+from ..conventions import repeat_rows, tile_rows
+from ..errors import SpecError
+from .core import Problem
+from .discrete import configs, space_size
+from .gibbs import gibbs_draws
+
+
+def with_risk(prob: Problem, sample: list[str], n_draws: int, lam: float, gen) -> None:
+    ebm = prob.ebm
+    draws = {s: gibbs_draws(ebm, s, n_draws, gen, prob.dtype, prob.device) for s in sample}
+    D = n_draws
+
+    def energies(values: dict, k: int):
+        N = prob.B * k
+        inputs = {n: repeat_rows(v, k * D) for n, v in prob.observed.items()}
+        inputs.update({n: repeat_rows(v, D) for n, v in values.items()})
+        inputs.update({s: tile_rows(d, N) for s, d in draws.items()})
+        return ebm.energy(**inputs), N
+
+    def objective(values, k):
+        out, N = energies(values, k)
+        E = out.total.view(N, D)
+        return E.mean(1) + lam * E.std(1, unbiased=False)
+
+    def report(values):
+        with torch.no_grad():
+            out, N = energies(values, 1)
+            E = out.total.view(N, D)
+            total = E.mean(1) + lam * E.std(1, unbiased=False)
+            terms = {t: v.view(N, D).mean(1) for t, v in out.terms.items()}
+        return values, total, terms
+
+    prob.objective_fn, prob.report_fn = objective, report
+    prob.draws = draws
+
+
+def with_adversary(prob: Problem, maximize: list[str], inner_steps: int, inner_lr: float) -> None:
+    ebm = prob.ebm
+    g = ebm.graph
+    disc = all(isinstance(g.var(w).domain, ir.Discrete) for w in maximize)
+    advp = Problem(ebm, {}, maximize, batch=1, handled=tuple(v.name for v in g.variables))
+
+    def inputs_for(values, k, M):
+        inp = {n: repeat_rows(v, k * M) for n, v in prob.observed.items()}
+        inp.update({n: repeat_rows(v, M) for n, v in values.items()})
+        return inp
+
+    if disc:
+        M = space_size(advp, maximize)
+        if M > 65536:
+            raise SpecError(f"maximize over {M} discrete configurations is too many to enumerate")
+        W = configs(advp, maximize, 0, M)
+
+        def inner(values, k):
+            N = prob.B * k
+            inp = inputs_for(values, k, M)
+            inp.update({w: tile_rows(v, N) for w, v in W.items()})
+            E = ebm.energy(**inp).total.view(N, M)
+            j = E.detach().argmax(1)
+            return E.gather(1, j[:, None])[:, 0], {w: v[j] for w, v in W.items()}
+    else:
+        def inner(values, k):  # alternating: a few projected ascent steps on w, then E at (values, w*)
+            N = prob.B * k
+            ws = {w: torch.zeros((N,) + ebm.var_shape(w), dtype=prob.dtype, device=prob.device, requires_grad=True)
+                  for w in maximize}
+            fixed = {n: v.detach() for n, v in values.items()}
+            opt = torch.optim.Adam(list(ws.values()), lr=inner_lr)
+            for _ in range(inner_steps):
+                opt.zero_grad(set_to_none=True)
+                with torch.enable_grad():
+                    inp = inputs_for(fixed, k, 1)
+                    inp.update(ws)
+                    (-ebm.energy(**inp).total.sum()).backward()
+                opt.step()
+                with torch.no_grad():
+                    for w, t in ws.items():
+                        d = g.var(w).domain
+                        t.clamp_(min=d.lo, max=d.hi) if d.bounded else None
+            wstar = {w: t.detach() for w, t in ws.items()}
+            inp = inputs_for(values, k, 1)
+            inp.update(wstar)
+            return ebm.energy(**inp).total, wstar  # Danskin: gradient through E at fixed w*
+
+    def report(values):
+        with torch.no_grad():
+            _, wstar = inner(values, 1)
+            full = {**values, **wstar}
+            out = prob.evaluate(full)
+        return full, out.total, dict(out.terms)
+
+    prob.objective_fn = lambda values, k: inner(values, k)[0]
+    prob.report_fn = report
+
+
+def with_penalty(prob: Problem, penalty) -> None:
+    """Minimize ``objective + penalty(values)``; results report the energy without the penalty.
+
+    Args:
+        penalty: ``{name: [B*k, *shape]} -> [B*k]``.
+    """
+    base = prob.objective_fn
+
+    def objective(values, k):
+        f = base(values, k) if base is not None else prob.evaluate(values, k).total
+        return f + penalty(values)
+
+    prob.objective_fn = objective

@@ -30,7 +30,7 @@ def main(out_dir: str = "out/figures") -> int:
     # the time-indexed plan of Figure 4, one step in a plate
     if Path("specs/fig04_mode2.yaml").exists():
         render("specs/fig04_mode2.yaml", out / ("fig04_mode2.collapsed." + ("svg" if pictures else "dot")),
-               collapse_time=True)
+               plates=True)
     print(f"wrote {out}/", file=sys.stderr)
     return 0
 

@@ -152,9 +152,9 @@ def test_long_horizons_unroll_a_window_with_an_ellipsis():
     assert before == {f"v:s[{drawn[2] + 1}]"} and after == {f"v:s[{drawn[3]}]"}
 
 
-def test_collapse_time_draws_one_step_in_a_plate_labelled_with_its_range():
+def test_plates_draws_one_step_in_a_plate_labelled_with_its_range():
     g = ebmgraph.load(_spec("fig04_mode2"))
-    text = to_dot(g, collapse_time=True)
+    text = to_dot(g, plates=True)
     nodes, edges = _parse(text)
     assert [n for n in nodes if n.startswith("e:")] == ["e:cost[t]"]
     (cl,) = [sg for sg in pydot.graph_from_dot_data(text)[0].get_subgraphs() if sg.get_name().startswith('"cluster')]

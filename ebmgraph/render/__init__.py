@@ -60,18 +60,18 @@ def _graph(obj) -> ir.Graph:
     return _checked(obj).graph
 
 
-def to_dot(graph, *, collapse_time: bool = False, caption: str | None = None,
+def to_dot(graph, *, plates: bool = False, caption: str | None = None,
            sizes: dict[str, int] | None = None) -> str:
     """The DOT text of a graph in the notation of Figure 18 (deterministic; no graphviz needed).
 
     Args:
         graph: an IR Graph, a CompiledEBM, or a spec path.
-        collapse_time: draw one step of each index inside a plate instead of unrolling.
+        plates: draw one step of each index inside a plate instead of unrolling.
         caption: the figure's caption (graph label), e.g. its LaTeX energy.
         sizes: size overrides for unrolling, e.g. ``{"T": 8}``.
     """
     chk = _checked(graph, sizes)
-    return emit(draw(chk, collapse_time=collapse_time), chk.graph.name, caption)
+    return emit(draw(chk, plates=plates), chk.graph.name, caption)
 
 
 def latex(graph) -> str:
@@ -95,19 +95,19 @@ def dot_to(dot_text: str, fmt: str) -> bytes:
     return proc.stdout
 
 
-def to_svg(graph, *, collapse_time: bool = False, caption: str | None = None) -> str:
+def to_svg(graph, *, plates: bool = False, caption: str | None = None) -> str:
     """The SVG text of a graph (needs graphviz's ``dot``)."""
-    return dot_to(to_dot(graph, collapse_time=collapse_time, caption=caption), "svg").decode()
+    return dot_to(to_dot(graph, plates=plates, caption=caption), "svg").decode()
 
 
-def render(graph, path, *, collapse_time: bool = False, latex_caption: bool = False,
+def render(graph, path, *, plates: bool = False, latex_caption: bool = False,
            sizes: dict[str, int] | None = None) -> Path:
     """Write a diagram to ``path``; the format follows its extension (.svg .png .pdf .dot).
 
     Args:
         graph: an IR Graph, a CompiledEBM, or a spec path.
         path: where to write; written atomically.
-        collapse_time: draw time-indexed parts as one step in a plate.
+        plates: draw time-indexed parts as one step in a plate.
         latex_caption: put the total energy in the caption: readable text in the picture
             (graphviz cannot typeset LaTeX), and the LaTeX itself in the DOT's ``comment``.
     Raises:
@@ -122,7 +122,7 @@ def render(graph, path, *, collapse_time: bool = False, latex_caption: bool = Fa
                          + ", ".join("." + f for f in FORMATS))
     chk = _checked(graph, sizes)
     cap = notation.caption_text(chk.graph) if latex_caption else None
-    text = emit(draw(chk, collapse_time=collapse_time), chk.graph.name, cap,
+    text = emit(draw(chk, plates=plates), chk.graph.name, cap,
                 comment=notation.latex(chk.graph) if latex_caption else None)
     if fmt == "dot":
         atomic_write_text(path, text)

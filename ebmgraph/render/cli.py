@@ -1,4 +1,4 @@
-"""``ebmgraph render SPEC... [-o FILE|DIR] [--gallery DIR] [--collapse-time] [--latex]``.
+"""``ebmgraph render SPEC... [-o FILE|DIR] [--gallery DIR] [--plates] [--latex]``.
 
 * one spec, ``-o FILE``: the format follows the extension (.svg .png .pdf .dot);
 * several specs, ``-o DIR``: one file per spec, ``--format`` picks the format (svg);
@@ -42,7 +42,7 @@ def cmd_render(args) -> int:
             try:
                 g = load(spec)
                 if out is None:
-                    print(latex(g) if args.latex else to_dot(g, collapse_time=args.collapse_time, sizes=sizes),
+                    print(latex(g) if args.latex else to_dot(g, plates=args.plates, sizes=sizes),
                           end="\n" if args.latex else "")
                     continue
                 if many:
@@ -54,7 +54,7 @@ def cmd_render(args) -> int:
                         print(f"ebmgraph render: {target}: unknown format {target.suffix!r}; use "
                               + ", ".join("." + f for f in FORMATS), file=sys.stderr)
                         return 2
-                render(g, target, collapse_time=args.collapse_time, latex_caption=args.latex, sizes=sizes)
+                render(g, target, plates=args.plates, latex_caption=args.latex, sizes=sizes)
                 print(f"wrote {target}", file=sys.stderr)
             except SpecError as exc:
                 print_errors(exc)
@@ -74,7 +74,8 @@ def register_cli(subparsers) -> None:
     p.add_argument("--format", choices=("svg", "png", "pdf", "dot"), default="svg",
                    help="format of the files written into -o DIR (default svg)")
     p.add_argument("--gallery", metavar="DIR", help="write <stem>.svg, <stem>.dot and README.md for every spec")
-    p.add_argument("--collapse-time", action="store_true", help="draw one time step inside a plate instead of unrolling")
+    p.add_argument("--plates", "--collapse-time", dest="plates", action="store_true",
+                   help="draw one time step inside a plate instead of unrolling (plate notation)")
     p.add_argument("--latex", action="store_true",
                    help="print the total energy in LaTeX; with -o, put it in the figure's caption")
     p.add_argument("--size", action="append", metavar="NAME=INT", help="override a size, e.g. T=16")

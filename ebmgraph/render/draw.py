@@ -18,7 +18,7 @@ so the text is deterministic and golden-testable):
 
 Large T: an index with more than ``MAX_STEPS`` (6) values is unrolled for its first 3 and
 last 2 values; a dashed "…" node joins the elements on either side of the gap.
-``collapse_time=True`` draws one step of each index instead, inside a plate (cluster)
+``plates=True`` draws one step of each index instead, inside a plate (cluster)
 labelled with the index's range.
 """
 from __future__ import annotations
@@ -376,6 +376,6 @@ def sympy_symbol(name: str):
     return sympy.Symbol(name, integer=True)
 
 
-def draw(chk: Checked, *, collapse_time: bool = False) -> Canvas:
+def draw(chk: Checked, *, plates: bool = False) -> Canvas:
     """Lay a checked graph out on a :class:`Canvas` (see the module docstring for the rules)."""
-    return _Drawer(chk, collapse_time).draw()
+    return _Drawer(chk, plates).draw()

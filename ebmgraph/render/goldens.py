@@ -28,7 +28,7 @@ def produce(spec: Path, kind: str) -> str:
     g = load(spec)
     if kind == "tex":
         return latex(g) + "\n"
-    return to_dot(g, collapse_time=kind == "dot-collapsed")
+    return to_dot(g, plates=kind == "dot-collapsed")
 
 
 def update_goldens(root: Path) -> list[Path]:

@@ -42,7 +42,11 @@ def test_dp_and_beam_equal_exhaustive(L, K):
             assert torch.allclose(r.energy, ref, rtol=1e-10)
 
 
-def test_mcts_finds_exhaustive_optimum():
+def test_mcts_exhausts_tiny_problems():
+    """A smoke test, not a test of search strength: 60 simulations on 27 sequences see nearly all
+    of them, so even a value-blind search scores 100% here (issue 10). Strength against
+    value-blind baselines on problems with far more leaves than simulations is in
+    tests/test_infer_mcts_strength.py."""
     hits = total = 0
     for seed in range(3):
         ebm = chain(3, 3, seed, role="action")
@@ -67,8 +71,8 @@ def test_discrete_properties():
         if m != "mcts":
             assert (a.energy <= e0 + 1e-12).all()
         for i in (0, 5):  # deterministic methods: batched equals alone
-            if m == "mcts":
-                continue
+            if m == "mcts":  # MCTS has no init= and its batch is not its problems alone: strict xfails in
+                continue  # test_infer_mcts_strength.py (never above the start; batched equals alone)
             one = minimize(ebm, {"x": obs["x"][i:i + 1]}, over=["z"], method=m,
                            init={"z": init["z"][i:i + 1]}, **kw)
             assert torch.equal(one.values["z"][0], a.values["z"][i])

@@ -46,7 +46,9 @@ def test_train_cli_writes_run_and_resume_continues(tmp_path):
     assert _train(b, 2) == 0
     steps = [int(r["global_step"]) for r in csv.DictReader(open(a / "metrics.csv"))]
     assert steps == list(range(1, 9))
-    assert json.loads((a / "ckpt" / "state.json").read_text())["global_step"] == 8
+    state = json.loads((a / "ckpt" / "state.json").read_text())
+    assert state["global_step"] == 8
+    assert state["segments"] == [[0, 4], [4, 8]]  # the second process started at step 4, not from scratch
     wa, wb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
     assert any(not torch.equal(w1[k], wa[k]) for k in wa)  # the resumed run did train
     for k in wa:

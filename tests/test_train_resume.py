@@ -1,6 +1,10 @@
-"""Checkpoint / resume: a run SIGKILLed mid-epoch and resumed ends with the same weights as an
-uninterrupted run; and 2-process data parallel (gloo) follows the 1-process loss curve."""
+"""Checkpoint / resume: a run SIGKILLed mid-epoch — or in the middle of writing a checkpoint — and
+resumed ends with the same weights as an uninterrupted run, and the resumed process starts at the
+checkpoint and runs only the remaining steps (data order and draws depend only on seed, epoch and
+step, so retraining from scratch would also reach those weights: the step counts are what show
+that resuming happened); and 2-process data parallel (gloo) follows the 1-process loss curve."""
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -13,18 +17,48 @@ from safetensors.torch import load_file
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = str(ROOT / "examples/specs/train_moons.yaml")
 
+# argv: OUT KILL_AT SPEC [STEPS_FILE [CKPT_EVERY [KILL_IN_WRITE]]]. Every step this process runs is
+# appended to STEPS_FILE. KILL_IN_WRITE=weights|tensors|state SIGKILLs inside the checkpoint write of
+# step KILL_AT: before the new weights file is renamed into place, after both tensor files are in
+# place but before state.json names them, or with state.json's temporary file written but not renamed.
 CHILD = r"""
 import os, signal, sys, torch
+from pathlib import Path
 torch.set_num_threads(1)
 import ebmgraph
 from ebmgraph.train import Trainer, Contrastive, get_dataset
-kill_at = int(sys.argv[2])
+from safetensors.torch import save_file
+out, kill_at, spec = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+steps_file = sys.argv[4] if len(sys.argv) > 4 else None
+every = int(sys.argv[5]) if len(sys.argv) > 5 else 3
+mode = sys.argv[6] if len(sys.argv) > 6 else None
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
 def hook(tr, epoch, step):
-    if tr.global_step == kill_at:
-        os.kill(os.getpid(), signal.SIGKILL)
-ebm = ebmgraph.compile(sys.argv[3], seed=0)
+    if steps_file:
+        with open(steps_file, "a") as f:
+            f.write(f"{tr.global_step}\n")
+    if mode and tr.global_step == kill_at - 4:  # the checkpoint before the one killed
+        save_file({k: v.detach().clone() for k, v in tr.loss.state_dict().items()}, Path(out) / "expected.safetensors")
+    if mode is None and tr.global_step == kill_at:
+        die()
+if mode:
+    real, armed = os.replace, []
+    def replace(src, dst):
+        name = Path(dst).name
+        if name == f"weights-{kill_at:09d}.safetensors":
+            armed.append(1)
+            if mode == "weights":
+                die()
+        if armed and mode == "state" and name == "state.json":
+            die()
+        real(src, dst)
+        if armed and mode == "tensors" and name == f"optim-{kill_at:09d}.safetensors":
+            die()
+    os.replace = replace
+ebm = ebmgraph.compile(spec, seed=0)
 t = Trainer(Contrastive(ebm, "hinge"), get_dataset("moons", n=512), epochs=3, batch=64, lr=3e-3, seed=5,
-            out=sys.argv[1], ckpt_every=3, callbacks=[hook], progress=False)
+            out=out, ckpt_every=every, callbacks=[hook], progress=False)
 t.fit(resume=True)
 """
 
@@ -36,23 +70,85 @@ def _env():
     return env
 
 
-def test_sigkilled_run_resumes_to_identical_weights(tmp_path):
-    a, b = tmp_path / "killed", tmp_path / "straight"
+def _child(out, kill_at, *extra):
+    return subprocess.run([sys.executable, "-c", CHILD, str(out), str(kill_at), SPEC, *map(str, extra)], env=_env(),
+                          capture_output=True)
+
+
+def _steps(path) -> list[int]:
+    return [int(x) for x in Path(path).read_text().split()]
+
+
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory):
+    """The uninterrupted run's weights (3 epochs of 8 steps)."""
+    d = tmp_path_factory.mktemp("straight")
+    r = _child(d / "run", -1, d / "steps")
+    assert r.returncode == 0, r.stderr.decode()[-2000:]
+    assert _steps(d / "steps") == list(range(1, 25))
+    return load_file(d / "run" / "model.safetensors")
+
+
+def test_sigkilled_run_resumes_to_identical_weights(tmp_path, straight_run):
+    a = tmp_path / "killed"
     # 8 steps per epoch; killed at step 13 (mid-epoch 2, after the step-12 checkpoint) then resumed
-    r = subprocess.run([sys.executable, "-c", CHILD, str(a), "13", SPEC], env=_env(), capture_output=True)
+    r = _child(a, 13, tmp_path / "steps1")
     assert r.returncode == -9, r.stderr.decode()[-2000:]
     assert not (a / "model.safetensors").exists()
-    r = subprocess.run([sys.executable, "-c", CHILD, str(a), "-1", SPEC], env=_env(), capture_output=True)
+    assert _steps(tmp_path / "steps1") == list(range(1, 14))
+    r = _child(a, -1, tmp_path / "steps2")
     assert r.returncode == 0, r.stderr.decode()[-2000:]
-    r = subprocess.run([sys.executable, "-c", CHILD, str(b), "-1", SPEC], env=_env(), capture_output=True)
-    assert r.returncode == 0, r.stderr.decode()[-2000:]
-    wa, wb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
-    assert wa.keys() == wb.keys()
+    # the resumed process started at the checkpoint (step 12) and ran only steps 13..24: with resume
+    # switched off it would run 1..24 and still end at the same weights
+    assert _steps(tmp_path / "steps2") == list(range(13, 25))
+    state = json.loads((a / "ckpt" / "state.json").read_text())
+    assert state["segments"] == [[0, 12], [12, 24]]
+    wa = load_file(a / "model.safetensors")
+    assert wa.keys() == straight_run.keys()
     for k in wa:
-        assert torch.equal(wa[k], wb[k]), k
+        assert torch.equal(wa[k], straight_run[k]), k
     # the metrics of the resumed run hold each step exactly once
     steps = [int(row["global_step"]) for row in csv.DictReader(open(a / "metrics.csv"))]
     assert steps == list(range(1, 25))
+
+
+@pytest.mark.parametrize("mode", ["weights", "tensors", "state"])
+def test_kill_during_a_checkpoint_write_keeps_the_previous_checkpoint(tmp_path, straight_run, mode):
+    import ebmgraph
+    from ebmgraph.train import Contrastive
+    from ebmgraph.train.checkpoint import load_checkpoint
+
+    a = tmp_path / "killed"
+    # checkpoints every 4 steps; SIGKILL inside the write of step 12's
+    r = _child(a, 12, tmp_path / "steps1", 4, mode)
+    assert r.returncode == -9, r.stderr.decode()[-2000:]
+    ckpt = a / "ckpt"
+    state = json.loads((ckpt / "state.json").read_text())
+    assert (state["global_step"], state["weights"], state["optim"]) == \
+        (8, "weights-000000008.safetensors", "optim-000000008.safetensors")
+    left = {p.name for p in ckpt.iterdir()}
+    assert {"state.json", state["weights"], state["optim"]} <= left
+    assert ("weights-000000012.safetensors" in left) == (mode != "weights")
+    assert any(n.endswith(".tmp") for n in left) == (mode != "tensors")  # what the write had under way
+    # the previous checkpoint loads, and holds the weights of step 8
+    loss = Contrastive(ebmgraph.compile(SPEC, seed=0), "hinge")
+    opt = torch.optim.AdamW(loss.parameters(), lr=3e-3)
+    assert load_checkpoint(ckpt, loss, opt)["global_step"] == 8
+    expected = load_file(a / "expected.safetensors")
+    for k, v in loss.state_dict().items():
+        assert torch.equal(v, expected[k]), k
+    assert opt.state_dict()["state"], "the optimizer state was restored"
+    # resuming from it runs steps 9..24 and ends where the uninterrupted run ends
+    r = _child(a, -1, tmp_path / "steps2", 4)
+    assert r.returncode == 0, r.stderr.decode()[-2000:]
+    assert _steps(tmp_path / "steps2") == list(range(9, 25))
+    assert json.loads((ckpt / "state.json").read_text())["segments"] == [[0, 8], [8, 24]]
+    wa = load_file(a / "model.safetensors")
+    for k in wa:
+        assert torch.equal(wa[k], straight_run[k]), k
+    # and what the killed write left behind is gone
+    assert sorted(p.name for p in ckpt.iterdir()) == \
+        ["optim-000000024.safetensors", "state.json", "weights-000000024.safetensors"]
 
 
 DDP = r"""

@@ -45,7 +45,9 @@ def save_checkpoint(dirpath: str | Path, module: torch.nn.Module, opt: torch.opt
     full = dict(state, weights=wname, optim=oname, param_groups=groups,
                 rng_torch=torch.get_rng_state().tolist())
     atomic_write_text(d / "state.json", json.dumps(full))
-    for p in list(d.glob("weights-*.safetensors")) + list(d.glob("optim-*.safetensors")):
+    # only now is the previous pair unused; a write killed before this line left it named in state.json.
+    # Also drop what a killed write left: a newer pair state.json never named, and temporary files.
+    for p in [*d.glob("weights-*.safetensors"), *d.glob("optim-*.safetensors"), *d.glob(".*.tmp")]:
         if p.name not in (wname, oname):
             p.unlink(missing_ok=True)
     return d / "state.json"

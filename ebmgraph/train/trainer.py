@@ -42,6 +42,16 @@ def _dist_info(device: torch.device) -> tuple[int, int]:
     return 0, 1
 
 
+def _step_of(row: dict) -> float:
+    """A metrics row's global step; a row cut short by a kill mid-write counts as past every checkpoint."""
+    if None in row.values() or None in row:
+        return float("inf")
+    try:
+        return float(row["global_step"])
+    except (KeyError, TypeError, ValueError):
+        return float("inf")
+
+
 class _CSV:
     """Rows appended to a CSV; on resume, rows past the checkpoint are dropped."""
 
@@ -52,7 +62,7 @@ class _CSV:
         rows = []
         if keep_upto is not None and path.exists():
             with open(path, newline="") as fh:
-                rows = [r for r in csv.DictReader(fh) if int(float(r["global_step"])) <= keep_upto]
+                rows = [r for r in csv.DictReader(fh) if _step_of(r) <= keep_upto]
         if rows:
             self.fields = list(rows[0].keys())
             buf = io.StringIO()

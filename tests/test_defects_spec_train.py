@@ -228,3 +228,25 @@ def test_data_that_do_not_fit_the_declared_shape_are_a_clear_error(tmp_path, cap
     tr = Trainer(Regularized(ebmgraph.compile(ROOT / "examples/specs/train_jepa_conv_digits.yaml")), data,
                  epochs=1, batch=64, progress=False)
     assert tr.data.batch(torch.arange(3))["x"].shape == (3, 1, 8, 8) and data.tensors["img"].shape == (1797, 64)
+
+
+# ----------------------------------------------------------------------------- 2: a metrics row cut by a kill
+def test_resume_drops_a_metrics_row_cut_short_by_a_kill(tmp_path):
+    import csv
+
+    from ebmgraph.train import Contrastive, Trainer, get_dataset
+
+    spec, data = ROOT / "examples/specs/train_moons.yaml", get_dataset("moons", n=256)
+
+    def trainer(epochs):
+        return Trainer(Contrastive(ebmgraph.compile(spec, seed=0), "hinge"), data, epochs=epochs, batch=64,
+                       out=tmp_path, progress=False)
+
+    trainer(1).fit()
+    with open(tmp_path / "metrics.csv", "a") as f:
+        f.write("1,1")  # a kill while step 5's row was being written
+    hist = trainer(2).fit(resume=True)
+    assert hist["start_step"] == 4 and len(hist["loss"]) == 4
+    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    assert [int(r["global_step"]) for r in rows] == list(range(1, 9))
+    assert all(None not in r.values() for r in rows)

@@ -284,6 +284,6 @@ def test_discrete_prior_is_r_of_k(kind):
         p.copy_(r)
     k = torch.tensor([0, 1, 2, 3, 2])
     torch.testing.assert_close(ebm.energy(k=k).total, r[k], **TOL)
-    soft = torch.tensor([[0.25, 0.25, 0.5, 0.0]], dtype=torch.float64)  # a float (relaxed) one-hot: r . z
-    torch.testing.assert_close(ebm.energy(k=soft).total, (soft * r).sum(1), **TOL)
+    rows = torch.eye(4, dtype=torch.float64)[[2, 0, 3]]  # one-hot float rows: r . z
+    torch.testing.assert_close(ebm.energy(k=rows).total, (rows * r).sum(1), **TOL)
     torch.testing.assert_close(ebm.energy(k=k).total, Oracle(ebm).F(k), **TOL)

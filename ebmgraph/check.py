@@ -120,7 +120,7 @@ class Checked:
 
 
 _RESERVED_MODULE_NAMES = frozenset(n for n in dir(nn.ModuleDict()) if not n.startswith("_"))
-_RESERVED_VARIABLE_NAMES = frozenset({"weights", "self"})
+_RESERVED_VARIABLE_NAMES = frozenset({"weights", "self", "check_finite"})
 
 
 class _Ctx:

@@ -1,6 +1,13 @@
 """Which standard architecture a spec is, and whether it can collapse (Figure 10, §4.3, §4.5).
 
-The analysis looks at the prediction energy D(u, v) (the first two-argument divergence):
+Planning comes first: a spec with action variables is Mode-2 planning (Fig. 4), two
+levels of actions make it hierarchical (Fig. 16), sampled latents put it under
+uncertainty (Fig. 17); an observed action array rolled through the world model and
+compared with a policy's output is a policy learned from planning (Fig. 5). A planning
+spec's energy is a cost to minimize, not a trained prediction: it cannot collapse.
+
+Otherwise the analysis looks at the prediction energy D(u, v) (the first divergence —
+sq_dist, l1_dist, cosine_dist, huber or a two-argument quadratic — between two values):
 
 * one side is an observed y and the other does not depend on y or on a latent:
   (a) prediction / deterministic generative — cannot collapse;
@@ -33,8 +40,18 @@ class ArchReport:
     warnings: list[SpecError] = field(default_factory=list)
 
 
+DIVERGENCES = ("sq_dist", "l1_dist", "cosine_dist", "huber", "quadratic")
+
+
+def _kind(g: ir.Graph, fn: str) -> str:
+    mod = g.module(fn)
+    return mod.kind if mod else fn
+
+
 def _divergences(g: ir.Graph):
     """(energy, u, v) for each term that is (a weighted) two-argument divergence.
+
+    Costs that read a state and an action (``pendulum_cost(s, a)``) compare nothing: skipped.
 
     Terms that read a latent or action directly (H(ž, z̃) of Fig. 19–20, a policy's
     imitation of planned actions) compare latents, not predictions of data: skipped.
@@ -46,9 +63,7 @@ def _divergences(g: ir.Graph):
         while isinstance(node, ir.BinOp) and node.op == "*":
             node = node.right if isinstance(node.left, (ir.Num, ir.Weight)) else node.left
         if isinstance(node, ir.Call) and len(node.args) == 2:
-            mod = g.module(node.fn)
-            kind = mod.kind if mod else node.fn
-            if kind in KINDS and KINDS[kind].role == "energy" and not any(
+            if _kind(g, node.fn) in DIVERGENCES and not any(
                     isinstance(a, ir.Ref) and a.name in free for a in node.args):
                 out.append((e, node.args[0], node.args[1]))
     return out
@@ -67,8 +82,32 @@ def _regularized(g: ir.Graph) -> set[str]:
     return out
 
 
+def _planning(g: ir.Graph) -> ArchReport | None:
+    """Mode-2 planning (Fig. 4, 16, 17) or a policy learned from planned actions (Fig. 5)."""
+    actions = [v for v in g.variables if v.role == "action"]
+    recurrences = [f for f in g.functions if f.loop is not None and any(r.name == f.target.name for r in ir.refs(f.value))]
+    if actions:
+        levels = max(len({v.index for v in actions if v.index is not None}), len(recurrences))
+        uncertain = any(v.role == "latent" for v in g.variables)
+        if levels >= 2:
+            return (ArchReport("hplan", "hierarchical planning under uncertainty (Fig. 17)", False) if uncertain
+                    else ArchReport("hplan", "hierarchical planning (Fig. 16)", False))
+        return (ArchReport("plan", "planning under uncertainty, Mode-2 (Fig. 4, 17)", False) if uncertain
+                else ArchReport("plan", "planning, Mode-2 (Fig. 4)", False))
+    observed = {v.name for v in g.variables if v.role == "observed" and v.index is not None}
+    planned = {r.name for f in recurrences for r in ir.refs(f.value) if r.name in observed}
+    for e, u, v in _divergences(g):
+        if any(isinstance(x, ir.Ref) and x.name in planned for x in (u, v)):
+            return ArchReport("policy", "policy learned from planned actions, Mode-2 to Mode-1 (Fig. 5)", False,
+                              [f"{e.name} compares the planned actions with the policy's (§3.1.3)"])
+    return None
+
+
 def analyze(chk) -> ArchReport:
     g: ir.Graph = chk.graph
+    plan = _planning(g)
+    if plan is not None:
+        return plan
     EG = chk.elements
     observed = {v.name for v in g.variables if v.role == "observed"}
     latents = {v.name: v for v in g.variables if v.role == "latent"}
@@ -107,8 +146,6 @@ def analyze(chk) -> ArchReport:
 
     divs = _divergences(g)
     if not divs:
-        if actions:
-            return ArchReport("cost", "planning / cost architecture (no prediction energy)", False)
         joint = any(len(anc(e.value, e.loop, chk.loop_values(e.loop)[0]) & observed) >= 2 for e in g.energies)
         if latents:
             return ArchReport("ebm", "latent-variable EBM (Fig. 9)", False,
@@ -160,8 +197,10 @@ def analyze(chk) -> ArchReport:
         lat_here = sorted(lat_u | lat_v)
         depth_u, depth_v = len(anc_nodes(u, e.loop, t0)), len(anc_nodes(v, e.loop, t0))
         is_jepa = bool(lat_here) or depth_u != depth_v
+        levels = sum(1 for d in divs if not any(isinstance(x, ir.Ref) and x.name in observed for x in d[1:]))
         report = ArchReport("jepa" if is_jepa else "10d",
-                            "JEPA (Fig. 12)" if is_jepa else "joint embedding architecture (Fig. 10d)", False)
+                            ("hierarchical JEPA (Fig. 15)" if levels >= 2 else "JEPA (Fig. 12)") if is_jepa
+                            else "joint embedding architecture (Fig. 10d)", False)
         covered_u = covered_v = False
         for r in g.regularizers:
             if isinstance(r.value, ir.Call) and r.value.fn in ("vicreg", "barlow", "variance"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,11 +118,21 @@ class CompiledEBM(nn.Module):
         for k, v in values.items():
             if not hasattr(self, f"weight_{k}"):
                 raise KeyError(f"{self.graph.name} has no weight {k!r}; weights: {[w for w, _ in self.graph.weights]}")
+            v = float(v)
+            if not math.isfinite(v):
+                raise ValueError(f"weight {k} must be a finite number, got {v}")
+        for k, v in values.items():
             getattr(self, f"weight_{k}").fill_(float(v))
 
     # ------------------------------------------------------------------ inputs
-    def prepare(self, inputs: dict) -> dict[str, torch.Tensor]:
-        """Validate and convert inputs: shapes, one-hot for discrete values, dtype/device."""
+    def prepare(self, inputs: dict, *, validate: bool = True) -> dict[str, torch.Tensor]:
+        """Validate and convert inputs: shapes, one-hot for discrete values, dtype/device.
+
+        With ``validate`` (the default) values are checked too: discrete values in range (as
+        integers) or exact one-hot rows (as floats), and latents and actions inside their
+        bounds — out-of-bounds values are refused, not projected (minimizers project their own
+        candidates and pass ``validate=False``).
+        """
         names = {v.name for v in self.graph.variables}
         extra = sorted(set(inputs) - names)
         if extra:
@@ -137,14 +148,30 @@ class CompiledEBM(nn.Module):
             if not isinstance(x, torch.Tensor):
                 x = torch.as_tensor(x)
             want = self.var_shape(v.name)
+            if x.dim() == 0 or x.shape[0] == 0:
+                raise SpecError(f"{v.name}: empty batch (shape {list(x.shape)}); pass at least one sample [B, ...]",
+                                v.loc, (v.name,))
             if isinstance(v.domain, ir.Discrete) and not x.is_floating_point():
                 lead = want[:-1]
                 if tuple(x.shape[1:]) != lead:
                     raise SpecError(f"{v.name}: integer values need shape [B{''.join(', ' + str(d) for d in lead)}], "
                                     f"got {list(x.shape)}", v.loc, (v.name,))
-                if x.numel() and (int(x.min()) < 0 or int(x.max()) >= v.domain.K):
+                if validate and x.numel() and (int(x.min()) < 0 or int(x.max()) >= v.domain.K):
                     raise SpecError(f"{v.name}: values must lie in 0..{v.domain.K - 1}", v.loc, (v.name,))
                 x = torch.nn.functional.one_hot(x.long(), v.domain.K)
+            elif isinstance(v.domain, ir.Discrete) and validate and x.numel() and not (
+                    ((x == 0) | (x == 1)).all() and (x.sum(-1) == 1).all()):
+                raise SpecError(f"{v.name}: a discrete variable takes integer values 0..{v.domain.K - 1} or exact "
+                                f"one-hot rows; got floats that are not one-hot", v.loc, (v.name,))
+            elif validate and v.role != "observed" and isinstance(v.domain, ir.Real) and v.domain.bounded \
+                    and x.numel() and x.is_floating_point():
+                lo, hi = v.domain.lo, v.domain.hi
+                bad = (x < lo).any() if lo is not None else False
+                bad = bad | ((x > hi).any() if hi is not None else False)
+                if bool(bad):
+                    raise SpecError(f"{v.name}: values must lie in [{lo}, {hi}]; got {float(x.min()):.4g}.."
+                                    f"{float(x.max()):.4g} (clamp them, or let a minimizer choose {v.name})",
+                                    v.loc, (v.name,))
             if tuple(x.shape[1:]) != want:
                 raise SpecError(f"{v.name}: expected shape [B, {', '.join(map(str, want))}], got {list(x.shape)}",
                                 v.loc, (v.name,))
@@ -161,13 +188,42 @@ class CompiledEBM(nn.Module):
             for k, v in override.items():
                 if k not in w:
                     raise KeyError(f"{self.graph.name} has no weight {k!r}")
-                w[k] = torch.as_tensor(v, dtype=self.dtype, device=self.device)
+                t = torch.as_tensor(v, dtype=self.dtype, device=self.device)
+                if not bool(torch.isfinite(t).all()):
+                    raise ValueError(f"weight {k} must be finite, got {v}")
+                w[k] = t
         return w
 
     # ------------------------------------------------------------------ energy
-    def energy(self, weights: dict | None = None, **inputs) -> EnergyResult:
-        """Total energy ``[B]`` with its per-term breakdown (``E = Σ_k w_k term_k``)."""
-        x = self.prepare(inputs)
+    def energy(self, weights: dict | None = None, *, check_finite: bool = False, **inputs) -> EnergyResult:
+        """Total energy ``[B]`` with its per-term breakdown (``E = Σ_k w_k term_k``).
+
+        Args:
+            weights: per-call symbolic weights (numbers or ``[B]`` tensors).
+            check_finite: refuse NaN/Inf inputs and name the terms that come out NaN/Inf.
+            inputs: every variable ``[B, *shape]`` (arrays ``[B, L, *shape]``; discrete as integers).
+        """
+        return self.evaluate(inputs, weights=weights, check_finite=check_finite)
+
+    def evaluate(self, inputs: dict, *, weights: dict | None = None, validate: bool = True,
+                 check_finite: bool = False) -> EnergyResult:
+        """:meth:`energy` with the inputs as a dict; ``validate=False`` skips the value checks
+        (bounds, one-hot) that need a host sync — for minimizers, which project their candidates."""
+        x = self.prepare(inputs, validate=validate)
+        if check_finite:
+            bad = [k for k, v in x.items() if not bool(torch.isfinite(v).all())]
+            if bad:
+                raise SpecError(f"non-finite (NaN or Inf) values in input(s) {', '.join(bad)}", Loc(self.graph.file),
+                                tuple(bad))
+        out = self._energy(x, weights)
+        if check_finite:
+            bad = [k for k, v in out.terms.items() if not bool(torch.isfinite(v).all())]
+            if bad:
+                raise SpecError(f"energy term(s) {', '.join(bad)} are NaN or Inf for finite inputs",
+                                Loc(self.graph.file), tuple(bad))
+        return out
+
+    def _energy(self, x: dict, weights: dict | None) -> EnergyResult:
         E, S = self._forward(self, **{pyname(k): v for k, v in x.items()}, W=self._weights(weights))
         B = next(iter(x.values())).shape[0] if x else 1
         terms = {k: (v if isinstance(v, torch.Tensor) else torch.full((B,), float(v), device=self.device,

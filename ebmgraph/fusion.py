@@ -67,6 +67,9 @@ def analyze_fused(chk: Checked, rollouts: tuple[ir.Rollout, ...]) -> tuple[Fused
     T = r.steps
     if var is None or var.role != "action" or chk.lengths.get(act.name) != T:
         return None, f"{act.name} must be a declared action array of length {T}"
+    if not isinstance(var.domain, ir.Real):
+        return None, (f"{act.name} is discrete ({var.domain.K} values); the fused kernel samples continuous "
+                      f"actions (plan discrete actions with exhaustive, dp, beam or mcts)")
     ts = chk.loop_values(rec.loop)
     if chk.positions(act, rec.loop, ts) != list(range(T)) or \
             chk.positions(rec.target, rec.loop, ts) != list(range(1, T + 1)):

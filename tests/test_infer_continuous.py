@@ -60,8 +60,10 @@ def test_adam_reaches_closed_form(quad):
     ebm, obs, zs, _, _ = quad
     r = minimize(ebm, obs, over=["z"], method="gradient", optimizer="adam", steps=1000, lr=0.05)
     assert _rel(r.values["z"], zs) < 1e-5  # cosine-decayed step
+    # a fixed step reaches it too on this quadratic (at 1e-9 the two differ only by rounding, in either order)
     fixed = minimize(ebm, obs, over=["z"], method="gradient", optimizer="adam", steps=1000, lr=0.05, schedule="none")
-    assert _rel(r.values["z"], zs) <= _rel(fixed.values["z"], zs)
+    assert _rel(fixed.values["z"], zs) < 1e-5
+    assert r.info["steps"] == fixed.info["steps"] == 1000
 
 
 def test_cem_and_mppi_reach_closed_form(quad):

@@ -149,8 +149,6 @@ def _easy_start(B, L, K, seed):
     return x
 
 
-@pytest.mark.xfail(strict=True, reason="MCTS takes no init= (minimize(..., method='mcts', init=...) raises "
-                                       "TypeError): it has no start to stay below")
 def test_mcts_never_ends_above_a_given_start():
     L, K, B = 10, 3, 8
     ebm = potts(L, K)
@@ -161,8 +159,6 @@ def test_mcts_never_ends_above_a_given_start():
     assert (r.energy <= e0 + 1e-12).all()
 
 
-@pytest.mark.xfail(strict=True, reason="MCTS never evaluates the all-zero sequence that every other discrete "
-                                       "method starts from; its answer (best simulated sequence) ends above it")
 def test_mcts_never_ends_above_the_default_start():
     L, K, B = 10, 3, 8
     ebm = potts(L, K)
@@ -182,9 +178,6 @@ def test_mcts_same_seed_same_answer_and_reports_the_model_energy():
     torch.testing.assert_close(a.energy, ebm.reference_energy(x=x, z=a.values["z"]).total, rtol=1e-12, atol=0)
 
 
-@pytest.mark.xfail(strict=True, reason="MCTS draws every simulation's rollouts for all B problems from one "
-                                       "generator as one [B, L] tensor, so problem b's rollouts depend on B and on "
-                                       "its position: a batch does not give the answers of its problems alone")
 def test_mcts_batched_equals_alone():
     L, K, B = 8, 3, 6
     ebm = potts(L, K)

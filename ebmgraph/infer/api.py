@@ -18,6 +18,38 @@ from .sampling import cem, mppi
 
 METHODS = ("auto", "gradient", "cem", "mppi", "exhaustive", "beam", "dp", "mcts", "mixed")
 
+_POS_INT = ("steps", "restarts", "samples", "iters", "width", "simulations", "history", "ls_steps", "max_configs",
+            "chunk", "n_draws", "inner_steps", "exhaustive_limit")
+_POS_NUM = ("lr", "sigma", "temperature", "init_scale", "c", "inner_lr", "sigma_decay")
+_UNIT = {"elite_frac": (0.0, 1.0, "in (0, 1]"), "momentum": (-1e-300, 1.0 - 1e-12, "in [0, 1)")}
+
+
+def check_settings(settings: dict) -> None:
+    """Refuse method settings that cannot mean anything (``steps=-5``, ``width=0``, ``lr=nan``)."""
+    import math
+
+    for k, v in settings.items():
+        if k in _POS_INT and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise SpecError(f"setting {k} must be a positive integer, got {v!r}")
+        if k in _POS_NUM and v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
+                                                or not math.isfinite(v) or v <= 0):
+            raise SpecError(f"setting {k} must be a positive finite number, got {v!r}")
+        if k in _UNIT and (isinstance(v, bool) or not isinstance(v, (int, float)) or not _UNIT[k][0] < v <= _UNIT[k][1]):
+            raise SpecError(f"setting {k} must be a number {_UNIT[k][2]}, got {v!r}")
+
+
+def _settings_for(fn, method: str, settings: dict) -> None:
+    """Name the settings a method takes when it is given one it does not."""
+    import inspect
+
+    params = inspect.signature(fn).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    known = [n for n, p in params.items() if p.kind is p.KEYWORD_ONLY and n != "generator"]
+    unknown = sorted(set(settings) - set(known))
+    if unknown:
+        raise SpecError(f"method {method!r} takes no setting {', '.join(unknown)}; its settings: {', '.join(known)}")
+
 
 def _auto(prob: Problem, exhaustive_limit: int) -> tuple[str, str]:
     disc = [n for n in prob.over if prob.is_discrete(n)]
@@ -86,6 +118,11 @@ def minimize(ebm, observed: dict | None = None, over=None, method: str = "auto",
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; one of {', '.join(METHODS)}")
     g = ebm.graph
+    if observed is not None and not isinstance(observed, dict):
+        raise SpecError(f"observed must be a dict {{name: [B, *shape] tensor}}, got {type(observed).__name__}"
+                        + (" (pass observed={'x': x})" if isinstance(observed, torch.Tensor) else ""))
+    check_settings({"n_draws": n_draws, "inner_steps": inner_steps, "inner_lr": inner_lr,
+                    "exhaustive_limit": exhaustive_limit, **settings})
     observed = dict(observed or {})
     maximize = [maximize] if isinstance(maximize, str) else list(maximize)
     if sample is None:
@@ -99,7 +136,8 @@ def minimize(ebm, observed: dict | None = None, over=None, method: str = "auto",
     if fused:
         return _fused(ebm, observed, over, method, seed, generator, settings)
     if method == "mcts":
-        from .mcts import mcts
+        from .mcts import MCTS, mcts
+        _settings_for(MCTS.__init__, method, {k: v for k, v in settings.items() if k != "simulations"})
         return mcts(ebm, observed, over, sample=sample, generator=gen, batch=batch, **settings)
     prob = Problem(ebm, observed, over, batch=batch, handled=tuple(maximize) + tuple(sample))
     for w in maximize + sample:
@@ -120,6 +158,7 @@ def minimize(ebm, observed: dict | None = None, over=None, method: str = "auto",
         raise SpecError(f"{method} reads per-step energies; it does not combine with maximize= or sampled latents")
     fns = {"gradient": gradient, "cem": cem, "mppi": mppi, "exhaustive": exhaustive, "beam": beam, "dp": dp,
            "mixed": mixed}
+    _settings_for(fns[method], method, settings)
     res = fns[method](prob, generator=gen, **settings)
     info = dict(res.info, explanation=explanation)
     if sample:

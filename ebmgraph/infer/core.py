@@ -77,6 +77,8 @@ class Problem:
         obs = {}
         for k, v in observed.items():
             t = v if isinstance(v, torch.Tensor) else torch.as_tensor(v)
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                raise SpecError(f"observed {k} holds NaN or Inf values", symbols=(k,))
             if t.is_floating_point():
                 t = t.to(device=ebm.device, dtype=ebm.dtype)
             else:
@@ -139,7 +141,7 @@ class Problem:
         """
         inputs = {n: repeat_rows(v, k) for n, v in self.observed.items()}
         inputs.update(values)
-        return self.ebm.energy(**inputs)
+        return self.ebm.evaluate(inputs, validate=False)  # candidates are projected by the minimizers
 
     def sub(self, fixed: dict, over: list[str], k: int) -> "Problem":
         """A ``[B*k]`` problem with some of ``over`` fixed to ``fixed`` (used by mixed search)."""
@@ -155,6 +157,10 @@ class Problem:
             return MinimizeResult(values, total, terms, self._trace(trace, total), method, dict(info or {}))
         with torch.no_grad():
             out = self.evaluate(values)
+        if not bool(torch.isfinite(out.total).all()):
+            bad = [t for t, v in out.terms.items() if not bool(torch.isfinite(v).all())]
+            raise NonFiniteEnergy(f"{method}: the energy at the answer is NaN or Inf (term(s) {', '.join(bad)})",
+                                  terms=bad, iteration=-1, values=values)
         return MinimizeResult(values, out.total.detach(), {k: v.detach() for k, v in out.terms.items()},
                               self._trace(trace, out.total), method, dict(info or {}))
 
@@ -180,6 +186,60 @@ class Problem:
     def step_columns(self, name: str) -> list[int]:
         """Positions ``t`` of energy ``name``'s steps, in column order of ``EnergyResult.steps``."""
         return sorted(p for (n, p) in self.ebm.checked.elements.nodes if n == f"energy:{name}")
+
+
+class NonFiniteEnergy(SpecError):
+    """A minimizer met a NaN or Inf energy. ``values`` holds the last finite values found
+    (``{name: [B, *shape]}``), ``terms`` the energy terms that were not finite, ``iteration``
+    the first iteration where it happened."""
+
+    def __init__(self, message: str, *, terms: list[str], iteration: int, values: dict):
+        super().__init__(message, symbols=tuple(terms))
+        self.terms, self.iteration, self.values = terms, iteration, values
+
+
+class FiniteWatch:
+    """Notes the first non-finite objective value of an iterative minimizer without a host sync
+    per iteration (a flag, the iteration and the candidate are kept with tensor ops); one check
+    at the end raises :class:`NonFiniteEnergy`.
+
+    Args:
+        rows: independent rows (problems, or problems × restarts); ``D``: flat width.
+    """
+
+    def __init__(self, rows: int, D: int, like: torch.Tensor):
+        self.iteration = torch.full((rows,), -1, dtype=torch.long, device=like.device)
+        self.x = torch.zeros(rows, D, dtype=like.dtype, device=like.device)
+
+    def update(self, xs: torch.Tensor, fs: torch.Tensor, iteration: int) -> None:
+        """``xs`` ``[rows, K, D]`` candidates with objective ``fs`` ``[rows, K]``."""
+        bad = ~torch.isfinite(fs)
+        first = (self.iteration < 0) & bad.any(1)
+        k = bad.float().argmax(1)
+        xk = xs.gather(1, k[:, None, None].expand(-1, 1, xs.shape[-1])).squeeze(1)
+        self.x = torch.where(first[:, None], xk, self.x)
+        self.iteration = torch.where(first, torch.full_like(self.iteration, iteration), self.iteration)
+
+    def check(self, prob: "Problem", unpack, method: str, values: dict, rows_per_problem: int = 1) -> None:
+        """Raise :class:`NonFiniteEnergy` naming the terms, the iteration and the problem, if any was seen."""
+        hit = (self.iteration >= 0).nonzero()
+        if hit.numel() == 0:
+            return
+        r = int(hit[0, 0])
+        b = r // rows_per_problem
+        bad_vals = {n: v[r:r + 1] for n, v in unpack(self.x).items()}
+        sub = Problem(prob.ebm, {n: v[b:b + 1] for n, v in prob.observed.items()}, prob.over,
+                      handled=tuple(v.name for v in prob.ebm.graph.variables))
+        try:
+            with torch.no_grad():
+                terms = [t for t, v in sub.evaluate(bad_vals).terms.items() if not bool(torch.isfinite(v).all())]
+        except Exception:  # noqa: BLE001 - a wrapped objective may need more inputs; name what we can
+            terms = []
+        it = int(self.iteration[r])
+        raise NonFiniteEnergy(f"{method} met a non-finite energy at iteration {it} (problem {b})"
+                              + (f": term(s) {', '.join(terms)} are NaN or Inf" if terms else "")
+                              + "; the last finite values are kept in the error's .values",
+                              terms=terms, iteration=it, values=values)
 
 
 def packer(prob: Problem, names: list[str]):

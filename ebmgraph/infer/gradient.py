@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import SpecError
-from .core import Problem, initial_values, packer
+from .core import FiniteWatch, Problem, initial_values, packer
 
 
 def _restart_points(prob: Problem, x0: dict, restarts: int, init_scale: float, gen) -> dict:
@@ -132,15 +132,19 @@ def gradient(prob: Problem, *, optimizer: str = "lbfgs", steps: int | None = Non
             X = X.detach().requires_grad_(True)
             f = f_only(X)
             (g,) = torch.autograd.grad(f.sum(), X)
+        watch.update(X.detach()[:, None], f.detach()[:, None], len(trace))  # line-search trials included
         return f.detach(), g.detach()
 
     with torch.no_grad():
         f0 = f_only(X)
     best_X, best_f = X.clone(), f0.clone()
     trace = [best_f.view(B, Rn).amin(1)]
+    watch = FiniteWatch(B * Rn, X.shape[-1], X)
+    watch.update(X[:, None], f0[:, None], 0)
 
     def on_step(Xc, fc):
         nonlocal best_X, best_f
+        watch.update(Xc[:, None], fc[:, None], len(trace))
         better = fc < best_f
         best_f = torch.where(better, fc, best_f)
         best_X = torch.where(better[:, None], Xc.detach(), best_X)
@@ -171,5 +175,6 @@ def gradient(prob: Problem, *, optimizer: str = "lbfgs", steps: int | None = Non
             on_step(P.detach(), f_only(P))
     k = best_f.view(B, Rn).argmin(1)
     Xb = best_X.view(B, Rn, -1)[torch.arange(B, device=X.device), k]
+    watch.check(prob, unpack, f"gradient/{optimizer}", unpack(Xb), rows_per_problem=Rn)
     return prob.result(unpack(Xb), trace, f"gradient/{optimizer}",
                        {"restarts": Rn, "steps": steps, "best_restart": k})

@@ -10,8 +10,12 @@ in lock-step, so each simulation evaluates the model once on a ``[B]`` batch.
 * Chance nodes: latents marked ``sampled: true`` are drawn at the end of each simulated
   trajectory from their Gibbs distribution ``P(z) ∝ exp(−R(z))`` (eq. 23), so node values
   estimate the expected energy; the reported energy is then the exact expectation.
-* Answer: the best complete sequence simulated (deterministic energies), or the most
-  visited path completed greedily (with chance nodes).
+* Answer: the best complete sequence simulated or the start (``init``, else all zeros) when
+  that is lower (deterministic energies), or the most visited path completed greedily (with
+  chance nodes).
+* Randomness: each simulation's rollout completion and chance draws are shared by all B
+  problems (common random numbers), so a problem searched in a batch gives the answer it
+  gives alone.
 * Tree reuse: :meth:`MCTS.advance` commits ``a[d]`` and re-roots at that child; later
   searches keep its statistics (a shrinking horizon, as in a game tree).
 """
@@ -26,7 +30,7 @@ import torch
 from .. import ir
 from ..errors import SpecError
 from ..util import as_generator
-from .core import MinimizeResult, Problem
+from .core import MinimizeResult, Problem, initial_values
 from .gibbs import gibbs_draws, gibbs_energy
 
 
@@ -123,7 +127,8 @@ class MCTS:
     """
 
     def __init__(self, ebm, observed: dict | None, over, *, sample=(), policy=None, critic=None, c: float = 1.4,
-                 generator: torch.Generator | None = None, seed: int = 0, batch: int | None = None):
+                 generator: torch.Generator | None = None, seed: int = 0, batch: int | None = None,
+                 init: dict | None = None):
         over = [over] if isinstance(over, str) else list(over)
         self.prob = Problem(ebm, observed, over, batch=batch, handled=tuple(sample))
         if len(over) != 1 or not self.prob.is_discrete(over[0]) or len(self.prob.shape(over[0])) != 1:
@@ -142,6 +147,12 @@ class MCTS:
         self.best_seq = np.zeros((self.B, self.L), dtype=int)
         self.lo, self.hi = np.full(self.B, np.inf), np.full(self.B, -np.inf)
         self.simulations_done = 0
+        if not self.sample:  # the start (init, else all zeros) is a candidate: the answer is never worse
+            start = initial_values(self.prob, init)[self.name].cpu().numpy()
+            E0 = self._energy(start, {}).cpu().double().numpy()
+            better = E0 < self.best
+            self.best = np.where(better, E0, self.best)
+            self.best_seq = np.where(better[:, None], start, self.best_seq)
 
     def _energy(self, seqs: np.ndarray, draws: dict) -> torch.Tensor:
         vals = {self.name: torch.as_tensor(seqs, device=self.prob.device)}
@@ -149,11 +160,16 @@ class MCTS:
         inputs.update(vals)
         inputs.update(draws)
         with torch.no_grad():
-            return self.prob.ebm.energy(**inputs).total
+            return self.prob.ebm.evaluate(inputs, validate=False).total
 
     def _draw(self) -> dict:
-        return {s: gibbs_draws(self.prob.ebm, s, self.B, self.gen, self.prob.dtype, self.prob.device)
-                for s in self.sample}
+        """One draw per chance latent, shared by all B problems (common random numbers: a problem
+        searched in a batch sees exactly the draws it would see alone)."""
+        out = {}
+        for s in self.sample:
+            d = gibbs_draws(self.prob.ebm, s, 1, self.gen, self.prob.dtype, self.prob.device)
+            out[s] = d.expand(self.B, *d.shape[1:])
+        return out
 
     def search(self, simulations: int = 200) -> MinimizeResult:
         """Run ``simulations`` more simulations and return the current answer."""
@@ -174,7 +190,8 @@ class MCTS:
                     pr = self.policy(self.prob.observed, torch.as_tensor(leaves), depth).detach().cpu().numpy()
                 for b, p in enumerate(paths):
                     t.prior[b, p[-1]] = pr[b] / pr[b].sum()
-            roll = torch.randint(0, K, (B, L), generator=self.gen).numpy()
+            # one random completion per simulation, shared by all problems (batched equals alone)
+            roll = np.broadcast_to(torch.randint(0, K, (1, L), generator=self.gen).numpy(), (B, L))
             seqs = np.where(undecided, roll, leaves)
             if self.critic is not None and undecided.any():
                 with torch.no_grad():
@@ -240,7 +257,7 @@ class MCTS:
             draws = {x: torch.full((self.B,), w if x == s else 0, dtype=torch.long) for x in self.sample}
             inputs = {**self.prob.observed, **vals, **draws}
             with torch.no_grad():
-                out = self.prob.ebm.energy(**inputs)
+                out = self.prob.ebm.evaluate(inputs, validate=False)
             totals = totals + p[w] * out.total
             for k, v in out.terms.items():
                 terms[k] = terms.get(k, 0.0) + p[w] * v

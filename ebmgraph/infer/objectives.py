@@ -30,7 +30,7 @@ def with_risk(prob: Problem, sample: list[str], n_draws: int, lam: float, gen) -
         inputs = {n: repeat_rows(v, k * D) for n, v in prob.observed.items()}
         inputs.update({n: repeat_rows(v, D) for n, v in values.items()})
         inputs.update({s: tile_rows(d, N) for s, d in draws.items()})
-        return ebm.energy(**inputs), N
+        return ebm.evaluate(inputs, validate=False), N
 
     def objective(values, k):
         out, N = energies(values, k)
@@ -70,7 +70,7 @@ def with_adversary(prob: Problem, maximize: list[str], inner_steps: int, inner_l
             N = prob.B * k
             inp = inputs_for(values, k, M)
             inp.update({w: tile_rows(v, N) for w, v in W.items()})
-            E = ebm.energy(**inp).total.view(N, M)
+            E = ebm.evaluate(inp, validate=False).total.view(N, M)
             j = E.detach().argmax(1)
             return E.gather(1, j[:, None])[:, 0], {w: v[j] for w, v in W.items()}
     else:
@@ -80,12 +80,15 @@ def with_adversary(prob: Problem, maximize: list[str], inner_steps: int, inner_l
                   for w in maximize}
             fixed = {n: v.detach() for n, v in values.items()}
             opt = torch.optim.Adam(list(ws.values()), lr=inner_lr)
+            params = list(ws.values())
             for _ in range(inner_steps):
-                opt.zero_grad(set_to_none=True)
                 with torch.enable_grad():
                     inp = inputs_for(fixed, k, 1)
                     inp.update(ws)
-                    (-ebm.energy(**inp).total.sum()).backward()
+                    # gradients w.r.t. the adversary only; the model's parameters collect none
+                    grads = torch.autograd.grad(-ebm.evaluate(inp, validate=False).total.sum(), params)
+                for t, gr in zip(params, grads):
+                    t.grad = gr
                 opt.step()
                 with torch.no_grad():
                     for w, t in ws.items():
@@ -94,7 +97,7 @@ def with_adversary(prob: Problem, maximize: list[str], inner_steps: int, inner_l
             wstar = {w: t.detach() for w, t in ws.items()}
             inp = inputs_for(values, k, 1)
             inp.update(wstar)
-            return ebm.energy(**inp).total, wstar  # Danskin: gradient through E at fixed w*
+            return ebm.evaluate(inp, validate=False).total, wstar  # Danskin: gradient through E at fixed w*
 
     def report(values):
         with torch.no_grad():

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import SpecError
-from .core import Problem, initial_values, packer
+from .core import FiniteWatch, Problem, initial_values, packer
 
 
 def _setup(prob: Problem, init, sigma):
@@ -64,13 +64,16 @@ def cem(prob: Problem, *, samples: int = 256, iters: int = 30, elite_frac: float
     pack, unpack, project, mu, sig = _setup(prob, init, sigma)
     B, D, K = prob.B, mu.shape[-1], int(samples)
     n_elite = max(1, int(round(elite_frac * K)))
+    watch = FiniteWatch(B, D, mu)
     with torch.no_grad():
         best_x, best_f = mu.clone(), prob.objective(unpack(mu), 1)
+        watch.update(mu[:, None], best_f[:, None], 0)
         trace = [best_f]
-        for _ in range(iters):
+        for i in range(iters):
             eps = torch.randn((K, D), generator=generator, dtype=mu.dtype).to(mu.device)
             xs = project(mu[:, None] + sig[:, None] * eps[None])  # [B, K, D]
             fs = prob.objective(unpack(xs.reshape(B * K, D)), K).view(B, K)
+            watch.update(xs, fs, i + 1)
             best_x, best_f = _track(best_x, best_f, xs, fs)
             idx = fs.topk(n_elite, dim=1, largest=False).indices  # [B, n_elite]
             el = xs.gather(1, idx[..., None].expand(-1, -1, D))
@@ -80,6 +83,7 @@ def cem(prob: Problem, *, samples: int = 256, iters: int = 30, elite_frac: float
             trace.append(best_f)
         mu = project(mu)
         best_x, best_f = _track(best_x, best_f, mu[:, None], prob.objective(unpack(mu), 1)[:, None])
+    watch.check(prob, unpack, "cem", unpack(best_x))
     return prob.result(unpack(best_x), trace, "cem", {"samples": K, "iters": iters, "elite": n_elite})
 
 
@@ -101,17 +105,21 @@ def mppi(prob: Problem, *, samples: int = 256, iters: int = 30, temperature: flo
     """
     pack, unpack, project, mu, sig = _setup(prob, init, sigma)
     B, D, K = prob.B, mu.shape[-1], int(samples)
+    watch = FiniteWatch(B, D, mu)
     with torch.no_grad():
         best_x, best_f = mu.clone(), prob.objective(unpack(mu), 1)
+        watch.update(mu[:, None], best_f[:, None], 0)
         trace = [best_f]
         for i in range(iters):
             eps = torch.randn((K, D), generator=generator, dtype=mu.dtype).to(mu.device)
             xs = project(mu[:, None] + (sig * sigma_decay ** i)[:, None] * eps[None])
             fs = prob.objective(unpack(xs.reshape(B * K, D)), K).view(B, K)
+            watch.update(xs, fs, i + 1)
             best_x, best_f = _track(best_x, best_f, xs, fs)
             w = torch.softmax(-(fs - fs.amin(1, keepdim=True)) / temperature, dim=1)
             mu = (w[..., None] * xs).sum(1)
             trace.append(best_f)
         mu = project(mu)
         best_x, best_f = _track(best_x, best_f, mu[:, None], prob.objective(unpack(mu), 1)[:, None])
+    watch.check(prob, unpack, "mppi", unpack(best_x))
     return prob.result(unpack(best_x), trace, "mppi", {"samples": K, "iters": iters, "temperature": temperature})

@@ -151,6 +151,15 @@ def test_kill_during_a_checkpoint_write_keeps_the_previous_checkpoint(tmp_path, 
         ["optim-000000024.safetensors", "state.json", "weights-000000024.safetensors"]
 
 
+def _free_port() -> int:
+    """A port nobody listens on now (the OS picks it), so parallel test workers never collide."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 DDP = r"""
 import sys, torch
 torch.set_num_threads(1)
@@ -172,7 +181,7 @@ def test_two_process_gloo_matches_one_process(tmp_path):
     r = subprocess.run([sys.executable, str(script), str(one), SPEC], env=_env(), capture_output=True)
     assert r.returncode == 0, r.stderr.decode()[-2000:]
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                        str(29500 + os.getpid() % 1000), str(script), str(two), SPEC], env=_env(), capture_output=True)
+                        str(_free_port()), str(script), str(two), SPEC], env=_env(), capture_output=True)
     assert r.returncode == 0, r.stderr.decode()[-3000:]
     la = [float(row["loss"]) for row in csv.DictReader(open(one / "metrics.csv"))]
     lb = [float(row["loss"]) for row in csv.DictReader(open(two / "metrics.csv"))]
@@ -217,7 +226,7 @@ def test_two_process_vicreg_uses_the_global_batch(tmp_path):
     r = subprocess.run([sys.executable, str(script), str(one), spec], env=_env(), capture_output=True)
     assert r.returncode == 0, r.stderr.decode()[-2000:]
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                        str(30500 + os.getpid() % 1000), str(script), str(two), spec], env=_env(), capture_output=True)
+                        str(_free_port()), str(script), str(two), spec], env=_env(), capture_output=True)
     assert r.returncode == 0, r.stderr.decode()[-3000:]
     la = [float(row["loss"]) for row in csv.DictReader(open(one / "metrics.csv"))]
     lb = [float(row["loss"]) for row in csv.DictReader(open(two / "metrics.csv"))]

@@ -12,6 +12,7 @@ its contiguous share of every global batch and gradients are averaged with all-r
 """
 from __future__ import annotations
 
+import atexit
 import csv
 import io
 import os
@@ -37,9 +38,20 @@ def _dist_info(device: torch.device) -> tuple[int, int]:
         if device.type == "cuda":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        # a process that leaves with its group alive can abort in gloo's teardown ("terminate called
+        # without an active exception") while another rank still writes: close it on the way out
+        atexit.register(_close_group)
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+def _close_group() -> None:
+    if dist.is_available() and dist.is_initialized():
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
 
 
 def _step_of(row: dict) -> float:
@@ -286,5 +298,7 @@ class Trainer:
             tb.close()
         if writer:
             self.loss.ebm.save(self.out / "model.safetensors")
+        if self.world > 1:  # every rank leaves together, after rank 0 has written the model
+            dist.barrier()
         self.history["seconds"] = [time.time() - t0]
         return self.history

@@ -27,6 +27,7 @@ from .conventions import SCALAR, is_scalar_shape
 from .errors import Diagnostics, Loc, SpecError
 from .expr import parse_index, resolve_iexpr, resolve_int
 from .modules import BATCH_REGULARIZERS, KINDS, ShapeError, option_errors
+from .util import gc_paused
 
 Shape = tuple[int, ...]
 
@@ -183,6 +184,7 @@ def _check_size_names(g: ir.Graph, sizes: dict[str, int]) -> None:
                         + (f"sizes {', '.join(known)}" if known else "no sizes"), Loc(g.file), tuple(unknown))
 
 
+@gc_paused
 def check(g: ir.Graph, sizes: dict[str, int] | None = None, *, analyze: bool = True,
           limits: dict[str, int] | None = None, known_sizes: bool = True) -> Checked:
     """Check a graph; ``sizes`` override the spec's default sizes (e.g. ``{"T": 16}``).

@@ -26,6 +26,7 @@ from .lower import lower, pyname
 from .modules import KINDS
 from .passes import PASSES, find_rollouts, prune, run_passes
 from .runtime import NAMESPACE, kernel_reason
+from .util import gc_paused
 
 
 @dataclass
@@ -320,6 +321,7 @@ def read_spec(spec) -> ir.Graph:
     raise TypeError(f"compile() takes a spec path, spec text or Graph, got {type(spec).__name__}")
 
 
+@gc_paused
 def compile(spec, *, sizes: dict[str, int] | None = None, seed: int | None = 0, terms: list[str] | None = None,
             device: str | torch.device | None = None, dtype: torch.dtype | None = None,
             limits: dict[str, int] | None = None) -> CompiledEBM:

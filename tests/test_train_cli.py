@@ -74,7 +74,7 @@ sys.exit(main(sys.argv[2:]))
 def _readme_train_lines(out: Path) -> tuple[list[str], list[str]]:
     """The README's `ebmgraph train` line and its `--resume` line, with runs/moons replaced by ``out``."""
     lines = [ln.split("  #")[0].strip() for ln in (ROOT / "README.md").read_text().splitlines()
-             if ln.startswith("ebmgraph train examples/specs/train_moons.yaml")]
+             if ln.startswith(".venv/bin/ebmgraph train examples/specs/train_moons.yaml")]
     fresh = [shlex.split(ln) for ln in lines if "--resume" not in ln]
     resume = [shlex.split(ln) for ln in lines if "--resume" in ln]
     assert len(fresh) == len(resume) == 1, lines

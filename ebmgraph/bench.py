@@ -6,6 +6,9 @@
   torch.compile and pytorch-mppi (``kernels/bench_rollout.py``; needs CUDA for the kernel column).
 * ``ebmgraph bench scaling``: check and compile times of Figure 4's spec as the horizon T
   grows, and the fitted growth exponent between consecutive horizons.
+* ``ebmgraph bench mpc``: Mode-2 control of Pendulum-v1 with its true dynamics — ebmgraph's
+  receding-horizon MPPI against pytorch-mppi 0.9.1 (a benchmark-only extra) on the same seeds,
+  the same torch dynamics and cost, the same K and horizon, episodes alternating between the two.
 """
 from __future__ import annotations
 
@@ -128,6 +131,81 @@ def _cmd_rollout(args) -> int:
     return int(bench_rollout.run(args) or 0)
 
 
+def bench_mpc(episodes: int = 20, seed: int = 0, K: int = 256, T: int = 20, sigma: float = 1.5,
+              temperature: float = 0.1, progress: bool = True) -> dict:
+    """Pendulum-v1, true dynamics: ebmgraph (``ebmgraph plan``'s loop) vs pytorch-mppi, one MPPI
+    iteration of ``K`` samples per decision each, episodes interleaved (ours, theirs, ours, ...).
+
+    pytorch-mppi runs twice: with the same noise and temperature as ours, and with its defaults
+    (noise 1, λ = 1). Both get the same ``PendulumDynamics`` / ``PendulumCost`` torch modules.
+    """
+    import numpy as np
+
+    from .agent import make_planner, run
+    from .compiled import compile as compile_spec
+    from .agent.specs import PENDULUM_MPC
+    from .dynamics import PendulumCost, PendulumDynamics
+
+    try:
+        from pytorch_mppi import MPPI
+    except ImportError as exc:
+        raise SystemExit("ebmgraph bench mpc needs the benchmark extra: .venv/bin/pip install -e '.[bench]' "
+                         f"({exc})") from None
+    ebm = compile_spec(PENDULUM_MPC, sizes={"T": T})
+    planner = make_planner(ebm, "Pendulum-v1", method="mppi",
+                           settings={"samples": K, "iters": 1, "sigma": sigma, "temperature": temperature})
+    F, C = PendulumDynamics(), PendulumCost()
+
+    def theirs(noise, lam):
+        def policy_factory():
+            ctrl = MPPI(lambda s, a: F(s, a), lambda s, a: C(s, a), 3, torch.tensor([[noise ** 2]]), num_samples=K,
+                        horizon=T, lambda_=lam, u_min=torch.tensor([-2.0]), u_max=torch.tensor([2.0]))
+            times = []
+
+            def policy(obs):
+                t0 = time.perf_counter()
+                u = ctrl.command(torch.as_tensor(obs, dtype=torch.float32))
+                times.append(time.perf_counter() - t0)
+                return u.numpy().reshape(1)
+
+            return policy, times
+        return policy_factory
+
+    rows = {"ebmgraph mppi": [], f"pytorch-mppi (σ={sigma}, λ={temperature})": [],
+            "pytorch-mppi (σ=1, λ=1)": []}
+    makers = {list(rows)[1]: theirs(sigma, temperature), list(rows)[2]: theirs(1.0, 1.0)}
+    for i in range(episodes):
+        ep = run("Pendulum-v1", planner, episodes=1, seed=seed + i, progress=False).episodes[0]
+        rows["ebmgraph mppi"].append((ep.ret, ep.seconds))
+        for name, make in makers.items():
+            policy, times = make()
+            with torch.no_grad():
+                ep = run("Pendulum-v1", None, episodes=1, seed=seed + i, progress=False, policy=policy).episodes[0]
+            rows[name].append((ep.ret, times))
+        if progress:
+            print(f"  episode {i + 1}/{episodes}: " + ", ".join(f"{k} {v[-1][0]:.1f}" for k, v in rows.items()),
+                  flush=True)
+    out = {}
+    for name, eps in rows.items():
+        rets = np.array([r for r, _ in eps])
+        secs = np.concatenate([np.asarray(s) for _, s in eps])
+        out[name] = {"mean_return": float(rets.mean()), "std_return": float(rets.std()),
+                     "ms_median": float(np.median(secs) * 1e3), "ms_p90": float(np.quantile(secs, 0.9) * 1e3)}
+    return out
+
+
+def _cmd_mpc(args) -> int:
+    rows = bench_mpc(args.episodes, args.seed, args.K, args.T, args.sigma, args.temperature)
+    print(f"# ebmgraph bench mpc — Pendulum-v1, true dynamics, K={args.K}, horizon {args.T}, one MPPI iteration per "
+          f"decision, {args.episodes} episodes (seeds {args.seed}..{args.seed + args.episodes - 1}), "
+          f"{device_name(torch.device('cpu'))}, torch {torch.__version__}")
+    print("| planner | mean return ± std | ms per decision (median) | p90 |")
+    print("| --- | --- | --- | --- |")
+    for name, r in rows.items():
+        print(f"| {name} | {r['mean_return']:.1f} ± {r['std_return']:.1f} | {r['ms_median']:.2f} | {r['ms_p90']:.2f} |")
+    return 0
+
+
 def register_cli(sub) -> None:
     p = sub.add_parser("bench", help="benchmarks: compiler, scaling, rollout kernels")
     bsub = p.add_subparsers(dest="bench", metavar="WHAT")
@@ -141,6 +219,14 @@ def register_cli(sub) -> None:
     sc.add_argument("--T", type=int, nargs="+", default=[128, 1024, 10_000, 100_000])
     sc.add_argument("--reps", type=int, default=3)
     sc.set_defaults(fn=_cmd_scaling)
+    m = bsub.add_parser("mpc", help="Mode-2 control of Pendulum-v1: ebmgraph vs pytorch-mppi, same seeds")
+    m.add_argument("--episodes", type=int, default=20)
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--K", type=int, default=256)
+    m.add_argument("--T", type=int, default=20)
+    m.add_argument("--sigma", type=float, default=1.5)
+    m.add_argument("--temperature", type=float, default=0.1)
+    m.set_defaults(fn=_cmd_mpc)
     r = bsub.add_parser("rollout", help="fused Triton rollout vs eager / torch.compile / pytorch-mppi")
     from kernels.bench_rollout import add_arguments
 

@@ -352,13 +352,19 @@ def _declared_modules(c: _Ctx) -> dict[str, ModInfo]:
             c.d.error(f"module {m.name}: {m.kind} {msg}", m.loc, m.name)
         args = []
         for a in m.args:
+            if kind.real_args:
+                if isinstance(a, bool) or not isinstance(a, (int, float)) or not math.isfinite(a) or a == 0:
+                    c.d.error(f"module {m.name}: {m.kind} takes non-zero finite numbers, got {a!r}", m.loc, m.name)
+                else:
+                    args.append(a)
+                continue
             try:
                 args.append(resolve_int(a, c.sizes, m.loc, f"module {m.name}"))
             except SpecError as e:
                 c.d.errors.append(e)
-        if any(isinstance(a, int) and not 0 < a <= 1_000_000 for a in args):
+        if not kind.real_args and any(isinstance(a, int) and not 0 < a <= 1_000_000 for a in args):
             c.d.error(f"module {m.name}: sizes must be between 1 and 1e6, got {args}", m.loc, m.name)
-        elif len(args) > 1 and sum(a * b for a, b in zip(args, args[1:])) > 500_000_000:
+        elif not kind.real_args and len(args) > 1 and sum(a * b for a, b in zip(args, args[1:])) > 500_000_000:
             c.d.error(f"module {m.name}: {m.kind}{tuple(args)} would hold over 5e8 parameters", m.loc, m.name)
         mods[m.name] = ModInfo(m.name, m.kind, tuple(args), dict(m.kwargs), m.trainable, (), ())
     return mods

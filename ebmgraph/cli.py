@@ -11,7 +11,7 @@ import importlib
 import json
 import sys
 
-from .cliargs import parse_sizes, print_errors
+from .cliargs import MODULE_HELP, load_modules, parse_sizes, print_errors
 from .errors import SpecError
 from .version import __version__
 
@@ -60,7 +60,7 @@ def cmd_compile(args) -> int:
     from .compiled import compile as compile_spec
 
     try:
-        ebm = compile_spec(args.spec, sizes=parse_sizes(args.size))
+        ebm = compile_spec(args.spec, sizes=parse_sizes(args.size), modules=load_modules(args.module))
     except SpecError as exc:
         print_errors(exc)
         return 1
@@ -96,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--explain", action="store_true", help="say which path each rollout takes and why")
     k.add_argument("--size", action="append", metavar="NAME=INT")
     k.add_argument("-o", "--out", help="save initial weights as safetensors")
+    k.add_argument("--module", action="append", metavar="NAME=PKG.MOD:ATTR", help=MODULE_HELP)
     k.set_defaults(fn=cmd_compile)
     for mod in _PLUGINS:
         try:

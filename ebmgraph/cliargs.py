@@ -1,8 +1,8 @@
 """Command-line helpers every verb shares (the ground floor: they import nothing above errors).
 
 ``parse_sizes`` reads ``--size NAME=INT``, ``parse_settings`` reads ``--set KEY=VALUE`` (a
-JSON value, or the text itself) and ``print_errors`` prints spec errors as ``FILE:LINE:``
-lines on stderr.
+JSON value, or the text itself), ``load_modules`` reads ``--module NAME=package.module:attribute``
+and ``print_errors`` prints spec errors as ``FILE:LINE:`` lines on stderr.
 """
 from __future__ import annotations
 
@@ -41,4 +41,40 @@ def parse_settings(items: list[str] | None, flag: str = "--set") -> dict:
             out[k] = json.loads(v)
         except json.JSONDecodeError:
             out[k] = v
+    return out
+
+
+MODULE_HELP = ("the body of an external module: NAME=package.module:attribute (an nn.Module class, instance or "
+               "torch function). This imports and runs your code — the only flag that does; specs never do")
+
+
+def load_modules(items: list[str] | None, flag: str = "--module") -> dict:
+    """``["Pred=mypkg.models:Pred"]`` -> ``{"Pred": Pred()}``: the explicit opt-in that imports user code.
+
+    The attribute may be an ``nn.Module`` subclass (instantiated with no arguments), an instance,
+    or a torch function. The current directory is searched first, as ``python -m`` would.
+    """
+    import importlib
+    import os
+
+    out = {}
+    for it in items or []:
+        name, sep, target = it.partition("=")
+        modname, colon, attr = target.partition(":")
+        if not (sep and name and modname and colon and attr):
+            raise SystemExit(f"ebmgraph: {flag} takes NAME=package.module:attribute, got {it!r}")
+        if os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())
+        try:
+            obj = importlib.import_module(modname)
+            for part in attr.split("."):
+                obj = getattr(obj, part)
+        except (ImportError, AttributeError) as exc:
+            raise SystemExit(f"ebmgraph: {flag} {it}: cannot import {target}: {exc}") from None
+        if isinstance(obj, type):
+            try:
+                obj = obj()
+            except TypeError as exc:
+                raise SystemExit(f"ebmgraph: {flag} {it}: {attr} must build with no arguments: {exc}") from None
+        out[name] = obj
     return out

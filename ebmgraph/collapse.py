@@ -160,8 +160,23 @@ def analyze(chk) -> ArchReport:
     t0 = chk.loop_values(e.loop)[0] if e.loop else None
     au, av = anc(u, e.loop, t0), anc(v, e.loop, t0)
 
-    def raw_observed(x) -> str | None:
-        return x.name if isinstance(x, ir.Ref) and x.name in observed else None
+    defs = {f.target.name: f.value for f in g.functions if f.loop is None and f.target.index is None}
+
+    def raw_observed(x, depth: int = 0) -> str | None:
+        """The observed y that ``x`` is, or a fixed, parameter-free transform of (``Up(y)`` with
+        ``Up: scale(1, 20)``): such a side cannot move, so the energy is still a prediction of y."""
+        if isinstance(x, ir.Ref):
+            if x.name in observed:
+                return x.name
+            if x.index is None and x.name in defs and depth < 8:
+                return raw_observed(defs[x.name], depth + 1)
+            return None
+        if isinstance(x, ir.Call) and len(x.args) == 1:
+            mod = g.module(x.fn)
+            kind = mod.kind if mod else x.fn
+            frozen = (mod is not None and not mod.trainable) or kind in ("scale", "identity")
+            return raw_observed(x.args[0], depth + 1) if frozen else None
+        return None
 
     y = raw_observed(u) or raw_observed(v)
     report: ArchReport

@@ -50,14 +50,69 @@ def _build_forward(src: str):
     return namespace["forward"]
 
 
-def build_modules(checked: Checked, seed: int | None = 0) -> nn.ModuleDict:
-    """One ``nn.Module`` per called module instance; ``fixed(...)`` ones frozen; seeded initialization."""
+def _external(checked: Checked, name: str, info, given: dict) -> nn.Module:
+    """The user's body for ``name: external([in].. -> [out])``, probed once with zeros."""
+    decl = checked.graph.module(name)
+    sig = f"external({', '.join(str(list(s)) for s in info.in_shapes)} -> {list(info.out_shape)})"
+    if name not in given:
+        raise SpecError(f"module {name} is {sig}: its body is yours to supply — compile(spec, modules={{{name!r}: "
+                        f"module}}) or --module {name}=package.module:attribute", decl.loc, (name,))
+    body = given[name]
+    if isinstance(body, nn.Module):
+        m = body
+    elif callable(body):
+        from .modules import ExternalFunction
+
+        m = ExternalFunction(body)
+    else:
+        raise SpecError(f"module {name}: modules={{{name!r}: ...}} takes an nn.Module or a torch function, got "
+                        f"{type(body).__name__}", decl.loc, (name,))
+    params = list(m.parameters())
+    dtype = params[0].dtype if params and params[0].is_floating_point() else torch.get_default_dtype()
+    device = params[0].device if params else None
+    probe = [torch.zeros((2,) + tuple(s), dtype=dtype, device=device) for s in info.in_shapes]
+    try:
+        with torch.no_grad():
+            out = m(*probe)
+    except Exception as exc:  # noqa: BLE001 - the user's code: report what it raised, with the signature
+        raise SpecError(f"module {name}: the body given for {sig} raised {type(exc).__name__}: {exc} when called "
+                        f"with inputs of shapes {[list(p.shape) for p in probe]}", decl.loc, (name,)) from exc
+    want = (2,) + tuple(info.out_shape)
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != want:
+        got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise SpecError(f"module {name}: declared {sig}, but the body given returned {got} for inputs "
+                        f"{[list(p.shape) for p in probe]} (expected {list(want)})", decl.loc, (name,))
+    return m
+
+
+def build_modules(checked: Checked, seed: int | None = 0, modules: dict | None = None) -> nn.ModuleDict:
+    """One ``nn.Module`` per called module instance; ``fixed(...)`` ones frozen; seeded initialization.
+
+    ``modules`` supplies the bodies of ``external(...)`` declarations (probed once; their
+    parameters become the model's, frozen in place under ``fixed(...)``).
+    """
+    given = dict(modules or {})
+    externals = [n for n, i in checked.modules.items() if i.kind == "external"]
+    unknown = sorted(set(given) - set(externals))
+    if unknown:
+        raise SpecError(f"modules= names {', '.join(unknown)}, which {checked.graph.name} does not declare external"
+                        + (f" (external modules: {', '.join(externals)})" if externals else " (it declares none)"),
+                        Loc(checked.graph.file), tuple(unknown))
     ctx = torch.random.fork_rng(devices=[]) if seed is not None else contextlib.nullcontext()
     with ctx:
         if seed is not None:
             torch.manual_seed(seed)
         mods = {}
         for name, info in checked.modules.items():
+            if info.kind == "external":
+                if not info.in_shapes:
+                    continue
+                m = _external(checked, name, info, given)
+                if not info.trainable:
+                    for p in m.parameters():
+                        p.requires_grad_(False)
+                mods[name] = m
+                continue
             if not info.in_shapes and not info.inline:
                 continue  # declared, never called
             m = KINDS[info.kind].build(info.args, info.kwargs, list(info.in_shapes))
@@ -298,13 +353,45 @@ class CompiledEBM(nn.Module):
         atomic_write_bytes(path, st_save(tensors, metadata={"spec": self.graph.name,
                                                             "sizes": json.dumps(self.checked.sizes)}))
 
-    def load(self, path: str | os.PathLike) -> "CompiledEBM":
-        """Load safetensors weights (data only: no code is run)."""
+    def load(self, path: str | os.PathLike, *, strict: bool = True) -> "CompiledEBM":
+        """Load safetensors weights (data only: no code is run).
+
+        ``strict=False`` loads the tensors whose names this model shares (a planning spec reading
+        the world model a training spec learned) and refuses only tensors of another shape;
+        :meth:`missing_weights` then says which trainable modules got nothing.
+        """
         from safetensors.torch import load_file
 
-        state = load_file(str(path))
-        self.load_state_dict(state)
+        p = Path(path)
+        if p.is_dir():
+            p = p / "model.safetensors"
+        try:
+            state = load_file(str(p))
+        except (OSError, FileNotFoundError) as exc:
+            raise OSError(f"cannot read weights {p}: {exc}") from None
+        if strict:
+            self.load_state_dict(state)
+            self._loaded = set(state)
+            return self
+        own = self.state_dict()
+        bad = [f"{k} {list(v.shape)} (here {list(own[k].shape)})" for k, v in state.items()
+               if k in own and tuple(v.shape) != tuple(own[k].shape)]
+        if bad:
+            raise ValueError(f"{p}: tensors of another shape than {self.graph.name}'s: {', '.join(bad)}")
+        shared = {k: v for k, v in state.items() if k in own}
+        self.load_state_dict(shared, strict=False)
+        self._loaded = set(shared)
         return self
+
+    def missing_weights(self) -> list[str]:
+        """Modules with trainable parameters that the last :meth:`load` gave no tensor."""
+        loaded = getattr(self, "_loaded", set())
+        out = []
+        for name, m in self.mods.items():
+            keys = [f"mods.{name}.{k}" for k, p in m.named_parameters() if p.requires_grad]
+            if keys and not all(k in loaded for k in keys):
+                out.append(name)
+        return out
 
 
 def read_spec(spec) -> ir.Graph:
@@ -324,7 +411,7 @@ def read_spec(spec) -> ir.Graph:
 @gc_paused
 def compile(spec, *, sizes: dict[str, int] | None = None, seed: int | None = 0, terms: list[str] | None = None,
             device: str | torch.device | None = None, dtype: torch.dtype | None = None,
-            limits: dict[str, int] | None = None) -> CompiledEBM:
+            limits: dict[str, int] | None = None, modules: dict | None = None) -> CompiledEBM:
     """Read (if a path), check and lower a spec into a :class:`CompiledEBM`.
 
     The stages, in order: read -> check -> prune (``terms``) -> rewrites (``passes.PASSES``)
@@ -336,6 +423,8 @@ def compile(spec, *, sizes: dict[str, int] | None = None, seed: int | None = 0, 
         seed: seeds parameter initialization (None: use the global RNG).
         terms: compile only these energy terms and what they read (``passes.prune``).
         limits: raise the checker's size limits (``ebmgraph.check.LIMITS``).
+        modules: bodies of the spec's ``external(...)`` modules, ``{name: nn.Module or torch
+            function}``; each is probed once against its declared signature.
     """
     g = read_spec(spec)
     chk = check(g, sizes, limits=limits)  # errors point at the spec as written, before any rewriting
@@ -345,7 +434,7 @@ def compile(spec, *, sizes: dict[str, int] | None = None, seed: int | None = 0, 
     chk = check(g, sizes, limits=limits, known_sizes=False)
     rollouts = find_rollouts(chk)
     code, array_level = lower(chk, rollouts)
-    ebm = CompiledEBM(chk, rollouts, code, array_level, build_modules(chk, seed))
+    ebm = CompiledEBM(chk, rollouts, code, array_level, build_modules(chk, seed, modules))
     if device is not None or dtype is not None:
         ebm = ebm.to(device=device, dtype=dtype)
     return ebm

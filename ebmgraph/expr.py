@@ -367,12 +367,19 @@ def parse_module(text, loc: Loc) -> tuple[str, tuple, tuple, bool]:
     Returns (kind, args, kwargs, trainable). Arguments are numbers, booleans
     (true/false), names (activation names, size names) or size arithmetic kept as text.
     """
-    node = _parse(text, loc)
+    arrow = isinstance(text, str) and "->" in text
+    # the signature arrow of external(...) reads as Python's >> (a binary operator), nothing else changes
+    node = _parse(text.replace("->", ">>") if arrow else text, loc)
     trainable = True
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "fixed":
         if len(node.args) != 1 or node.keywords:
             raise SpecError(f"fixed(...) takes one module, got {quote(text)}", loc)
         node, trainable = node.args[0], False
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "external":
+        args, ranks = _signature(node, text, loc)
+        return "external", args, (("ranks", ranks),), trainable
+    if arrow:
+        raise SpecError(f"'->' belongs in a signature, external([in], ... -> [out]); got {quote(text)}", loc)
     if isinstance(node, ast.Name):
         return _ident(node, text, loc), (), (), trainable
     if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
@@ -387,6 +394,22 @@ def parse_module(text, loc: Loc) -> tuple[str, tuple, tuple, bool]:
             raise SpecError(f"bad keyword {quote(kw.arg)} in {quote(text)}", loc)
         kwargs.append((kw.arg, _marg(kw.value, text, loc)))
     return kind, args, tuple(kwargs), trainable
+
+
+def _signature(node: ast.Call, text: str, loc: Loc) -> tuple[tuple, str]:
+    """``external([3], [1] -> [3])``: a module whose body the user supplies, declared by its
+    signature — one shape per argument, then the output's. Returns the dimensions flat (each
+    a number or size arithmetic, like any module argument) and their layout, ``"1,1->1"``."""
+    usage = f"external(...) declares a signature, e.g. external([3], [1] -> [3]); got {quote(text)}"
+    if node.keywords or not node.args or not (isinstance(node.args[-1], ast.BinOp)
+                                              and isinstance(node.args[-1].op, ast.RShift)):
+        raise SpecError(usage, loc)
+    shapes = [*node.args[:-1], node.args[-1].left, node.args[-1].right]
+    if not all(isinstance(s, ast.List) and s.elts for s in shapes):
+        raise SpecError(usage + " (each shape is a non-empty list such as [3] or [C, H, W])", loc)
+    dims = tuple(_marg(d, text, loc) for s in shapes for d in s.elts)
+    ranks = [str(len(s.elts)) for s in shapes]
+    return dims, ",".join(ranks[:-1]) + "->" + ranks[-1]
 
 
 def _marg(node: ast.AST, text: str, loc: Loc):

@@ -24,6 +24,9 @@ discrete(K)            R(z) = r . z over one-hot z (Gibbs prior of eq. 23); alia
 pendulum, cartpole,    gymnasium's true dynamics f(s, a) -> s' on the env's observation
 mountaincar, acrobot   (dynamics.py): s [3] / [4] / [2] / [6], a [1] / one-hot [2] / [1] /
                        one-hot [3]; inline, no sizes
+scale(f1, .., fn)      a fixed per-feature factor x * [f1..fn] (features on one scale)
+external([in].. -> [out])  a module whose body the user supplies (``compile(modules=)``,
+                       ``--module``); the spec declares only its signature
 pendulum_cost, ...     their per-step costs c(s, a) -> energy, = -reward (cartpole_cost:
                        1 outside the bounds, shaping=0 adds a smooth bowl); inline
 ====================  ==========================================================
@@ -244,6 +247,7 @@ class Kind:
     kwargs: tuple[str, ...] = ()
     inline: bool = False  # may be called in an expression without a declaration
     params: Callable = lambda a, kw, s: 0  # (args, kwargs, in_shapes) -> parameter count, without building
+    real_args: bool = False  # arguments are real numbers (scale factors), not sizes
 
 
 def _linear_params(a, kw, s):
@@ -395,6 +399,64 @@ def _conv_build(dims):
     return build
 
 
+def signature_shapes(args: tuple, ranks: str) -> tuple[list[tuple], tuple]:
+    """Split ``external``'s flat dimensions back into (input shapes, output shape)."""
+    ins, _, out = ranks.partition("->")
+    lens = [int(r) for r in ins.split(",")] + [int(out)]
+    shapes, i = [], 0
+    for n in lens:
+        shapes.append(tuple(args[i:i + n]))
+        i += n
+    return shapes[:-1], shapes[-1]
+
+
+def _external_shape(args, kw, shapes):
+    ins, out = signature_shapes(args, kw["ranks"])
+    if len(shapes) != len(ins):
+        raise ShapeError(f"external is declared with {len(ins)} argument(s) {[list(s) for s in ins]}, "
+                         f"called with {len(shapes)}")
+    for i, (got, want) in enumerate(zip(shapes, ins)):
+        if tuple(got) != tuple(want):
+            raise ShapeError(f"external argument {i + 1} is declared {list(want)}, got {list(got)}")
+    return tuple(out)
+
+
+def _external_build(args, kw, shapes):
+    raise ShapeError("an external module's body is supplied by the user: compile(spec, modules={name: module})")
+
+
+class Scale(nn.Module):
+    """A fixed per-feature factor: ``scale(1, 20)(x) = x * [1, 20]`` (put features on one scale)."""
+
+    def __init__(self, factors):
+        super().__init__()
+        self.register_buffer("factors", torch.tensor([float(f) for f in factors]))
+
+    def forward(self, x):
+        return x * self.factors.to(x.dtype)
+
+
+def _scale_shape(args, kw, shapes):
+    _arity("scale", shapes, 1)
+    if not args:
+        raise ShapeError("scale declares one factor per feature, e.g. scale(1, 20)")
+    if len(shapes[0]) != 1 or shapes[0][0] != len(args):
+        raise ShapeError(f"scale({', '.join(map(str, args))}) reads a vector of {len(args)} features, "
+                         f"got {list(shapes[0])}")
+    return tuple(shapes[0])
+
+
+class ExternalFunction(nn.Module):
+    """A plain torch function supplied as an external module's body (no parameters)."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *xs):
+        return self.fn(*xs)
+
+
 # gymnasium's classic-control environments as true world models (dynamics.py):
 # kind -> (what s is, its width, what a is, its width, dynamics, cost, the cost's options)
 ENVS: dict[str, tuple] = {
@@ -445,6 +507,8 @@ KINDS: dict[str, Kind] = {k.name: k for k in [
     Kind("transformer", "function", _transformer_shape,
          lambda a, kw, s: Transformer(a[0], int(kw.get("heads", 2)), int(kw.get("ff", 4 * a[0])),
                                       sum(x[-1] for x in s[1:])), ("heads", "ff"), params=_transformer_params),
+    Kind("external", "function", _external_shape, _external_build, ("ranks",)),
+    Kind("scale", "function", _scale_shape, lambda a, kw, s: Scale(a), real_args=True),
     Kind("identity", "function", _same_shape("identity"), lambda a, kw, s: Identity(), inline=True),
     Kind("concat", "function", _concat_rule, lambda a, kw, s: Concat(), inline=True),
     *[Kind(n, "energy", _div_shape(n), (lambda n: lambda a, kw, s: Divergence(n, float(kw.get("delta", 1.0))))(n),

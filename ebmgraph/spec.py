@@ -16,6 +16,7 @@ import yaml
 from . import ir
 from .errors import Loc, SpecError
 from .expr import check_name, parse_expr, parse_index, parse_module, parse_range, parse_target, short_repr
+from .modules import signature_shapes
 
 TOP_KEYS = ("name", "figure", "description", "index", "sizes", "weights", "variables",
             "modules", "functions", "energy", "regularizers")
@@ -328,6 +329,11 @@ def _module_text(m: ir.ModDecl) -> str:
             return "true" if v else "false"
         return repr(v) if isinstance(v, float) else str(v)
 
+    if m.kind == "external":
+        ins, out = signature_shapes(m.args, m.kw("ranks"))
+        shape = lambda s: "[" + ", ".join(val(d) for d in s) + "]"  # noqa: E731
+        text = f"external({', '.join(shape(s) for s in ins)} -> {shape(out)})"
+        return text if m.trainable else f"fixed({text})"
     parts = [val(a) for a in m.args] + [f"{k}={val(v)}" for k, v in m.kwargs]
     text = f"{m.kind}({', '.join(parts)})" if parts else m.kind
     return text if m.trainable else f"fixed({text})"

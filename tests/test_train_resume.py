@@ -151,6 +151,17 @@ def test_kill_during_a_checkpoint_write_keeps_the_previous_checkpoint(tmp_path, 
         ["optim-000000024.safetensors", "state.json", "weights-000000024.safetensors"]
 
 
+def _torchrun(script, out, spec, tmp_path):
+    """2 gloo processes under torchrun; on failure the message carries every rank's own output."""
+    logs = tmp_path / f"logs-{out.name}"
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                        str(_free_port()), "--tee", "3", "--log-dir", str(logs), str(script), str(out), spec],
+                       env=_env(), capture_output=True)
+    if r.returncode != 0:
+        ranks = "\n".join(f"--- {p.relative_to(logs)}:\n{p.read_text()[-1500:]}" for p in sorted(logs.rglob("*.log")))
+        pytest.fail(f"torchrun exited {r.returncode}\n{r.stderr.decode()[-1500:]}\n{ranks}")
+
+
 def _free_port() -> int:
     """A port nobody listens on now (the OS picks it), so parallel test workers never collide."""
     import socket
@@ -180,9 +191,7 @@ def test_two_process_gloo_matches_one_process(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     r = subprocess.run([sys.executable, str(script), str(one), SPEC], env=_env(), capture_output=True)
     assert r.returncode == 0, r.stderr.decode()[-2000:]
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                        str(_free_port()), str(script), str(two), SPEC], env=_env(), capture_output=True)
-    assert r.returncode == 0, r.stderr.decode()[-3000:]
+    _torchrun(script, two, SPEC, tmp_path)
     la = [float(row["loss"]) for row in csv.DictReader(open(one / "metrics.csv"))]
     lb = [float(row["loss"]) for row in csv.DictReader(open(two / "metrics.csv"))]
     assert len(la) == len(lb) == 16
@@ -225,9 +234,7 @@ def test_two_process_vicreg_uses_the_global_batch(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     r = subprocess.run([sys.executable, str(script), str(one), spec], env=_env(), capture_output=True)
     assert r.returncode == 0, r.stderr.decode()[-2000:]
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                        str(_free_port()), str(script), str(two), spec], env=_env(), capture_output=True)
-    assert r.returncode == 0, r.stderr.decode()[-3000:]
+    _torchrun(script, two, spec, tmp_path)
     la = [float(row["loss"]) for row in csv.DictReader(open(one / "metrics.csv"))]
     lb = [float(row["loss"]) for row in csv.DictReader(open(two / "metrics.csv"))]
     assert len(la) == len(lb) == 8

@@ -1,9 +1,35 @@
-"""Receding-horizon control (Mode-2, §3.1.2, Figure 4): plan, act with the first action,
-shift the plan as the next warm start, repeat.
+"""Receding-horizon control (Mode-2, §3.1.2, Figure 4): perceive, plan, act with the first
+action, shift the plan as the next warm start, repeat.
+
+The loop is a function over explicit state: :func:`plan_step` maps (observation, state) to
+(action, new state, what the plan found) with :func:`ebmgraph.minimize` doing the planning, so
+any method the action domain allows (gradient, CEM, MPPI for continuous actions; exhaustive,
+beam, DP, MCTS for discrete ones) drives the agent. :func:`run_episode` and :func:`run` add the
+environment; nothing here knows which environment or model it is.
 """
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
 import torch
+
+from ..errors import SpecError
+from ..infer import minimize
+from ..util import as_generator
+from .envs import Binding, bind, make_env
+
+# methods that take a warm start (init=), and per-method settings for acting on a per-decision budget
+WARM = ("gradient", "cem", "mppi", "mcts", "auto")
+ACTING_DEFAULTS = {"mppi": {"samples": 256, "iters": 1, "final_mean": False},
+                   "cem": {"samples": 256, "iters": 2, "final_mean": False},
+                   "gradient": {"optimizer": "adam", "steps": 20, "lr": 0.1},
+                   "beam": {"width": 16}, "mcts": {"simulations": 200}}
+
+
+class PlanError(SpecError):
+    """Planning failed inside an episode (a NaN energy, a bad setting); says where."""
 
 
 def shift_plan(values: dict, name: str, fill: float | int | None = None) -> dict:
@@ -26,3 +52,189 @@ def shift_plan(values: dict, name: str, fill: float | int | None = None) -> dict
     last = a[:, -1:].clone() if fill is None else torch.full_like(a[:, -1:], fill)
     out[name] = torch.cat([a[:, 1:], last], 1)
     return out
+
+
+@dataclass
+class Planner:
+    """What plans each decision: a compiled spec bound to an environment, a method and its settings.
+
+    Args:
+        ebm: the compiled Mode-2 spec (world model + cost).
+        binding: from :func:`ebmgraph.agent.envs.bind`.
+        method: any :func:`ebmgraph.minimize` method the action domain allows.
+        settings: the method's settings; :data:`ACTING_DEFAULTS` fill what is not given.
+        seed: seeds the planner's sampling (one generator for the whole run).
+        warm_start: start each plan from the previous one, shifted one step.
+    """
+
+    ebm: object
+    binding: Binding
+    method: str = "auto"
+    settings: dict = field(default_factory=dict)
+    seed: int = 0
+    warm_start: bool = True
+
+    def __post_init__(self):
+        self.settings = {**ACTING_DEFAULTS.get(self.method, {}), **self.settings}
+        self.generator = as_generator(self.seed)
+        self.ebm.eval()
+
+
+@dataclass(frozen=True)
+class PlanState:
+    """The agent's memory between decisions: the shifted plan (a warm start) and the step count."""
+
+    plan: dict | None = None
+    step: int = 0
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What one planning call found: the energy of the plan, its length and the wall time spent."""
+
+    energy: float
+    seconds: float
+    plan: dict
+
+
+def plan_step(planner: Planner, observation, state: PlanState) -> tuple[object, PlanState, Decision]:
+    """One decision: encode the observation, minimize the planned energy, act with the first action.
+
+    Returns:
+        ``(action for env.step, next state, Decision)``.
+    """
+    b, ebm = planner.binding, planner.ebm
+    t0 = time.perf_counter()
+    observed = b.observed(observation, ebm)
+    settings = dict(planner.settings)
+    if planner.warm_start and state.plan is not None and planner.method in WARM and "init" not in settings:
+        settings["init"] = state.plan
+    try:
+        r = minimize(ebm, observed, over=[b.action], method=planner.method, generator=planner.generator, **settings)
+    except SpecError as exc:
+        raise PlanError(f"planning at step {state.step}: {exc.message if hasattr(exc, 'message') else exc}",
+                        exc.loc, exc.symbols) from exc
+    plan = r.info.get("mean") or r.values
+    plan = {b.action: plan[b.action].detach()}
+    action = b.to_env(r.values[b.action][0, 0])
+    dt = time.perf_counter() - t0
+    return action, PlanState(shift_plan(plan, b.action), state.step + 1), Decision(float(r.energy[0]), dt, plan)
+
+
+@dataclass
+class Episode:
+    """One episode: its seed, return, length, how it ended, seconds per decision, frames if recorded."""
+
+    seed: int
+    ret: float = 0.0
+    length: int = 0
+    terminated: bool = False
+    seconds: list = field(default_factory=list)
+    frames: list = field(default_factory=list)
+    observations: list = field(default_factory=list)
+    actions: list = field(default_factory=list)
+    rewards: list = field(default_factory=list)
+
+
+def run_episode(env, planner: Planner, *, seed: int, record: bool = False, frame_every: int = 1,
+                max_steps: int | None = None, on_step=None, policy=None) -> Episode:
+    """Reset with ``seed`` and act until the episode ends (or ``max_steps``).
+
+    Args:
+        record: keep ``env.render()`` frames (the env must be made with ``render_mode="rgb_array"``).
+        on_step: called after every step (a progress bar's update).
+        policy: ``observation -> action`` instead of planning (a baseline such as zero torque).
+    """
+    ep = Episode(seed)
+    obs, _ = env.reset(seed=seed)
+    state = PlanState()
+    while True:
+        ep.observations.append(np.asarray(obs))
+        if record and ep.length % frame_every == 0:
+            ep.frames.append(env.render())
+        if policy is None:
+            action, state, d = plan_step(planner, obs, state)
+            ep.seconds.append(d.seconds)
+        else:
+            action = policy(obs)
+        obs, r, term, trunc, _ = env.step(action)
+        ep.actions.append(np.asarray(action))
+        ep.rewards.append(float(r))
+        ep.ret += float(r)
+        ep.length += 1
+        if on_step is not None:
+            on_step()
+        if term or trunc or (max_steps is not None and ep.length >= max_steps):
+            ep.terminated = bool(term)
+            if record:
+                ep.frames.append(env.render())
+            return ep
+
+
+@dataclass
+class Results:
+    """Seeded episodes of one planner on one environment."""
+
+    env_id: str
+    method: str
+    settings: dict
+    episodes: list
+
+    @property
+    def returns(self) -> np.ndarray:
+        return np.array([e.ret for e in self.episodes])
+
+    @property
+    def seconds(self) -> np.ndarray:
+        return np.concatenate([np.asarray(e.seconds) for e in self.episodes]) if self.episodes else np.zeros(0)
+
+    def summary(self) -> dict:
+        r, s = self.returns, self.seconds
+        return {"env": self.env_id, "method": self.method,
+                "settings": {k: v for k, v in self.settings.items() if k != "init"},
+                "episodes": len(r), "seeds": [e.seed for e in self.episodes],
+                "returns": [round(float(x), 3) for x in r], "mean_return": float(r.mean()) if len(r) else None,
+                "std_return": float(r.std()) if len(r) else None, "lengths": [e.length for e in self.episodes],
+                "ms_per_decision_median": float(np.median(s) * 1e3) if len(s) else None,
+                "ms_per_decision_mean": float(np.mean(s) * 1e3) if len(s) else None}
+
+
+def run(env_id: str, planner: Planner | None = None, *, episodes: int = 1, seed: int = 0, record_first: bool = False,
+        frame_every: int = 1, max_steps: int | None = None, progress: bool = True, policy=None, env=None) -> Results:
+    """``episodes`` seeded episodes (seeds ``seed, seed+1, ...``) with a progress bar over steps.
+
+    ``env`` reuses an environment (made with ``make_env(env_id, render=record_first)`` otherwise).
+    """
+    from tqdm.auto import tqdm
+
+    env = env if env is not None else make_env(env_id, render=record_first)
+    limit = getattr(getattr(env, "spec", None), "max_episode_steps", None)
+    total = episodes * (max_steps or limit or 0) or None
+    bar = tqdm(total=total, disable=not progress, desc=f"plan {env_id}", unit="step", dynamic_ncols=True)
+    out = []
+    try:
+        for i in range(episodes):
+            ep = run_episode(env, planner, seed=seed + i, record=record_first and i == 0, frame_every=frame_every,
+                             max_steps=max_steps, on_step=bar.update, policy=policy)
+            out.append(ep)
+            bar.set_postfix({"return": f"{ep.ret:.1f}", "mean": f"{np.mean([e.ret for e in out]):.1f}"})
+    finally:
+        bar.close()
+        env.close()
+    method = planner.method if planner is not None else "policy"
+    return Results(env_id, method, dict(planner.settings) if planner else {}, out)
+
+
+def make_planner(ebm, env_id: str, *, method: str = "auto", settings: dict | None = None, seed: int = 0,
+                 obs: str | None = None, action: str | None = None, given: dict | None = None) -> Planner:
+    """Bind ``ebm`` to ``env_id``'s spaces (checked) and build a :class:`Planner`."""
+    env = make_env(env_id)
+    try:
+        b = bind(ebm, env, obs=obs, action=action, given=given)
+    finally:
+        env.close()
+    return Planner(ebm, b, method, dict(settings or {}), seed)
+
+
+__all__ = ["Planner", "PlanState", "Decision", "Episode", "Results", "PlanError", "plan_step", "run_episode", "run",
+           "make_planner", "shift_plan"]

@@ -6,6 +6,8 @@ adversarial latents (§5, games) make the objective ``max_w E``; sampled latents
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from ..errors import SpecError
@@ -21,6 +23,7 @@ METHODS = ("auto", "gradient", "cem", "mppi", "exhaustive", "beam", "dp", "mcts"
 _POS_INT = ("steps", "restarts", "samples", "iters", "width", "simulations", "history", "ls_steps", "max_configs",
             "chunk", "n_draws", "inner_steps", "exhaustive_limit")
 _POS_NUM = ("lr", "sigma", "temperature", "init_scale", "c", "inner_lr", "sigma_decay")
+_NONNEG = ("noise_beta",)
 _UNIT = {"elite_frac": (0.0, 1.0, "in (0, 1]"), "momentum": (-1e-300, 1.0 - 1e-12, "in [0, 1)")}
 
 
@@ -34,18 +37,28 @@ def check_settings(settings: dict) -> None:
         if k in _POS_NUM and v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
                                                 or not math.isfinite(v) or v <= 0):
             raise SpecError(f"setting {k} must be a positive finite number, got {v!r}")
+        if k in _NONNEG and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0):
+            raise SpecError(f"setting {k} must be a non-negative finite number, got {v!r}")
         if k in _UNIT and (isinstance(v, bool) or not isinstance(v, (int, float)) or not _UNIT[k][0] < v <= _UNIT[k][1]):
             raise SpecError(f"setting {k} must be a number {_UNIT[k][2]}, got {v!r}")
 
 
-def _settings_for(fn, method: str, settings: dict) -> None:
-    """Name the settings a method takes when it is given one it does not."""
+@functools.lru_cache(maxsize=None)
+def _known_settings(fn) -> tuple[str, ...] | None:
+    """The keyword-only settings ``fn`` takes (None when it takes any); read once per function."""
     import inspect
 
     params = inspect.signature(fn).parameters
     if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return None
+    return tuple(n for n, p in params.items() if p.kind is p.KEYWORD_ONLY and n != "generator")
+
+
+def _settings_for(fn, method: str, settings: dict) -> None:
+    """Name the settings a method takes when it is given one it does not."""
+    known = _known_settings(fn)
+    if known is None:
         return
-    known = [n for n, p in params.items() if p.kind is p.KEYWORD_ONLY and n != "generator"]
     unknown = sorted(set(settings) - set(known))
     if unknown:
         raise SpecError(f"method {method!r} takes no setting {', '.join(unknown)}; its settings: {', '.join(known)}")

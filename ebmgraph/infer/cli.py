@@ -12,7 +12,7 @@ import time
 import numpy as np
 import torch
 
-from ..cliargs import parse_settings, parse_sizes, print_errors
+from ..cliargs import MODULE_HELP, load_modules, parse_settings, parse_sizes, print_errors
 from ..errors import SpecError
 
 
@@ -31,7 +31,7 @@ def cmd_infer(args) -> int:
     from .core import Problem, initial_values
 
     try:
-        ebm = compile_spec(args.spec, seed=args.seed, sizes=parse_sizes(args.size))
+        ebm = compile_spec(args.spec, seed=args.seed, sizes=parse_sizes(args.size), modules=load_modules(args.module))
         if args.weights:
             ebm.load(args.weights)
         g = ebm.graph
@@ -84,6 +84,7 @@ def register_cli(subparsers) -> None:
     p.add_argument("--data", help=".npz with the observed variables (loaded without pickle)")
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--size", action="append", metavar="NAME=INT", help="set a size, e.g. T=16")
+    p.add_argument("--module", action="append", metavar="NAME=PKG.MOD:ATTR", help=MODULE_HELP)
     p.add_argument("--weights", metavar="FILE", help="trained weights (.safetensors, e.g. RUN/model.safetensors)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="a method setting, e.g. simulations=2000, steps=200, width=64, samples=512, iters=50")

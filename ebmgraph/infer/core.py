@@ -250,6 +250,20 @@ def packer(prob: Problem, names: list[str]):
     on the flat form.
     """
     sizes = [int(torch.Size(prob.shape(n)).numel()) for n in names]
+    if len(names) == 1:  # one variable: views and one clamp, no concatenation (planning's common case)
+        (n,), shape = names, prob.shape(names[0])
+        lo, hi = prob.bounds(n)
+
+        def pack1(vals: dict, lead: tuple) -> torch.Tensor:
+            return vals[n].reshape(*lead, -1)
+
+        def unpack1(X: torch.Tensor) -> dict:
+            return {n: X.reshape(*X.shape[:-1], *shape)}
+
+        def project1(X: torch.Tensor) -> torch.Tensor:
+            return X.clamp(min=lo, max=hi) if (lo is not None or hi is not None) else X
+
+        return pack1, unpack1, project1
 
     def pack(vals: dict, lead: tuple) -> torch.Tensor:
         return torch.cat([vals[n].reshape(*lead, -1) for n in names], -1)

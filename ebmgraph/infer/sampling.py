@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import SpecError
-from .core import FiniteWatch, Problem, initial_values, packer
+from .core import FiniteWatch, MinimizeResult, Problem, initial_values, packer
 
 
 def _setup(prob: Problem, init, sigma):
@@ -37,18 +37,93 @@ def _setup(prob: Problem, init, sigma):
     return pack, unpack, project, mu, sig.expand(prob.B, D).clone()
 
 
-def _track(best_x, best_f, xs, fs):
-    """Keep the lowest-energy candidate per problem. ``xs`` [B, K, D], ``fs`` [B, K]."""
-    fk, k = fs.min(1)
-    xk = xs.gather(1, k[:, None, None].expand(-1, 1, xs.shape[-1])).squeeze(1)
-    better = fk < best_f
-    return torch.where(better[:, None], xk, best_x), torch.where(better, fk, best_f)
+class _Best:
+    """The lowest-energy candidate per problem seen so far, with its per-term energies when the
+    objective is the plain energy (so the answer needs no second evaluation of the model)."""
+
+    def __init__(self, prob: Problem, unpack):
+        self.prob, self.unpack = prob, unpack
+        self.x = self.f = None
+        self.terms: dict | None = {} if prob.objective_fn is None else None
+
+    def evaluate(self, xs: torch.Tensor) -> torch.Tensor:
+        """Objective ``[B, K]`` of candidates ``xs`` ``[B, K, D]`` (one call of the model), tracked."""
+        B, K, D = xs.shape
+        flat = self.unpack(xs.reshape(B * K, D))
+        if self.terms is None:
+            fs, terms = self.prob.objective(flat, K).view(B, K), None
+        else:
+            out = self.prob.evaluate(flat, K)
+            fs, terms = out.total.view(B, K), {t: v.view(B, K) for t, v in out.terms.items()}
+        fk, k = fs.nan_to_num(nan=float("inf")).min(1)  # a NaN candidate is never the best
+        xk = xs.gather(1, k[:, None, None].expand(-1, 1, D)).squeeze(1)
+        if self.x is None:
+            self.x, self.f = xk, fk
+            if terms is not None:
+                self.terms = {t: v.gather(1, k[:, None]).squeeze(1) for t, v in terms.items()}
+            return fs
+        better = fk < self.f
+        self.x, self.f = torch.where(better[:, None], xk, self.x), torch.where(better, fk, self.f)
+        if terms is not None:
+            self.terms = {t: torch.where(better, v.gather(1, k[:, None]).squeeze(1), self.terms[t])
+                          for t, v in terms.items()}
+        return fs
+
+    def result(self, trace: list, method: str, info: dict):
+        values = self.unpack(self.x)
+        if self.terms is None:  # a wrapped objective (risk, adversary, penalty): report through it
+            return self.prob.result(values, trace, method, info)
+        values = {n: v.detach() for n, v in values.items()}
+        return MinimizeResult(values, self.f.detach(), {t: v.detach() for t, v in self.terms.items()},
+                              torch.stack([t.detach() for t in trace]), method, info)
+
+
+def _draws(generator, K: int, mu: torch.Tensor, layout=None, beta: float = 0.0) -> torch.Tensor:
+    """``[K, D]`` standard-normal draws whose first row is zero: the current mean is always a candidate.
+
+    With ``beta > 0`` the draws of each array variable are *coloured* along its time axis
+    (power spectrum ∝ 1/f^beta, unit variance per step; iCEM, Pinneri et al. 2020): beta = 0 is
+    white noise, 2 is Brownian-like, so a sample pushes one way for many steps — what a swing-up
+    or a hill climb needs.
+    """
+    eps = torch.randn((K, mu.shape[-1]), generator=generator, dtype=mu.dtype)
+    if beta and layout:
+        for start, L, R in layout:  # a segment [start, start + L*R) holding an [L, R] array, time first
+            if L < 2:
+                continue
+            seg = eps[:, start:start + L * R].reshape(K, L, R).transpose(1, 2)  # [K, R, L]
+            f = torch.fft.rfftfreq(L, dtype=mu.dtype)
+            f[0] = f[1]
+            amp = f.pow(-beta / 2)
+            col = torch.fft.irfft(torch.fft.rfft(seg, dim=-1) * amp, n=L, dim=-1)
+            # a circular filter of white noise with impulse response h: variance Σ h² at every step
+            col = col / torch.fft.irfft(amp, n=L).pow(2).sum().sqrt()
+            eps[:, start:start + L * R] = col.transpose(1, 2).reshape(K, L * R)
+    eps = eps.to(mu.device)
+    eps[0] = 0
+    return eps
+
+
+def _layout(prob: Problem) -> list[tuple[int, int, int]]:
+    """``(start, L, R)`` of each array variable in the flat layout (time axis first)."""
+    out, i = [], 0
+    for n in prob.over:
+        shape = prob.shape(n)
+        size = int(torch.Size(shape).numel())
+        if prob.vars[n].index is not None and len(shape) >= 1:
+            out.append((i, shape[0], size // shape[0]))
+        i += size
+    return out
 
 
 def cem(prob: Problem, *, samples: int = 256, iters: int = 30, elite_frac: float = 0.1, momentum: float = 0.1,
-        sigma: float | None = None, min_sigma: float = 1e-6, init: dict | None = None,
-        generator: torch.Generator | None = None):
+        sigma: float | None = None, min_sigma: float = 1e-6, init: dict | None = None, final_mean: bool = True,
+        noise_beta: float = 0.0, generator: torch.Generator | None = None):
     """Cross-entropy method: sample around a Gaussian, refit it to the elite fraction.
+
+    Each iteration evaluates the model once, on ``K`` candidates per problem; the first
+    candidate is the current mean itself (the start, in the first iteration), so the answer is
+    never worse than the start.
 
     Args:
         samples: candidates ``K`` per problem and iteration.
@@ -57,69 +132,85 @@ def cem(prob: Problem, *, samples: int = 256, iters: int = 30, elite_frac: float
         momentum: weight of the old mean/std in the update (0: plain refit).
         sigma: initial std (default: a quarter of the box, or 1 if unbounded).
         init: warm start for the mean ``{name: [B, *shape]}``.
+        final_mean: also evaluate the last refitted mean (one more, small call of the model);
+            ``False`` answers with the best candidate evaluated (receding-horizon control on a
+            per-decision budget).
+        noise_beta: colour of the sampling noise along the time axis of action arrays (0: white;
+            1-3: smoother, iCEM).
 
     Returns:
-        MinimizeResult; ``trace`` ``[iters+1, B]`` best energy so far (row 0: the start).
+        MinimizeResult; ``trace`` ``[iters+1, B]`` best energy so far (row 0: the start);
+        ``info["mean"]`` the last mean ``{name: [B, *shape]}`` (a warm start for the next plan).
     """
     pack, unpack, project, mu, sig = _setup(prob, init, sigma)
     B, D, K = prob.B, mu.shape[-1], int(samples)
     n_elite = max(1, int(round(elite_frac * K)))
     watch = FiniteWatch(B, D, mu)
+    best = _Best(prob, unpack)
+    layout = _layout(prob) if noise_beta else None
     with torch.no_grad():
-        best_x, best_f = mu.clone(), prob.objective(unpack(mu), 1)
-        watch.update(mu[:, None], best_f[:, None], 0)
-        trace = [best_f]
+        trace = []
         for i in range(iters):
-            eps = torch.randn((K, D), generator=generator, dtype=mu.dtype).to(mu.device)
-            xs = project(mu[:, None] + sig[:, None] * eps[None])  # [B, K, D]
-            fs = prob.objective(unpack(xs.reshape(B * K, D)), K).view(B, K)
-            watch.update(xs, fs, i + 1)
-            best_x, best_f = _track(best_x, best_f, xs, fs)
+            xs = project(mu[:, None] + sig[:, None] * _draws(generator, K, mu, layout, noise_beta)[None])  # [B, K, D]
+            fs = best.evaluate(xs)
+            watch.update(xs, fs, i)
+            if i == 0:
+                trace.append(fs[:, 0])  # the start
             idx = fs.topk(n_elite, dim=1, largest=False).indices  # [B, n_elite]
             el = xs.gather(1, idx[..., None].expand(-1, -1, D))
             mu = momentum * mu + (1 - momentum) * el.mean(1)
             sd = el.std(1, unbiased=False) if n_elite > 1 else torch.zeros_like(sig)
             sig = (momentum * sig + (1 - momentum) * sd).clamp_min(min_sigma)
-            trace.append(best_f)
+            trace.append(best.f)
         mu = project(mu)
-        best_x, best_f = _track(best_x, best_f, mu[:, None], prob.objective(unpack(mu), 1)[:, None])
-    watch.check(prob, unpack, "cem", unpack(best_x))
-    return prob.result(unpack(best_x), trace, "cem", {"samples": K, "iters": iters, "elite": n_elite})
+        if final_mean:
+            watch.update(mu[:, None], best.evaluate(mu[:, None]), iters)
+            trace[-1] = best.f
+    watch.check(prob, unpack, "cem", unpack(best.x))
+    return best.result(trace, "cem", {"samples": K, "iters": iters, "elite": n_elite, "mean": unpack(mu)})
 
 
 def mppi(prob: Problem, *, samples: int = 256, iters: int = 30, temperature: float = 1.0,
-         sigma: float | None = None, sigma_decay: float = 1.0, init: dict | None = None,
-         generator: torch.Generator | None = None):
+         sigma: float | None = None, sigma_decay: float = 1.0, init: dict | None = None, final_mean: bool = True,
+         noise_beta: float = 0.0, generator: torch.Generator | None = None):
     """Model-predictive path integral: the mean moves to the softmin-weighted average.
 
-    ``w_k ∝ exp(-(E_k - min E) / temperature)``, ``mu <- Σ_k w_k x_k``.
+    ``w_k ∝ exp(-(E_k - min E) / temperature)``, ``mu <- Σ_k w_k x_k``. Each iteration evaluates
+    the model once, on ``K`` candidates per problem, the first being the current mean.
 
     Args:
         samples: candidates ``K`` per problem and iteration.
         temperature: λ of the softmin weights (in energy units).
         sigma: std of the exploration noise (default: a quarter of the box, or 1).
         sigma_decay: noise multiplied by this after every iteration (1: fixed noise).
+        final_mean: also evaluate the last weighted mean (one more, small call of the model);
+            ``False`` answers with the best candidate evaluated.
+        noise_beta: colour of the sampling noise along the time axis of action arrays (0: white).
 
     Returns:
-        MinimizeResult; ``trace`` ``[iters+1, B]`` best energy so far.
+        MinimizeResult; ``trace`` ``[iters+1, B]`` best energy so far; ``info["mean"]`` the last
+        weighted mean (a warm start for the next plan).
     """
     pack, unpack, project, mu, sig = _setup(prob, init, sigma)
     B, D, K = prob.B, mu.shape[-1], int(samples)
     watch = FiniteWatch(B, D, mu)
+    best = _Best(prob, unpack)
+    layout = _layout(prob) if noise_beta else None
     with torch.no_grad():
-        best_x, best_f = mu.clone(), prob.objective(unpack(mu), 1)
-        watch.update(mu[:, None], best_f[:, None], 0)
-        trace = [best_f]
+        trace = []
         for i in range(iters):
-            eps = torch.randn((K, D), generator=generator, dtype=mu.dtype).to(mu.device)
-            xs = project(mu[:, None] + (sig * sigma_decay ** i)[:, None] * eps[None])
-            fs = prob.objective(unpack(xs.reshape(B * K, D)), K).view(B, K)
-            watch.update(xs, fs, i + 1)
-            best_x, best_f = _track(best_x, best_f, xs, fs)
+            xs = project(mu[:, None] + (sig * sigma_decay ** i)[:, None] * _draws(generator, K, mu, layout, noise_beta)[None])
+            fs = best.evaluate(xs)
+            watch.update(xs, fs, i)
+            if i == 0:
+                trace.append(fs[:, 0])
             w = torch.softmax(-(fs - fs.amin(1, keepdim=True)) / temperature, dim=1)
             mu = (w[..., None] * xs).sum(1)
-            trace.append(best_f)
+            trace.append(best.f)
         mu = project(mu)
-        best_x, best_f = _track(best_x, best_f, mu[:, None], prob.objective(unpack(mu), 1)[:, None])
-    watch.check(prob, unpack, "mppi", unpack(best_x))
-    return prob.result(unpack(best_x), trace, "mppi", {"samples": K, "iters": iters, "temperature": temperature})
+        if final_mean:
+            watch.update(mu[:, None], best.evaluate(mu[:, None]), iters)
+            trace[-1] = best.f
+    watch.check(prob, unpack, "mppi", unpack(best.x))
+    return best.result(trace, "mppi", {"samples": K, "iters": iters, "temperature": temperature,
+                                       "mean": unpack(mu)})

@@ -16,6 +16,7 @@ import os
 import sys
 from pathlib import Path
 
+from ..cliargs import MODULE_HELP, load_modules, print_errors
 from .checkpoint import read_state
 from .losses_contrastive import ROWS
 
@@ -23,7 +24,8 @@ REGULARIZED = ("vicreg", "energy", "amortized")
 LOSSES = tuple(ROWS) + REGULARIZED
 # settings that decide a run's result, with the defaults of a new run; flags default to None so that
 # an explicit flag can be told from an absent one when resuming
-DEFAULTS = {"data": None, "loss": None, "y": "y", "epochs": 10, "batch": 128, "lr": 1e-3, "seed": 0, "n": 0,
+DEFAULTS = {"data": None, "loss": None, "y": "y", "epochs": 10, "batch": 128, "lr": 1e-3, "schedule": "constant",
+            "seed": 0, "n": 0,
             "opt": {}}
 RUN_FILE = "run.json"
 _GENERATED = ("moons", "spirals", "rings", "pendulum", "pendulum_sequences", "latent_modes")
@@ -97,8 +99,8 @@ def resolve_settings(args, saved: dict | None) -> dict:
         for k, v in given.items():
             if v is None or k not in saved or v == saved[k]:
                 continue
-            if k == "epochs" and v > saved[k]:
-                continue  # extending a run: its first epochs are the saved run's
+            if k == "epochs" and v > saved[k] and saved.get("schedule", "constant") == "constant":
+                continue  # extending a run: its first epochs are the saved run's (a cosine decay would change)
             if k == "opt":
                 was = " ".join(f"--opt {a}={json.dumps(b)}" for a, b in saved[k].items()) or "no --opt"
                 clash.append(f"{' '.join('--opt ' + o for o in args.opt)} (the run was started with {was})")
@@ -145,7 +147,11 @@ def cmd_train(args) -> int:
         return 2
     if args.resume and saved is None:
         print(f"{out}: no run to resume; starting a new one", file=sys.stderr)
-    ebm = ebmgraph.compile(args.spec, seed=cfg["seed"])
+    try:
+        ebm = ebmgraph.compile(args.spec, seed=cfg["seed"], modules=load_modules(args.module))
+    except ebmgraph.SpecError as exc:
+        print_errors(exc)
+        return 1
     data_kw = {"n": cfg["n"]} if cfg["n"] and cfg["data"] in _GENERATED else {}
     if cfg["data"] in ("moons", "spirals", "rings") and cfg["y"]:
         data_kw["var"] = cfg["y"]  # the toy densities fill the variable the loss treats as y
@@ -154,7 +160,8 @@ def cmd_train(args) -> int:
     try:
         data = get_dataset(cfg["data"], seed=cfg["seed"], **data_kw)
         loss = build_loss(ebm, cfg["loss"], y=cfg["y"], options=cfg["opt"])
-        t = Trainer(loss, data, epochs=cfg["epochs"], batch=cfg["batch"], lr=cfg["lr"], seed=cfg["seed"], out=out,
+        t = Trainer(loss, data, epochs=cfg["epochs"], batch=cfg["batch"], lr=cfg["lr"], schedule=cfg["schedule"],
+                    seed=cfg["seed"], out=out,
                     ckpt_every=ckpt_every, progress=not args.quiet, config=record)
         if t.rank == 0 and rank0:
             Path(out).mkdir(parents=True, exist_ok=True)
@@ -195,6 +202,8 @@ def register_cli(subparsers) -> None:
     p.add_argument("--batch", type=int,
                    help=f"global batch, split over torchrun processes (default {DEFAULTS['batch']})")
     p.add_argument("--lr", type=float, help=f"default {DEFAULTS['lr']}")
+    p.add_argument("--schedule", choices=("constant", "cosine"),
+                   help="learning rate over the run: constant (default) or a cosine decay to 0")
     p.add_argument("--seed", type=int, help=f"default {DEFAULTS['seed']}")
     p.add_argument("--n", type=int, help="samples of a generated data set (default: the set's own)")
     p.add_argument("--out", help="run directory (default runs/NAME-LOSS-sSEED)")
@@ -203,4 +212,5 @@ def register_cli(subparsers) -> None:
     p.add_argument("--ckpt-every", type=int, help="also checkpoint every N steps (default: end of each epoch)")
     p.add_argument("--opt", action="append", metavar="KEY=VALUE", help="loss option, e.g. margin=2.0 sampler=uniform")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--module", action="append", metavar="NAME=PKG.MOD:ATTR", help=MODULE_HELP)
     p.set_defaults(fn=cmd_train)

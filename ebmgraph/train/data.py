@@ -261,14 +261,15 @@ def pendulum_sequences(n: int = 1000, *, horizon: int = 5, seed: int = 0) -> Dat
 
 
 def load_npz(path: str | Path) -> Dataset:
-    """A user data set: every array of an ``.npz`` (no pickles) becomes a variable, ``labels`` a probe label.
+    """A user data set: every array of an ``.npz`` (no pickles) becomes a variable, ``labels`` a probe label
+    (arrays whose names start with ``_`` are records, not data: ``ebmgraph collect`` writes ``_meta``).
 
     Raises:
         ValueError: the file holds object (pickled) arrays, or arrays of different lengths.
     """
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrs = {k: torch.from_numpy(np.asarray(z[k])) for k in z.files}
+        with np.load(path, allow_pickle=False) as z:  # names starting with _ are records (ebmgraph collect's _meta)
+            arrs = {k: torch.from_numpy(np.asarray(z[k])) for k in z.files if not k.startswith("_")}
     except ValueError as exc:
         if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
             raise ValueError(f"{path}: holds object (pickled) arrays; only numeric arrays are loaded") from exc

@@ -15,6 +15,7 @@ from __future__ import annotations
 import atexit
 import csv
 import io
+import math
 import os
 import time
 import warnings
@@ -119,6 +120,8 @@ class Trainer:
         callbacks: ``fn(trainer, epoch, step)`` called after every step.
         progress: show a tqdm bar (rank 0 only).
         weight_decay: AdamW weight decay.
+        schedule: ``"constant"`` lr, or ``"cosine"``: lr·½(1 + cos(π·step/steps)) over the whole run
+            (a function of the global step, so a resumed run follows it exactly).
         log_every: write a metrics row every this many steps.
         config: JSON-able settings of the run (the command line's), saved in every checkpoint.
 
@@ -134,9 +137,13 @@ class Trainer:
     def __init__(self, loss, data, *, epochs: int = 10, batch: int = 128, lr: float = 1e-3, seed: int = 0,
                  out: str | os.PathLike | None = None, ckpt_every: int = 0, monitor_batch: int = 512,
                  callbacks: list[Callable] | None = None, progress: bool = True, weight_decay: float = 0.0,
+                 schedule: str = "constant",
                  log_every: int = 1, config: dict | None = None):
         self.loss, self.data = loss, data
         self.epochs, self.batch, self.lr, self.seed = epochs, batch, lr, seed
+        if schedule not in ("constant", "cosine"):
+            raise ValueError(f"schedule must be 'constant' or 'cosine', got {schedule!r}")
+        self.schedule = schedule
         self.out = Path(out) if out is not None else None
         self.ckpt_every, self.monitor_batch = ckpt_every, monitor_batch
         self.callbacks = list(callbacks or [])
@@ -217,7 +224,7 @@ class Trainer:
                     raise ValueError("cannot resume exactly with different settings: " + ", ".join(
                         f"{k} was {a}, now {b}" for k, (a, b) in changed.items()))
                 lr_ckpt = self.opt.param_groups[0]["lr"]
-                if lr_ckpt != self.lr:
+                if lr_ckpt != self.lr and self.schedule == "constant":
                     warnings.warn(f"resuming with the checkpoint's lr {lr_ckpt} (lr {self.lr} ignored)")
                 self.epoch, self.step, self.global_step = st["epoch"], st["step"], st["global_step"]
                 self.segments = [list(seg) for seg in st.get("segments", [])]
@@ -259,6 +266,10 @@ class Trainer:
                             p.grad /= self.world
                     dist.all_reduce(lv)
                     lv /= self.world
+                if self.schedule == "cosine":
+                    frac = self.global_step / max(1, self.epochs * spe)
+                    for group in self.opt.param_groups:
+                        group["lr"] = self.lr * 0.5 * (1.0 + math.cos(math.pi * frac))
                 self.opt.step()
                 self.step += 1
                 self.global_step += 1

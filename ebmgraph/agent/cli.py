@@ -1,0 +1,163 @@
+"""``ebmgraph plan`` (receding-horizon control in an environment) and ``ebmgraph collect``
+(transitions for training world models). The same calls as :func:`ebmgraph.agent.run` and
+:func:`ebmgraph.agent.collect.collect`.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ..cliargs import MODULE_HELP, load_modules, parse_settings, parse_sizes, print_errors
+from ..errors import SpecError
+
+
+def _given(items: list[str] | None) -> dict:
+    out = {}
+    for it in items or []:
+        k, sep, v = it.partition("=")
+        if not sep or not k:
+            raise SystemExit(f"ebmgraph: --given takes NAME=v1,v2,..., got {it!r}")
+        try:
+            out[k] = np.array([float(x) for x in v.split(",")], dtype=np.float32)
+        except ValueError:
+            raise SystemExit(f"ebmgraph: --given {it}: values must be numbers separated by commas") from None
+    return out
+
+
+def load_planner(spec: str, env_id: str, *, method: str, settings: dict, seed: int, sizes: dict, horizon: int | None,
+                 weights: str | None, modules: dict, obs: str | None = None, action: str | None = None,
+                 given: dict | None = None):
+    """Compile ``spec`` (at ``horizon`` steps), load ``weights``, bind it to ``env_id`` -> Planner."""
+    from ..compiled import compile as compile_spec
+    from ..compiled import read_spec
+    from .envs import horizon_sizes
+    from .mpc import make_planner
+
+    g = read_spec(spec)
+    if horizon is not None:
+        sizes = {**sizes, **horizon_sizes(g, action, horizon,
+                                          lambda sz: compile_spec(g, sizes={**sizes, **sz}, seed=seed, modules=modules))}
+    ebm = compile_spec(g, sizes=sizes, seed=seed, modules=modules)
+    if weights:
+        ebm.load(weights, strict=False)
+        missing = ebm.missing_weights()
+        if missing:
+            raise SpecError(f"{weights} holds no weights for module(s) {', '.join(missing)} of {g.name} (a planning "
+                            f"spec loads the modules its training spec shares by name)")
+    return make_planner(ebm, env_id, method=method, settings=settings, seed=seed, obs=obs, action=action, given=given)
+
+
+def cmd_plan(args) -> int:
+    from ..util import atomic_write_text
+    from . import report
+    from .mpc import run
+
+    try:
+        planner = load_planner(args.spec, args.env, method=args.method, settings=parse_settings(args.set),
+                               seed=args.seed, sizes=parse_sizes(args.size), horizon=args.horizon,
+                               weights=args.weights, modules=load_modules(args.module), obs=args.obs,
+                               action=args.action, given=_given(args.given))
+        res = run(args.env, planner, episodes=args.episodes, seed=args.seed, record_first=not args.no_frames,
+                  frame_every=args.frame_every, max_steps=args.max_steps, progress=not args.quiet)
+    except SpecError as exc:
+        print_errors(exc)
+        return 1
+    except (ValueError, OSError) as exc:
+        print(f"ebmgraph plan: error: {exc}", file=sys.stderr)
+        return 1
+    summary = res.summary()
+    summary["spec"] = planner.ebm.graph.name
+    summary["horizon"] = planner.binding.T
+    out = Path(args.out or f"runs/plan-{planner.ebm.graph.name}-{args.env}")
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"returns_plot": str(report.returns_plot(res, out / "returns.png",
+                                                     title=f"{args.env}: {planner.ebm.graph.name}, {res.method}, "
+                                                           f"horizon {planner.binding.T}"))}
+    if res.episodes and res.episodes[0].frames:
+        files["frames"] = str(report.frame_strip(res.episodes[0].frames, out / "episode0_frames.png"))
+        files["gif"] = str(report.gif(res.episodes[0].frames, out / "episode0.gif"))
+    summary["files"] = files
+    atomic_write_text(out / "results.json", json.dumps(summary, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    for e in res.episodes:
+        print(f"episode seed {e.seed}: return {e.ret:.2f}, {e.length} steps"
+              + (", terminated" if e.terminated else "") + f", {1e3 * np.median(e.seconds):.2f} ms per decision")
+    print(f"{args.env} with {summary['spec']} ({res.method}, horizon {planner.binding.T}): mean return "
+          f"{summary['mean_return']:.2f} ± {summary['std_return']:.2f} over {len(res.episodes)} episodes "
+          f"(seeds {args.seed}..{args.seed + len(res.episodes) - 1}); {summary['ms_per_decision_median']:.2f} ms per "
+          f"decision (median)")
+    print(f"wrote {out}/results.json, " + ", ".join(files.values()))
+    return 0
+
+
+def cmd_collect(args) -> int:
+    from .collect import collect
+
+    try:
+        planner = None
+        if args.policy != "random":
+            if not args.plan:
+                raise SpecError("--policy plan needs a spec: --policy plan --plan SPEC")
+            planner = load_planner(args.plan, args.env_id, method=args.method, settings=parse_settings(args.set),
+                                   seed=args.seed, sizes=parse_sizes(args.size), horizon=args.horizon,
+                                   weights=args.weights, modules=load_modules(args.module))
+        data = collect(args.env_id, args.steps, planner=planner, seed=args.seed, repeat=args.repeat,
+                       epsilon=args.epsilon, out=args.out, progress=not args.quiet)
+    except SpecError as exc:
+        print_errors(exc)
+        return 1
+    except (ValueError, OSError) as exc:
+        print(f"ebmgraph collect: error: {exc}", file=sys.stderr)
+        return 1
+    m = data["_meta"]
+    r = data["reward"]
+    print(f"wrote {args.out}: {m['steps']} transitions of {m['env_id']} in {m['episodes']} episodes "
+          f"(policy {m['policy']}, seed {m['seed']}); mean reward per step {float(r.mean()):.3f}")
+    return 0
+
+
+def register_cli(subparsers) -> None:
+    p = subparsers.add_parser("plan", help="receding-horizon control (Mode-2) of a gymnasium environment")
+    p.add_argument("spec")
+    p.add_argument("--env", required=True, help="gymnasium id, e.g. Pendulum-v1, CartPole-v1")
+    p.add_argument("--weights", help="trained weights (.safetensors, or a run directory with model.safetensors)")
+    p.add_argument("--episodes", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0, help="episodes use seeds SEED, SEED+1, ...; also the planner's")
+    p.add_argument("--method", default="auto", help="gradient | cem | mppi | exhaustive | beam | dp | mcts | auto")
+    p.add_argument("--horizon", type=int, help="planning steps (sets the size the action array's range reads)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="a method setting, e.g. samples=256 iters=2")
+    p.add_argument("--size", action="append", metavar="NAME=INT")
+    p.add_argument("--module", action="append", metavar="NAME=PKG.MOD:ATTR", help=MODULE_HELP)
+    p.add_argument("--obs", help="the variable that receives the observation (default: the only observed one)")
+    p.add_argument("--action", help="the action array to plan (default: the only action variable)")
+    p.add_argument("--given", action="append", metavar="NAME=v1,v2", help="a fixed value for another observed variable")
+    p.add_argument("--max-steps", type=int, help="stop each episode after this many steps")
+    p.add_argument("--frame-every", type=int, default=2, help="record every N-th frame of the first episode")
+    p.add_argument("--no-frames", action="store_true", help="do not render the first episode")
+    p.add_argument("--out", help="directory for results.json and pictures (default runs/plan-SPEC-ENV)")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(fn=cmd_plan)
+
+    c = subparsers.add_parser("collect", help="write environment transitions to .npz for training a world model")
+    c.add_argument("env_id")
+    c.add_argument("--steps", type=int, required=True)
+    c.add_argument("--out", required=True, help="the .npz to write (atomically, at the end)")
+    c.add_argument("--policy", choices=("random", "plan"), default="random")
+    c.add_argument("--plan", metavar="SPEC", help="with --policy plan: the planning spec")
+    c.add_argument("--weights", help="with --policy plan: trained weights")
+    c.add_argument("--method", default="auto")
+    c.add_argument("--horizon", type=int)
+    c.add_argument("--set", action="append", metavar="KEY=VALUE")
+    c.add_argument("--size", action="append", metavar="NAME=INT")
+    c.add_argument("--module", action="append", metavar="NAME=PKG.MOD:ATTR", help=MODULE_HELP)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--repeat", type=int, default=1, help="hold each random action for N steps")
+    c.add_argument("--epsilon", type=float, default=0.0, help="with --policy plan: random action with this probability")
+    c.add_argument("--quiet", action="store_true")
+    c.set_defaults(fn=cmd_collect)

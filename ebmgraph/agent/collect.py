@@ -1,0 +1,119 @@
+"""Transitions from a real environment, for training world models (§3.1.2: the world model is
+learned from what the agent sees).
+
+``collect(env_id, steps)`` steps a gymnasium environment with a random policy (optionally
+holding each action for ``repeat`` steps) or with a planner, and writes one ``.npz``:
+
+==============  ===============================================================
+``obs``         ``[N, *S]`` float32, the observation the action was taken in
+``action``      ``[N, *A]`` float32 (Box) or ``[N]`` int64 (Discrete)
+``reward``      ``[N]`` float32
+``terminated``  ``[N]`` bool (the MDP ended), ``truncated`` ``[N]`` bool (time limit)
+``next_obs``    ``[N, *S]`` float32, the observation after the action
+``episode``     ``[N]`` int32 episode number, ``t`` ``[N]`` int32 step within it
+``_meta``       a JSON string: env id, seed, policy, steps, episodes, versions, date
+==============  ===============================================================
+
+The file is written once, at the end, through a temporary file and a rename: a killed
+``collect`` leaves the previous file (if any) as it was and never a half-written one.
+Array names match the variables of a world-model spec (``obs``, ``action``, ``next_obs``), so
+``ebmgraph train SPEC --data DATA.npz`` trains on it directly.
+"""
+from __future__ import annotations
+
+import datetime
+import io
+import json
+import platform
+
+import numpy as np
+
+from ..util import atomic_write_bytes
+from .envs import make_env
+
+
+def _random_action(space, rng: np.random.Generator):
+    import gymnasium as gym
+
+    if isinstance(space, gym.spaces.Discrete):
+        return int(rng.integers(0, space.n))
+    return rng.uniform(space.low, space.high).astype(np.float32)
+
+
+def collect(env_id: str, steps: int, *, planner=None, seed: int = 0, repeat: int = 1, epsilon: float = 0.0,
+            out=None, progress: bool = True) -> dict:
+    """Step ``env_id`` for ``steps`` transitions and (if ``out``) write them to ``out`` (``.npz``).
+
+    Args:
+        planner: an :class:`ebmgraph.agent.Planner` to act with (default: uniform random actions).
+        seed: seeds the first reset, the action space and the random policy; later episodes
+            continue the environment's own seeded generator.
+        repeat: hold each random action this many steps (explores further in MountainCar).
+        epsilon: with a planner, take a random action with this probability (exploration).
+
+    Returns:
+        the arrays (as numpy) and ``_meta`` (a dict).
+    """
+    from tqdm.auto import tqdm
+
+    from .mpc import PlanState, plan_step
+
+    if steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps}")
+    if repeat < 1:
+        raise ValueError(f"repeat must be a positive integer, got {repeat}")
+    if not 0.0 <= epsilon <= 1.0:
+        raise ValueError(f"epsilon must lie in [0, 1], got {epsilon}")
+    env = make_env(env_id)
+    rng = np.random.default_rng(seed)
+    env.action_space.seed(seed)
+    cols = {k: [] for k in ("obs", "action", "reward", "terminated", "truncated", "next_obs", "episode", "t")}
+    obs, _ = env.reset(seed=seed)
+    episode = t = 0
+    held, state = None, PlanState()
+    bar = tqdm(total=steps, disable=not progress, desc=f"collect {env_id}", unit="step", dynamic_ncols=True)
+    try:
+        for i in range(steps):
+            if planner is not None and not (epsilon and rng.random() < epsilon):
+                action, state, _ = plan_step(planner, obs, state)
+            elif planner is not None:
+                action = _random_action(env.action_space, rng)
+            else:
+                if held is None or t % repeat == 0:
+                    held = _random_action(env.action_space, rng)
+                action = held
+            nxt, r, term, trunc, _ = env.step(action)
+            for k, v in (("obs", obs), ("action", action), ("reward", r), ("terminated", term), ("truncated", trunc),
+                         ("next_obs", nxt), ("episode", episode), ("t", t)):
+                cols[k].append(v)
+            obs, t = nxt, t + 1
+            if term or trunc:
+                obs, _ = env.reset()
+                episode, t, held, state = episode + 1, 0, None, PlanState()
+            bar.update(1)
+    finally:
+        bar.close()
+        env.close()
+    import gymnasium
+
+    arrays = {"obs": np.asarray(cols["obs"], np.float32), "next_obs": np.asarray(cols["next_obs"], np.float32),
+              "reward": np.asarray(cols["reward"], np.float32), "terminated": np.asarray(cols["terminated"], bool),
+              "truncated": np.asarray(cols["truncated"], bool), "episode": np.asarray(cols["episode"], np.int32),
+              "t": np.asarray(cols["t"], np.int32)}
+    acts = cols["action"]
+    arrays["action"] = np.asarray(acts, np.int64) if isinstance(acts[0], int) else np.asarray(acts, np.float32)
+    meta = {"env_id": env_id, "seed": seed, "steps": steps, "episodes": int(arrays["episode"][-1]) + 1,
+            "policy": "random" if planner is None else f"plan {planner.ebm.graph.name} ({planner.method})",
+            "repeat": repeat, "epsilon": epsilon, "gymnasium": gymnasium.__version__,
+            "python": platform.python_version(), "date": datetime.date.today().isoformat()}
+    if out is not None:
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays, _meta=np.array(json.dumps(meta)))
+        atomic_write_bytes(out, buf.getvalue())
+    return {**arrays, "_meta": meta}
+
+
+def read_meta(path) -> dict:
+    """The ``_meta`` record of a collected ``.npz`` (loaded without pickle)."""
+    with np.load(path, allow_pickle=False) as z:
+        return json.loads(str(z["_meta"])) if "_meta" in z.files else {}

@@ -1,0 +1,188 @@
+"""Environments and how a compiled spec meets them (§3.1.2, Figure 4: perceive, plan, act).
+
+An environment comes from gymnasium by id, as installed (nothing here simulates one). A
+:class:`Binding` says which spec variable receives the observation, which action array the
+planner fills, how long the horizon is, and how a planned action becomes the environment's:
+a float vector inside the action box, or an integer for ``Discrete(n)``. Every mismatch
+between spec and environment is an :class:`EnvMismatch` naming both sides.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .. import ir
+from ..errors import SpecError
+
+CLASSIC = ("Pendulum-v1", "CartPole-v1", "MountainCarContinuous-v0", "Acrobot-v1")
+
+
+class EnvMismatch(SpecError):
+    """The spec and the environment do not fit (shapes, domains, unknown id)."""
+
+
+def make_env(env_id: str, *, render: bool = False, **kwargs):
+    """``gymnasium.make(env_id)``; an unknown id is an :class:`EnvMismatch` listing ids that work here."""
+    import gymnasium as gym
+
+    if render:
+        kwargs["render_mode"] = "rgb_array"
+    try:
+        return gym.make(env_id, **kwargs)
+    except gym.error.Error as exc:  # NameNotFound, VersionNotFound, NamespaceNotFound, DependencyNotInstalled...
+        known = ", ".join(CLASSIC)
+        raise EnvMismatch(f"unknown environment id {env_id!r} ({type(exc).__name__}: {exc}); installed and "
+                          f"tested here: {known}") from None
+
+
+def _space_text(space) -> str:
+    import gymnasium as gym
+
+    if isinstance(space, gym.spaces.Discrete):
+        return f"Discrete({space.n})"
+    if isinstance(space, gym.spaces.Box):
+        return f"Box({list(space.shape)}, [{float(np.min(space.low)):.4g}, {float(np.max(space.high)):.4g}])"
+    return type(space).__name__
+
+
+@dataclass(frozen=True)
+class Binding:
+    """How a compiled spec meets an environment.
+
+    Attributes:
+        obs: the observed variable that receives each observation ``[1, *S]``.
+        action: the action array the planner minimizes over (its first element is acted on).
+        T: the action array's length (the planning horizon).
+        discrete: actions are integers (``Discrete(n)``); else float vectors.
+        low, high: the environment's action box (continuous), for clipping what is sent.
+        given: other observed variables, fixed for the whole episode (e.g. a goal).
+    """
+
+    obs: str
+    action: str
+    T: int
+    discrete: bool
+    env_id: str = ""
+    low: np.ndarray | None = None
+    high: np.ndarray | None = None
+    given: dict = field(default_factory=dict)
+
+    def observed(self, observation, ebm) -> dict:
+        """``{obs: [1, *S], **given}`` as tensors of the model's dtype and device."""
+        x = torch.as_tensor(np.asarray(observation), dtype=ebm.dtype, device=ebm.device)[None]
+        out = {self.obs: x}
+        for k, v in self.given.items():
+            out[k] = torch.as_tensor(np.asarray(v), device=ebm.device)
+            out[k] = (out[k].to(ebm.dtype) if out[k].is_floating_point() else out[k])[None]
+        return out
+
+    def to_env(self, first: torch.Tensor):
+        """The first planned action as the environment takes it."""
+        if self.discrete:
+            return int(first.reshape(-1)[0])
+        a = first.detach().cpu().numpy().astype(np.float32).reshape(self.low.shape)
+        return np.clip(a, self.low, self.high)
+
+
+def bind(ebm, env, *, obs: str | None = None, action: str | None = None, given: dict | None = None) -> Binding:
+    """Match a compiled spec with an environment's spaces, or say exactly what does not fit.
+
+    Args:
+        obs: the variable receiving the observation (default: the only observed variable
+            not in ``given``).
+        action: the action array (default: the only action variable).
+        given: values for other observed variables, ``{name: array of its shape}``.
+    """
+    import gymnasium as gym
+
+    g = ebm.graph
+    env_id = getattr(getattr(env, "spec", None), "id", "") or type(env).__name__
+    given = dict(given or {})
+    observed = [v.name for v in g.variables if v.role == "observed"]
+    unknown = sorted(set(given) - set(observed))
+    if unknown:
+        raise EnvMismatch(f"given {', '.join(unknown)}: not observed variables of {g.name} (observed: "
+                          f"{', '.join(observed)})")
+    free = [n for n in observed if n not in given]
+    if obs is None:
+        if len(free) != 1:
+            raise EnvMismatch(f"{g.name} observes {', '.join(free) or 'nothing'} besides given values; name the "
+                              f"one that receives {env_id}'s observation (obs=..., --obs) and give the others")
+        obs = free[0]
+    elif obs not in free:
+        raise EnvMismatch(f"{obs} is not an observed variable of {g.name} (observed: {', '.join(observed)})")
+    rest = [n for n in free if n != obs]
+    if rest:
+        raise EnvMismatch(f"{g.name} also observes {', '.join(rest)}: give values for them (given=..., --given)")
+    ov = g.var(obs)
+    if ov.index is not None:
+        raise EnvMismatch(f"{obs} is an array; the observation goes into one value [S]")
+    space = env.observation_space
+    if not isinstance(space, gym.spaces.Box):
+        raise EnvMismatch(f"{env_id} observes {_space_text(space)}; ebmgraph plans from Box observations")
+    want = tuple(ebm.var_shape(obs))
+    if tuple(space.shape) != want:
+        raise EnvMismatch(f"{g.name}'s {obs} is {list(want)}, but {env_id} observes {list(space.shape)}",
+                          ov.loc, (obs,))
+    for k, v in given.items():
+        shp = tuple(np.asarray(v).shape)
+        if shp != tuple(ebm.var_shape(k)) and not isinstance(g.var(k).domain, ir.Discrete):
+            raise EnvMismatch(f"given {k} has shape {list(shp)}; {g.name} declares {list(ebm.var_shape(k))}")
+    acts = [v.name for v in g.variables if v.role == "action"]
+    if action is None:
+        if len(acts) != 1:
+            raise EnvMismatch(f"{g.name} has action variables {', '.join(acts) or '(none)'}; a Mode-2 plan "
+                              f"needs one action array a[t] (name it with action=...)")
+        action = acts[0]
+    elif action not in acts:
+        raise EnvMismatch(f"{action} is not an action variable of {g.name} (actions: {', '.join(acts)})")
+    av = g.var(action)
+    if av.index is None:
+        raise EnvMismatch(f"{action} is one action, not a sequence a[t]; receding-horizon control plans an array",
+                          av.loc, (action,))
+    T = int(ebm.checked.lengths[action])
+    aspace = env.action_space
+    if isinstance(aspace, gym.spaces.Discrete):
+        if not isinstance(av.domain, ir.Discrete) or av.domain.K != aspace.n or ebm.var_shape(action)[1:] != (aspace.n,):
+            have = f"discrete with {av.domain.K} values" if isinstance(av.domain, ir.Discrete) else \
+                f"continuous {list(ebm.var_shape(action)[1:])}"
+            raise EnvMismatch(f"{env_id} acts with {_space_text(aspace)}, but {g.name}'s {action}[t] is {have}",
+                              av.loc, (action,))
+        return Binding(obs, action, T, True, env_id, given=given)
+    if isinstance(aspace, gym.spaces.Box):
+        shape = tuple(ebm.var_shape(action)[1:])
+        if isinstance(av.domain, ir.Discrete) or shape != tuple(aspace.shape):
+            have = f"discrete with {av.domain.K} values" if isinstance(av.domain, ir.Discrete) else f"{list(shape)}"
+            raise EnvMismatch(f"{env_id} acts with {_space_text(aspace)}, but {g.name}'s {action}[t] is {have}",
+                              av.loc, (action,))
+        return Binding(obs, action, T, False, env_id, np.asarray(aspace.low, np.float32),
+                       np.asarray(aspace.high, np.float32), given)
+    raise EnvMismatch(f"{env_id} acts with {_space_text(aspace)}; ebmgraph plans Box or Discrete actions")
+
+
+def horizon_sizes(graph: ir.Graph, action: str | None, H: int, compile_fn) -> dict[str, int]:
+    """The ``sizes`` that give the action array ``H`` steps (the size its index range reads).
+
+    ``compile_fn(sizes) -> CompiledEBM``; the range may be ``0..T-1`` or ``0..T`` (the length is
+    affine in the size), so the size is found by two compilations at most.
+    """
+    from ..check import size_names
+
+    acts = [v for v in graph.variables if v.role == "action" and (action is None or v.name == action)]
+    if len(acts) != 1 or acts[0].index is None:
+        raise EnvMismatch(f"--horizon needs one action array in {graph.name}")
+    names = size_names(graph)
+    if len(names) != 1:
+        raise EnvMismatch(f"--horizon: {graph.name} has sizes {', '.join(names) or '(none)'}; set the horizon's "
+                          f"size with --size NAME=H instead")
+    name = names[0]
+    ebm = compile_fn({name: H})
+    L = int(ebm.checked.lengths[acts[0].name])
+    if L != H:
+        ebm = compile_fn({name: 2 * H - L})
+        L = int(ebm.checked.lengths[acts[0].name])
+    if L != H:
+        raise EnvMismatch(f"no value of {name} gives {acts[0].name} {H} steps")
+    return {name: ebm.checked.sizes[name]}

@@ -15,3 +15,18 @@ def test_quick_demo_writes_a_report(tmp_path):
         assert row["after"] < row["before"], method
     assert "linear-probe accuracy" in report
     assert json.loads((tmp_path / "summary.json").read_text())["specs"]
+    # the agent acted in Pendulum-v1 and did better than zero torque on the same seed
+    agent = summary["agent"]
+    assert agent["episodes"] == 1 and agent["lengths"] == [200]
+    assert agent["mean_return"] > agent["zero_torque_mean_return"] + 100
+    for name in ("returns.png", "episode0_frames.png", "episode0.gif"):
+        assert (tmp_path / "agent" / name).stat().st_size > 1000
+        assert f"agent/{name}" in report
+
+
+def test_embedded_agent_spec_equals_its_example_copy():
+    from conftest import ROOT
+
+    from ebmgraph.agent.specs import PENDULUM_MPC
+
+    assert PENDULUM_MPC == (ROOT / "examples" / "specs" / "pendulum_mpc.yaml").read_text()

@@ -4,7 +4,8 @@ The shell blocks (```sh) are run line by line with bash from a scratch directory
 ``specs/``, ``examples/`` and ``.venv`` (links to this checkout and to the running environment),
 so a command that assumes an activated virtual environment, or a file that is not there, fails
 here. Only sizes are made small: ``--epochs N`` becomes ``--epochs 2`` and a torchrun line gets
-``--epochs 1`` and a free port. ``make demo`` / ``make test`` (the quick start) are what runs
+``--epochs 1`` and a free port; ``--episodes N`` becomes 1, ``collect --steps N`` 300, and a
+``plan`` line stops its episode after 5 steps. ``make demo`` / ``make test`` (the quick start) are what runs
 this suite and are not run again. Python blocks run as scripts from the same directory; the
 listing of generated code in docs/spec-format.md is compared with what ``--emit python`` prints.
 """
@@ -48,8 +49,12 @@ def _free_port() -> int:
 
 
 def small(cmd: str) -> str:
-    """The same command at a small size (fewer epochs); nothing else changes."""
+    """The same command at a small size (fewer epochs, episodes, steps); nothing else changes."""
     cmd = re.sub(r"--epochs \d+", "--epochs 2", cmd)
+    cmd = re.sub(r"--episodes \d+", "--episodes 1", cmd)
+    cmd = re.sub(r"collect (\S+) --steps \d+", r"collect \1 --steps 300", cmd)
+    if " plan " in cmd:
+        cmd += " --max-steps 5 --no-frames"
     if "/torchrun " in cmd:
         cmd = cmd.replace("/torchrun ", f"/torchrun --master_port {_free_port()} ", 1)
         if "--epochs" not in cmd:
@@ -80,15 +85,27 @@ def test_the_docs_have_commands_and_the_quick_start_is_two_make_lines():
     assert not bare, f"commands that need an activated venv: {bare}"
 
 
-@pytest.mark.parametrize("doc,cmd", COMMANDS, ids=[f"{d}:{c[:60]}" for d, c in COMMANDS])
-def test_shell_command_runs_as_written(scratch, doc, cmd):
-    words = shlex.split(cmd)
-    if shutil.which("dot") is None and any(w.endswith((".svg", ".png", ".pdf")) for w in words):
-        pytest.skip("graphviz's dot is not installed (make test installs it where it can)")
-    r = subprocess.run(small(cmd), shell=True, executable="/bin/bash", cwd=scratch, capture_output=True, text=True,
-                       timeout=600, env={"PATH": "/usr/bin:/bin", "HOME": str(scratch), "OMP_NUM_THREADS": "1",
-                                         "TRITON_INTERPRET": "1", "MPLBACKEND": "Agg"})
-    assert r.returncode == 0, f"{doc}: `{cmd}` exited {r.returncode}\n{r.stdout[-1500:]}\n{r.stderr[-2500:]}"
+DOCS_WITH_COMMANDS = sorted({d for d, _ in COMMANDS})
+
+
+@pytest.mark.parametrize("doc", DOCS_WITH_COMMANDS)
+def test_shell_commands_run_as_written_in_order(scratch, doc):
+    """A document's commands in its order, in one directory: later lines use what earlier ones wrote
+    (collect -> train -> plan --weights)."""
+    ran = 0
+    for d, cmd in COMMANDS:
+        if d != doc:
+            continue
+        words = shlex.split(cmd)
+        if shutil.which("dot") is None and any(w.endswith((".svg", ".png", ".pdf")) for w in words):
+            continue  # graphviz's dot is not installed (make test installs it where it can)
+        r = subprocess.run(small(cmd), shell=True, executable="/bin/bash", cwd=scratch, capture_output=True,
+                           text=True, timeout=600,
+                           env={"PATH": "/usr/bin:/bin", "HOME": str(scratch), "OMP_NUM_THREADS": "1",
+                                "TRITON_INTERPRET": "1", "MPLBACKEND": "Agg"})
+        assert r.returncode == 0, f"{doc}: `{cmd}` exited {r.returncode}\n{r.stdout[-1500:]}\n{r.stderr[-2500:]}"
+        ran += 1
+    assert ran
 
 
 PY_BLOCKS = [(p.relative_to(ROOT).as_posix(), i, b) for p in DOCS for i, b in enumerate(blocks(p, "python"))

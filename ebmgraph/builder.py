@@ -44,6 +44,10 @@ class GraphBuilder:
     def weight(self, name: str, value: float) -> "GraphBuilder":
         return self._put("weights", name, float(value))
 
+    def task(self, name: str, **weights: float) -> "GraphBuilder":
+        """A configurator task (§6): the weights it sets, e.g. ``.task("hold_down", u_up=0, u_down=1)``."""
+        return self._put("tasks", name, {k: float(v) for k, v in weights.items()})
+
     def _var(self, role: str, name: str, shape, bounds, values, sampled) -> "GraphBuilder":
         body: dict = {role: "discrete" if values is not None and shape is None else list(shape)}
         if values is not None:

@@ -352,9 +352,9 @@ def _declared_modules(c: _Ctx) -> dict[str, ModInfo]:
             c.d.error(f"module {m.name}: {m.kind} {msg}", m.loc, m.name)
         args = []
         for a in m.args:
-            if kind.real_args:
-                if isinstance(a, bool) or not isinstance(a, (int, float)) or not math.isfinite(a) or a == 0:
-                    c.d.error(f"module {m.name}: {m.kind} takes non-zero finite numbers, got {a!r}", m.loc, m.name)
+            if kind.real_args:  # numbers the kind's own shape rule validates (factors, feature indices)
+                if isinstance(a, bool) or not isinstance(a, (int, float)) or not math.isfinite(a):
+                    c.d.error(f"module {m.name}: {m.kind} takes finite numbers, got {a!r}", m.loc, m.name)
                 else:
                     args.append(a)
                 continue

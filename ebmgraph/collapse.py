@@ -111,7 +111,6 @@ def analyze(chk) -> ArchReport:
     EG = chk.elements
     observed = {v.name for v in g.variables if v.role == "observed"}
     latents = {v.name: v for v in g.variables if v.role == "latent"}
-    actions = {v.name for v in g.variables if v.role == "action"}
     regularized = _regularized(g)
 
     def nodes(expr, loop, t) -> set:

@@ -180,6 +180,18 @@ class CompiledEBM(nn.Module):
         for k, v in values.items():
             getattr(self, f"weight_{k}").fill_(float(v))
 
+    def tasks(self) -> dict[str, dict[str, float]]:
+        """The spec's configurator table (``tasks:``): task -> the weights it sets."""
+        return {t: dict(ws) for t, ws in self.graph.tasks}
+
+    def configure(self, task: str) -> dict[str, float]:
+        """The configurator (§6): set the cost weights for ``task`` (no retraining); returns them."""
+        table = self.tasks()
+        if task not in table:
+            raise KeyError(f"{self.graph.name} has no task {task!r}; tasks: {', '.join(table) or '(none declared)'}")
+        self.set_weights(**table[task])
+        return table[task]
+
     # ------------------------------------------------------------------ inputs
     def prepare(self, inputs: dict, *, validate: bool = True) -> dict[str, torch.Tensor]:
         """Validate and convert inputs: shapes, one-hot for discrete values, dtype/device.

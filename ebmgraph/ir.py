@@ -223,6 +223,8 @@ class Graph:
     functions: tuple[Function, ...] = ()
     energies: tuple[Energy, ...] = ()
     regularizers: tuple[BatchReg, ...] = ()
+    # the configurator's table (§6): task -> weights it sets, ((task, ((weight, value), ...)), ...)
+    tasks: tuple[tuple[str, tuple[tuple[str, float], ...]], ...] = ()
     file: str = field(default="<spec>", compare=False, repr=False)
 
     # -- look-ups (the IR is small; linear scans keep it a plain value) --

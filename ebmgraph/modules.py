@@ -25,6 +25,10 @@ pendulum, cartpole,    gymnasium's true dynamics f(s, a) -> s' on the env's obse
 mountaincar, acrobot   (dynamics.py): s [3] / [4] / [2] / [6], a [1] / one-hot [2] / [1] /
                        one-hot [3]; inline, no sizes
 scale(f1, .., fn)      a fixed per-feature factor x * [f1..fn] (features on one scale)
+pick(i, ..)            features by position, x[..., [i, ..]]: [n] -> [k]
+mem_read(N, dk, dv)    associative memory read Mem(q) (eq. 15-17): (m [N(dk+dv+1)], q [dk]) -> [dv]
+mem_write(N, dk, dv)   write r at q (eq. 18-20), allocating a slot when no key matches: -> m'
+                       (gamma=1.0, the Normalize threshold)
 external([in].. -> [out])  a module whose body the user supplies (``compile(modules=)``,
                        ``--module``); the spec declares only its signature
 pendulum_cost, ...     their per-step costs c(s, a) -> energy, = -reward (cartpole_cost:
@@ -440,10 +444,119 @@ def _scale_shape(args, kw, shapes):
     _arity("scale", shapes, 1)
     if not args:
         raise ShapeError("scale declares one factor per feature, e.g. scale(1, 20)")
+    if any(a == 0 for a in args):
+        raise ShapeError(f"scale takes non-zero factors, got {list(args)}")
     if len(shapes[0]) != 1 or shapes[0][0] != len(args):
         raise ShapeError(f"scale({', '.join(map(str, args))}) reads a vector of {len(args)} features, "
                          f"got {list(shapes[0])}")
     return tuple(shapes[0])
+
+
+class Pick(nn.Module):
+    """Features of a vector by position: ``pick(0)(s) = s[..., [0]]`` (e.g. Pendulum's cos θ)."""
+
+    def __init__(self, idx):
+        super().__init__()
+        self.idx = [int(i) for i in idx]
+
+    def forward(self, x):
+        return x[..., self.idx]
+
+
+def _pick_shape(args, kw, shapes):
+    _arity("pick", shapes, 1)
+    if not args or any(isinstance(a, float) and not a.is_integer() for a in args):
+        raise ShapeError(f"pick takes feature positions (integers), e.g. pick(0) or pick(0, 2); got {list(args)}")
+    if len(shapes[0]) != 1:
+        raise ShapeError(f"pick reads a vector, got {list(shapes[0])}")
+    n = shapes[0][0]
+    bad = [int(a) for a in args if not 0 <= int(a) < n]
+    if bad:
+        raise ShapeError(f"pick({', '.join(str(int(a)) for a in args)}): positions {bad} are outside 0..{n - 1}")
+    return (len(args),)
+
+
+# ----------------------------------------------------------------------------- associative memory (§3.3, §4.9)
+class _Memory(nn.Module):
+    """A key-value world-state memory of ``N`` slots (eq. 15–20) held as one flat state vector
+    ``m = [keys (N·dk) | values (N·dv) | used (N)]``, so it flows through a spec's functions
+    like any other state (``m[t+1]: Write(m[t], q[t], r[t])``).
+
+    ``Match(k, q) = −‖k − q‖²`` (closeness: the larger, the better the key fits), and
+    ``Normalize`` is the paper's example: ``c_j = u_j e^{c̃_j} / (γ + Σ_k u_k e^{c̃_k})`` over the used
+    slots ``u``. γ > 0 is the threshold of acceptable divergence: the mass ``γ / (γ + Σ_k u_k e^{c̃_k})``
+    is what no key claims.
+    """
+
+    def __init__(self, N: int, dk: int, dv: int, gamma: float):
+        super().__init__()
+        self.N, self.dk, self.dv, self.gamma = N, dk, dv, float(gamma)
+
+    def split(self, m):
+        N, dk, dv = self.N, self.dk, self.dv
+        keys = m[:, :N * dk].reshape(-1, N, dk)
+        vals = m[:, N * dk:N * (dk + dv)].reshape(-1, N, dv)
+        used = m[:, N * (dk + dv):]
+        return keys, vals, used
+
+    def join(self, keys, vals, used):
+        return torch.cat([keys.flatten(1), vals.flatten(1), used], 1)
+
+    def coefficients(self, keys, used, q):
+        """``(c [B, N], unmatched [B])`` of eq. 16–17: a softmax over the used slots' matches and
+        ``log γ`` (the unmatched mass), which is the paper's Normalize, computed stably."""
+        match = -((keys - q[:, None, :]) ** 2).sum(-1)  # c̃_j = Match(k_j, q)
+        match = torch.where(used > 0, match, torch.full_like(match, -torch.inf))
+        logits = torch.cat([match, torch.full_like(match[:, :1], math.log(self.gamma))], 1)
+        w = torch.softmax(logits, 1)
+        return w[:, :-1], w[:, -1]
+
+
+class MemoryRead(_Memory):
+    """``Mem(q) = Σ_j c_j v_j`` (eq. 15–17): ``read(m, q) -> [dv]``. Reading a memory with no used
+    slot is an error (its value would be a silent zero)."""
+
+    def forward(self, m, q):
+        keys, vals, used = self.split(m)
+        if not bool((used.sum(1) > 0).all()):
+            raise ValueError("read from an empty memory: no slot has been written (write before reading)")
+        c, _ = self.coefficients(keys, used, q)
+        return (c[..., None] * vals).sum(1)
+
+
+class MemoryWrite(_Memory):
+    """Write value ``r`` at address ``q`` (eq. 18–20): every used slot moves to
+    ``v_j ← c_j r + (1 − c_j) v_j``; when no key matches (the unmatched mass exceeds 1/2) the first
+    free slot is allocated with key ``q`` and value ``r``. ``write(m, q, r) -> m'``; a full memory
+    allocates nothing."""
+
+    def forward(self, m, q, r):
+        keys, vals, used = self.split(m)
+        c, unmatched = self.coefficients(keys, used, q)
+        vals = c[..., None] * r[:, None, :] + (1 - c[..., None]) * vals  # eq. 20, Update(r, v, c)
+        free = used <= 0
+        first = free & (free.cumsum(1) == 1)  # the first free slot, if any
+        alloc = (first & (unmatched > 0.5)[:, None]).to(m.dtype)  # [B, N], one-hot or zero (a decision)
+        keys = alloc[..., None] * q[:, None, :] + (1 - alloc[..., None]) * keys
+        vals = alloc[..., None] * r[:, None, :] + (1 - alloc[..., None]) * vals
+        used = torch.maximum(used, alloc)
+        return self.join(keys, vals, used)
+
+
+def _memory_shape(kind: str):
+    def rule(args, kw, shapes):
+        _need(kind, args, 3)
+        N, dk, dv = args
+        width = N * (dk + dv + 1)
+        want = [(width,), (dk,)] + ([(dv,)] if kind == "mem_write" else [])
+        names = "(m, q)" if kind == "mem_read" else "(m, q, r)"
+        if [tuple(s) for s in shapes] != want:
+            raise ShapeError(f"{kind}({N}, {dk}, {dv}) is called as {names} with m [{width}] = [N·(dk+dv+1)], "
+                             f"q [{dk}]" + (f", r [{dv}]" if kind == "mem_write" else "") + f"; got "
+                             f"{[list(s) for s in shapes]}")
+        return (dv,) if kind == "mem_read" else (width,)
+
+    return rule
 
 
 class ExternalFunction(nn.Module):
@@ -509,6 +622,11 @@ KINDS: dict[str, Kind] = {k.name: k for k in [
                                       sum(x[-1] for x in s[1:])), ("heads", "ff"), params=_transformer_params),
     Kind("external", "function", _external_shape, _external_build, ("ranks",)),
     Kind("scale", "function", _scale_shape, lambda a, kw, s: Scale(a), real_args=True),
+    Kind("pick", "function", _pick_shape, lambda a, kw, s: Pick(a), real_args=True),
+    Kind("mem_read", "function", _memory_shape("mem_read"),
+         lambda a, kw, s: MemoryRead(*a, gamma=float(kw.get("gamma", 1.0))), ("gamma",)),
+    Kind("mem_write", "function", _memory_shape("mem_write"),
+         lambda a, kw, s: MemoryWrite(*a, gamma=float(kw.get("gamma", 1.0))), ("gamma",)),
     Kind("identity", "function", _same_shape("identity"), lambda a, kw, s: Identity(), inline=True),
     Kind("concat", "function", _concat_rule, lambda a, kw, s: Concat(), inline=True),
     *[Kind(n, "energy", _div_shape(n), (lambda n: lambda a, kw, s: Divergence(n, float(kw.get("delta", 1.0))))(n),
@@ -548,7 +666,7 @@ OPTION_RULES: dict[str, tuple] = {
     "bias": _BOOL, "residual": _BOOL, "act": _ACT,
     "channels": _int_in(1, 4096), "layers": _int_in(1, 64), "kernel": _int_in(1, 31, odd=True),
     "heads": _int_in(1, 256), "ff": _int_in(1, 1_000_000),
-    "delta": _positive_number(), "sigma": _positive_number(), "shaping": _NONNEGATIVE,
+    "delta": _positive_number(), "sigma": _positive_number(), "shaping": _NONNEGATIVE, "gamma": _positive_number(),
 }
 
 

@@ -18,7 +18,7 @@ from .errors import Loc, SpecError
 from .expr import check_name, parse_expr, parse_index, parse_module, parse_range, parse_target, short_repr
 from .modules import signature_shapes
 
-TOP_KEYS = ("name", "figure", "description", "index", "sizes", "weights", "variables",
+TOP_KEYS = ("name", "figure", "description", "index", "sizes", "weights", "tasks", "variables",
             "modules", "functions", "energy", "regularizers")
 VAR_KEYS = ("observed", "latent", "action", "bounds", "values", "sampled", "doc")
 
@@ -235,6 +235,19 @@ def loads(text: str, file: str = "<spec>") -> ir.Graph:
         weights.append((check_name(_key_str(k, loc), loc, "weight name"), _number(v, loc, f"weight {k}")))
     wnames = frozenset(w for w, _ in weights)
     snames = frozenset(k for k, _ in sizes)
+    tasks = []
+    for k, v, loc in _items(doc, "tasks", file):
+        tname = check_name(_key_str(k, loc), loc, "task name")
+        if not isinstance(v, dict) or not v:
+            raise SpecError(f"task {tname} sets weights: {{weight: value, ...}}, got {short_repr(v)}", loc, (tname,))
+        sets = []
+        for w, x in v.items():
+            w = _key_str(w, loc)
+            if w not in wnames:
+                raise SpecError(f"task {tname} sets {w!r}, which is not a weight of the spec (weights: "
+                                f"{', '.join(sorted(wnames)) or 'none'})", loc, (tname, w))
+            sets.append((w, _number(x, loc, f"task {tname}: weight {w}")))
+        tasks.append((tname, tuple(sets)))
 
     variables = [_variable(k, v, loc) for k, v, loc in _items(doc, "variables", file)]
     modules = []
@@ -259,7 +272,8 @@ def loads(text: str, file: str = "<spec>") -> ir.Graph:
     for k, v, loc in _items(doc, "regularizers", file):
         regs.append(ir.BatchReg(check_name(_key_str(k, loc), loc), parse_expr(v, loc, wnames), loc))
     return ir.Graph(name, str(figure), description, tuple(indices), tuple(sizes), tuple(weights),
-                    tuple(variables), tuple(modules), tuple(functions), tuple(energies), tuple(regs), file)
+                    tuple(variables), tuple(modules), tuple(functions), tuple(energies), tuple(regs), tuple(tasks),
+                    file)
 
 
 def _loop_of(target: ir.Ref, loc: Loc, sizes: frozenset = frozenset()) -> str | None:
@@ -364,6 +378,8 @@ def dumps(g: ir.Graph) -> str:
         doc["sizes"] = dict(g.sizes)
     if g.weights:
         doc["weights"] = dict(g.weights)
+    if g.tasks:
+        doc["tasks"] = {t: dict(ws) for t, ws in g.tasks}
     if g.variables:
         doc["variables"] = {(v.name + (f"[{v.index}]" if v.index else "")): _var_body(v) for v in g.variables}
     if g.modules:

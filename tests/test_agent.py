@@ -337,7 +337,7 @@ def test_scale_module_formula_and_a_fixed_transform_of_data_is_still_a_predictio
     assert ebm.checked.architecture.code == "10a" and not ebm.checked.architecture.can_collapse
     x = torch.tensor([[0.5, 0.01]])
     torch.testing.assert_close(ebm.mods["Up"](x), torch.tensor([[0.5, 0.2]]))
-    with pytest.raises(ebmgraph.SpecError, match="non-zero finite numbers"):
+    with pytest.raises(ebmgraph.SpecError, match="non-zero factors"):
         ebmgraph.compile((EX / "mountaincar_world_model.yaml").read_text().replace("scale(1, 20)", "scale(1, 0)"))
     with pytest.raises(ebmgraph.SpecError, match=r"reads a vector of 3 features, got \[2\]"):
         ebmgraph.compile((EX / "mountaincar_world_model.yaml").read_text().replace("scale(1, 20)", "scale(1, 2, 3)"))
@@ -430,3 +430,95 @@ def test_jepa_world_model_learns_in_representation_space_without_collapse(tmp_pa
     assert stds[True] > 0.5 and stds[False] < 0.1 * stds[True], stds
     pred_err, still_err = errs[True]
     assert pred_err < 0.5 * still_err, errs
+
+
+# ----------------------------------------------------------------------------- the rest of Figure 2 (issue 12)
+CFG = EX / "pendulum_configurable.yaml"
+
+
+def test_tasks_are_the_configurators_table():
+    g = ebmgraph.load(CFG)
+    assert ebmgraph.loads(ebmgraph.dumps(g)) == g
+    ebm = ebmgraph.compile(g)
+    assert set(ebm.tasks()) == {"swing_up", "swing_up_frugal", "hold_down"}
+    x = ebm.random_inputs(2, seed=0)
+    ebm.configure("hold_down")
+    t = ebm.energy(**x).terms
+    assert float(t["IC_up"].abs().max()) == 0.0 and float(t["IC_down"].abs().max()) > 0
+    # IC_down is cos θ of the predicted states: pick(0) on the rollout, by hand
+    with torch.no_grad():
+        s, want = x["x"], 0
+        for k in range(20):
+            s = ebm.mods["F"](s, x["a"][:, k])
+            want = want + s[:, 0]
+    torch.testing.assert_close(t["IC_down"], want)
+    with pytest.raises(KeyError, match="no task 'fly'"):
+        ebm.configure("fly")
+    with pytest.raises(ebmgraph.SpecError, match="task t sets 'nope', which is not a weight"):
+        ebmgraph.loads(CFG.read_text().replace("  swing_up: {u_up: 1.0,", "  t: {nope: 1.0,", 1))
+    b = ebmgraph.GraphBuilder("b").weight("u", 1.0).task("off", u=0.0).observed("x", [2]).energy("E", "u * l2(x)")
+    assert b.build().tasks == (("off", (("u", 0.0),)),)
+
+
+def test_plan_cli_configures_weights_without_retraining(tmp_path, capsys):
+    base = ["plan", str(CFG), "--env", "Pendulum-v1", "--method", "mppi", "--set", "sigma=1.5", "--max-steps", "40",
+            "--quiet", "--no-frames", "--json"]
+    assert main(base + ["--out", str(tmp_path / "a")]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert main(base + ["--set", "u_energy=0.5", "--out", str(tmp_path / "b")]) == 0
+    frugal = json.loads(capsys.readouterr().out)
+    assert frugal["weights"]["u_energy"] == 0.5 and plain["weights"]["u_energy"] == 0.0
+    assert frugal["mean_abs_action"] < 0.8 * plain["mean_abs_action"]
+    assert main(base + ["--task", "hold_down", "--out", str(tmp_path / "c")]) == 0
+    down = json.loads(capsys.readouterr().out)
+    assert down["task"] == "hold_down" and down["weights"] == {"u_up": 0.0, "u_down": 1.0, "u_energy": 0.0}
+    assert main(base + ["--task", "fly", "--out", str(tmp_path / "d")]) == 1
+    assert "no task 'fly'" in capsys.readouterr().err
+
+
+def test_plan_memory_and_a_critic_as_terminal_energy(tmp_path, capsys):
+    mem = tmp_path / "mem.npz"
+    assert main(["plan", str(EX / "pendulum_mpc.yaml"), "--env", "Pendulum-v1", "--method", "mppi", "--horizon", "5",
+                 "--episodes", "2", "--max-steps", "30", "--memory", str(mem), "--gamma", "0.9", "--quiet",
+                 "--no-frames", "--out", str(tmp_path / "p")]) == 0
+    with np.load(mem, allow_pickle=False) as z:
+        s, g, ic = z["s_tau"], z["ic_future"][:, 0], z["ic"]
+    assert s.shape == (60, 3) and g.shape == (60,)
+    np.testing.assert_allclose(g[:29], ic[:29] + 0.9 * g[1:30], rtol=1e-5)  # G_τ = IC_τ + γ G_τ+1 in episode 0
+    assert g[29] == pytest.approx(ic[29])
+    capsys.readouterr()
+    assert main(["train", str(EX / "pendulum_critic.yaml"), "--data", str(mem), "--loss", "energy", "--epochs", "2",
+                 "--batch", "20", "--out", str(tmp_path / "critic"), "--quiet"]) == 0
+    ebm = ebmgraph.compile(EX / "pendulum_mpc_critic.yaml").load(tmp_path / "critic", strict=False)
+    assert ebm.missing_weights() == []
+    x = ebm.random_inputs(2, seed=0)
+    out = ebm.energy(**x)
+    with torch.no_grad():
+        s = x["x"]
+        for k in range(5):
+            s = ebm.mods["F"](s, x["a"][:, k])
+        torch.testing.assert_close(out.terms["critic"], ebm.mods["TC"](s)[:, 0])  # TC(s[T]), T = 5
+    wide = (EX / "pendulum_mpc_critic.yaml").read_text().replace("TC: mlp(3, 256, 256, 1, act=silu)",
+                                                                 "TC: mlp(3, 256, 256, 2, act=silu)")
+    with pytest.raises(ebmgraph.SpecError, match="critic"):
+        ebmgraph.compile(wide)
+
+
+def test_mode1_acts_with_one_forward_pass_of_the_policy(tmp_path):
+    ebm = ebmgraph.compile(EX / "pendulum_policy.yaml", seed=0)
+    pol = agent.Mode1(ebm, "a_tilde", "Pendulum-v1")
+    obs = np.array([0.0, 1.0, 0.5], np.float32)
+    with torch.no_grad():
+        want = ebm.mods["A"](torch.as_tensor(obs)[None])[0].numpy()
+    np.testing.assert_allclose(pol(obs), np.clip(want, -2, 2), rtol=1e-6)
+    res = agent.run("Pendulum-v1", None, episodes=1, seed=0, max_steps=10, progress=False, policy=pol)
+    assert res.episodes[0].length == 10 and len(res.episodes[0].seconds) == 10
+    with pytest.raises(EnvMismatch, match=r"pendulum_policy.s obs is \[3\], but CartPole-v1 observes \[4\]"):
+        agent.Mode1(ebm, "a_tilde", "CartPole-v1")
+    with pytest.raises(EnvMismatch, match="has no function 'pi'"):
+        agent.Mode1(ebm, "pi", "Pendulum-v1")
+    two = ebmgraph.compile((EX / "pendulum_policy.yaml").read_text().replace("mlp(3, 256, 256, 1, act=tanh)",
+                                                                         "mlp(3, 256, 256, 2, act=tanh)").replace(
+        "action: {observed: [1]}", "action: {observed: [2]}"))
+    with pytest.raises(EnvMismatch, match=r"a_tilde is \[2\], but Pendulum-v1 acts with \[1\]"):
+        agent.Mode1(two, "a_tilde", "Pendulum-v1")

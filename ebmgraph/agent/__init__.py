@@ -9,8 +9,8 @@ only the CLI, the demo and the benchmarks import it.
 * :mod:`.report` — returns plots, frame strips and GIFs.
 """
 from .envs import Binding, EnvMismatch, bind, make_env
-from .mpc import (Decision, Episode, Planner, PlanError, PlanState, Results, make_planner, plan_step, run,
+from .mpc import (Decision, Episode, Mode1, Planner, PlanError, PlanState, Results, make_planner, plan_step, run,
                   run_episode, shift_plan)
 
-__all__ = ["Binding", "EnvMismatch", "bind", "make_env", "Decision", "Episode", "Planner", "PlanError", "PlanState",
+__all__ = ["Binding", "EnvMismatch", "bind", "make_env", "Decision", "Episode", "Mode1", "Planner", "PlanError", "PlanState",
            "Results", "make_planner", "plan_step", "run", "run_episode", "shift_plan"]

@@ -27,10 +27,25 @@ def _given(items: list[str] | None) -> dict:
     return out
 
 
+def _with_weights(ebm, weights: str | None):
+    """Load ``weights`` into the modules ``ebm`` shares by name with the spec that trained them."""
+    if weights:
+        ebm.load(weights, strict=False)
+        missing = ebm.missing_weights()
+        if missing:
+            raise SpecError(f"{weights} holds no weights for module(s) {', '.join(missing)} of {ebm.graph.name} (a "
+                            f"planning spec loads the modules its training spec shares by name)")
+    return ebm
+
+
 def load_planner(spec: str, env_id: str, *, method: str, settings: dict, seed: int, sizes: dict, horizon: int | None,
                  weights: str | None, modules: dict, obs: str | None = None, action: str | None = None,
-                 given: dict | None = None):
-    """Compile ``spec`` (at ``horizon`` steps), load ``weights``, bind it to ``env_id`` -> Planner."""
+                 given: dict | None = None, task: str | None = None):
+    """Compile ``spec`` (at ``horizon`` steps), load ``weights``, configure ``task``, bind it to ``env_id``.
+
+    ``settings`` keys that name a weight of the spec set that weight (the configurator's knob,
+    after ``task``); the others are the method's settings.
+    """
     from ..compiled import compile as compile_spec
     from ..compiled import read_spec
     from .envs import horizon_sizes
@@ -40,14 +55,28 @@ def load_planner(spec: str, env_id: str, *, method: str, settings: dict, seed: i
     if horizon is not None:
         sizes = {**sizes, **horizon_sizes(g, action, horizon,
                                           lambda sz: compile_spec(g, sizes={**sizes, **sz}, seed=seed, modules=modules))}
-    ebm = compile_spec(g, sizes=sizes, seed=seed, modules=modules)
-    if weights:
-        ebm.load(weights, strict=False)
-        missing = ebm.missing_weights()
-        if missing:
-            raise SpecError(f"{weights} holds no weights for module(s) {', '.join(missing)} of {g.name} (a planning "
-                            f"spec loads the modules its training spec shares by name)")
+    ebm = _with_weights(compile_spec(g, sizes=sizes, seed=seed, modules=modules), weights)
+    if task is not None:
+        try:
+            ebm.configure(task)
+        except KeyError as exc:
+            raise SpecError(str(exc.args[0])) from None
+    names = set(ebm.weights())
+    wset = {k: v for k, v in settings.items() if k in names}
+    if wset:
+        ebm.set_weights(**wset)
+    settings = {k: v for k, v in settings.items() if k not in names}
     return make_planner(ebm, env_id, method=method, settings=settings, seed=seed, obs=obs, action=action, given=given)
+
+
+def load_mode1(spec: str, env_id: str, output: str, *, weights: str | None, sizes: dict, modules: dict,
+               obs: str | None = None, seed: int = 0):
+    """Compile ``spec``, load ``weights`` and act with its function ``output`` (Mode-1)."""
+    from ..compiled import compile as compile_spec
+    from .mpc import Mode1
+
+    return Mode1(_with_weights(compile_spec(spec, sizes=sizes, seed=seed, modules=modules), weights), output, env_id,
+                 obs=obs)
 
 
 def cmd_plan(args) -> int:
@@ -56,12 +85,19 @@ def cmd_plan(args) -> int:
     from .mpc import run
 
     try:
-        planner = load_planner(args.spec, args.env, method=args.method, settings=parse_settings(args.set),
-                               seed=args.seed, sizes=parse_sizes(args.size), horizon=args.horizon,
-                               weights=args.weights, modules=load_modules(args.module), obs=args.obs,
-                               action=args.action, given=_given(args.given))
-        res = run(args.env, planner, episodes=args.episodes, seed=args.seed, record_first=not args.no_frames,
-                  frame_every=args.frame_every, max_steps=args.max_steps, progress=not args.quiet)
+        if args.mode1:
+            planner = load_mode1(args.spec, args.env, args.mode1, weights=args.weights, sizes=parse_sizes(args.size),
+                                 modules=load_modules(args.module), obs=args.obs, seed=args.seed)
+            res = run(args.env, None, episodes=args.episodes, seed=args.seed, record_first=not args.no_frames,
+                      frame_every=args.frame_every, max_steps=args.max_steps, progress=not args.quiet, policy=planner)
+            res.method = f"mode1 {args.mode1}"
+        else:
+            planner = load_planner(args.spec, args.env, method=args.method, settings=parse_settings(args.set),
+                                   seed=args.seed, sizes=parse_sizes(args.size), horizon=args.horizon,
+                                   weights=args.weights, modules=load_modules(args.module), obs=args.obs,
+                                   action=args.action, given=_given(args.given), task=args.task)
+            res = run(args.env, planner, episodes=args.episodes, seed=args.seed, record_first=not args.no_frames,
+                      frame_every=args.frame_every, max_steps=args.max_steps, progress=not args.quiet)
     except SpecError as exc:
         print_errors(exc)
         return 1
@@ -70,16 +106,30 @@ def cmd_plan(args) -> int:
         return 1
     summary = res.summary()
     summary["spec"] = planner.ebm.graph.name
-    summary["horizon"] = planner.binding.T
+    summary["horizon"] = planner.binding.T if not args.mode1 else None
+    summary["task"] = args.task
+    summary["weights"] = {k: round(float(v), 6) for k, v in planner.ebm.weights().items()}
+    summary["mean_abs_action"] = float(np.mean([np.abs(np.asarray(e.actions, dtype=float)).mean()
+                                                for e in res.episodes]))
     out = Path(args.out or f"runs/plan-{planner.ebm.graph.name}-{args.env}")
     out.mkdir(parents=True, exist_ok=True)
     files = {"returns_plot": str(report.returns_plot(res, out / "returns.png",
-                                                     title=f"{args.env}: {planner.ebm.graph.name}, {res.method}, "
-                                                           f"horizon {planner.binding.T}"))}
+                                                     title=f"{args.env}: {planner.ebm.graph.name}, {res.method}"
+                                                           + (f", horizon {summary['horizon']}" if summary["horizon"]
+                                                              else "")))}
     if res.episodes and res.episodes[0].frames:
         files["frames"] = str(report.frame_strip(res.episodes[0].frames, out / "episode0_frames.png"))
         files["gif"] = str(report.gif(res.episodes[0].frames, out / "episode0.gif"))
     summary["files"] = files
+    if args.memory:
+        from .memory import ShortTermMemory
+
+        mem = ShortTermMemory()
+        for e in res.episodes:
+            mem.add_episode(e)
+        arr = mem.save(args.memory, args.gamma, {"env_id": args.env, "spec": summary["spec"], "seeds": summary["seeds"]})
+        files["memory"] = str(args.memory)
+        summary["memory"] = {"path": str(args.memory), "records": int(len(arr["tau"])), "gamma": args.gamma}
     atomic_write_text(out / "results.json", json.dumps(summary, indent=2) + "\n")
     if args.json:
         print(json.dumps(summary))
@@ -87,7 +137,8 @@ def cmd_plan(args) -> int:
     for e in res.episodes:
         print(f"episode seed {e.seed}: return {e.ret:.2f}, {e.length} steps"
               + (", terminated" if e.terminated else "") + f", {1e3 * np.median(e.seconds):.2f} ms per decision")
-    print(f"{args.env} with {summary['spec']} ({res.method}, horizon {planner.binding.T}): mean return "
+    print(f"{args.env} with {summary['spec']} ({res.method}"
+          + (f", horizon {summary['horizon']}" if summary["horizon"] else "") + "): mean return "
           f"{summary['mean_return']:.2f} ± {summary['std_return']:.2f} over {len(res.episodes)} episodes "
           f"(seeds {args.seed}..{args.seed + len(res.episodes) - 1}); {summary['ms_per_decision_median']:.2f} ms per "
           f"decision (median)")
@@ -130,16 +181,23 @@ def register_cli(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="episodes use seeds SEED, SEED+1, ...; also the planner's")
     p.add_argument("--method", default="auto", help="gradient | cem | mppi | exhaustive | beam | dp | mcts | auto")
     p.add_argument("--horizon", type=int, help="planning steps (sets the size the action array's range reads)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="a method setting, e.g. samples=256 iters=2")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="a method setting (samples=256, iters=2, ...) or a weight of the spec (u_energy=0.5)")
+    p.add_argument("--task", help="a task of the spec's tasks: table; the configurator sets its weights (§6)")
     p.add_argument("--size", action="append", metavar="NAME=INT")
     p.add_argument("--module", action="append", metavar="NAME=PKG.MOD:ATTR", help=MODULE_HELP)
     p.add_argument("--obs", help="the variable that receives the observation (default: the only observed one)")
     p.add_argument("--action", help="the action array to plan (default: the only action variable)")
+    p.add_argument("--mode1", metavar="NAME", help="act with the spec's function NAME in one forward pass (Mode-1, "
+                                                    "Fig. 3), e.g. a policy trained from planned actions; no planning")
     p.add_argument("--given", action="append", metavar="NAME=v1,v2", help="a fixed value for another observed variable")
     p.add_argument("--max-steps", type=int, help="stop each episode after this many steps")
     p.add_argument("--frame-every", type=int, default=2, help="record every N-th frame of the first episode")
     p.add_argument("--no-frames", action="store_true", help="do not render the first episode")
     p.add_argument("--out", help="directory for results.json and pictures (default runs/plan-SPEC-ENV)")
+    p.add_argument("--memory", metavar="FILE.npz", help="write the short-term memory (s_tau, ic_future) of the "
+                                                         "episodes: a critic's training set (Fig. 7)")
+    p.add_argument("--gamma", type=float, default=0.95, help="discount of the future intrinsic energy (--memory)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(fn=cmd_plan)

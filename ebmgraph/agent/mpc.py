@@ -156,7 +156,9 @@ def run_episode(env, planner: Planner, *, seed: int, record: bool = False, frame
             action, state, d = plan_step(planner, obs, state)
             ep.seconds.append(d.seconds)
         else:
+            t0 = time.perf_counter()
             action = policy(obs)
+            ep.seconds.append(time.perf_counter() - t0)
         obs, r, term, trunc, _ = env.step(action)
         ep.actions.append(np.asarray(action))
         ep.rewards.append(float(r))
@@ -169,6 +171,71 @@ def run_episode(env, planner: Planner, *, seed: int, record: bool = False, frame
             if record:
                 ep.frames.append(env.render())
             return ep
+
+
+class Mode1:
+    """Mode-1 (§3.1.1, Figure 3): act with one forward pass of a policy the spec computes, e.g.
+    ``a_tilde: A(obs)`` of a policy trained from planned actions (Figure 5, §3.1.3). No planning.
+
+    Args:
+        ebm: the compiled spec holding the policy (weights loaded).
+        output: the function whose value is the action.
+        env_id: the environment whose spaces the output and observation must fit.
+        obs: the observed variable receiving the observation (default: the only one the output reads).
+    """
+
+    def __init__(self, ebm, output: str, env_id: str, *, obs: str | None = None):
+        import gymnasium as gym
+        import networkx as nx
+
+        from ..interp import evaluate_elements
+        from .envs import EnvMismatch, make_env
+
+        chk, g = ebm.checked, ebm.graph
+        wanted = [n for n in chk.elements.nodes if n[0] == output]
+        if not wanted or output not in {f.target.name for f in g.functions}:
+            raise EnvMismatch(f"{g.name} has no function {output!r} to act with (functions: "
+                              f"{', '.join(dict.fromkeys(f.target.name for f in g.functions))})")
+        need = set(wanted)
+        for n in wanted:
+            need |= nx.ancestors(chk.elements, n)
+        leaves = sorted({n for n, _ in need} & {v.name for v in g.variables})
+        if obs is None:
+            if len(leaves) != 1:
+                raise EnvMismatch(f"{output} reads {', '.join(leaves)}; Mode-1 acts from one observation (obs=...)")
+            obs = leaves[0]
+        elif leaves != [obs]:
+            raise EnvMismatch(f"{output} reads {', '.join(leaves)}, not only the observation {obs}")
+        env = make_env(env_id)
+        try:
+            ospace, aspace = env.observation_space, env.action_space
+        finally:
+            env.close()
+        if tuple(ebm.var_shape(obs)) != tuple(ospace.shape):
+            raise EnvMismatch(f"{g.name}'s {obs} is {list(ebm.var_shape(obs))}, but {env_id} observes "
+                              f"{list(ospace.shape)}")
+        out_shape = tuple(chk.shapes[output]) if output in chk.shapes else None
+        self.discrete = isinstance(aspace, gym.spaces.Discrete)
+        if self.discrete:
+            raise EnvMismatch(f"{env_id} acts with Discrete({aspace.n}); Mode-1 policies here output Box actions")
+        if out_shape != tuple(aspace.shape):
+            raise EnvMismatch(f"{output} is {list(out_shape or ())}, but {env_id} acts with {list(aspace.shape)}")
+        self.ebm, self.output, self.obs, self.env_id = ebm, output, obs, env_id
+        self.low, self.high = np.asarray(aspace.low, np.float32), np.asarray(aspace.high, np.float32)
+        self._need, self._node, self._eval = need, wanted[0], evaluate_elements
+        self._weights = ebm.weights()
+        self.seconds: list[float] = []
+        ebm.eval()
+
+    def __call__(self, observation):
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            x = torch.as_tensor(np.asarray(observation), dtype=self.ebm.dtype, device=self.ebm.device)[None]
+            env = self._eval(self.ebm.checked, self.ebm.mods, {(self.obs, 0): x}, self._weights, self._need)
+            a = env[self._node][0].cpu().numpy().astype(np.float32)
+        out = np.clip(a.reshape(self.low.shape), self.low, self.high)
+        self.seconds.append(time.perf_counter() - t0)
+        return out
 
 
 @dataclass
@@ -236,5 +303,5 @@ def make_planner(ebm, env_id: str, *, method: str = "auto", settings: dict | Non
     return Planner(ebm, b, method, dict(settings or {}), seed)
 
 
-__all__ = ["Planner", "PlanState", "Decision", "Episode", "Results", "PlanError", "plan_step", "run_episode", "run",
+__all__ = ["Mode1", "Planner", "PlanState", "Decision", "Episode", "Results", "PlanError", "plan_step", "run_episode", "run",
            "make_planner", "shift_plan"]

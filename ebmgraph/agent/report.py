@@ -54,8 +54,6 @@ def frame_strip(frames: list, path, *, n: int = 8, width: int = 160) -> Path:
 
 def gif(frames: list, path, *, fps: int = 20, width: int = 240, every: int = 2) -> Path:
     """An animated GIF of every ``every``-th frame."""
-    from PIL import Image
-
     if not frames:
         raise ValueError("no frames to animate")
     imgs = [_thumb(f, width) for f in frames[::every]]

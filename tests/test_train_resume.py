@@ -152,14 +152,31 @@ def test_kill_during_a_checkpoint_write_keeps_the_previous_checkpoint(tmp_path, 
 
 
 def _torchrun(script, out, spec, tmp_path):
-    """2 gloo processes under torchrun; on failure the message carries every rank's own output."""
-    logs = tmp_path / f"logs-{out.name}"
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                        str(_free_port()), "--tee", "3", "--log-dir", str(logs), str(script), str(out), spec],
-                       env=_env(), capture_output=True)
-    if r.returncode != 0:
+    """2 gloo processes under torchrun; on failure the message carries every rank's own output.
+
+    Known flake (seen in about 1 of 4 full-suite runs on 2 loaded cores, never alone): a rank
+    aborts with "terminate called without an active exception" (SIGABRT) inside gloo/c10d. Such a
+    run is retried once, into a fresh directory, with a warning that keeps the first run's logs;
+    any other failure, or a second abort, fails the test. The results are compared only from a
+    run that completed.
+    """
+    import shutil
+    import warnings
+
+    for attempt in (1, 2):
+        logs = tmp_path / f"logs-{out.name}-{attempt}"
+        shutil.rmtree(out, ignore_errors=True)
+        r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                            str(_free_port()), "--tee", "3", "--log-dir", str(logs), str(script), str(out), spec],
+                           env=_env(), capture_output=True)
+        if r.returncode == 0:
+            return
         ranks = "\n".join(f"--- {p.relative_to(logs)}:\n{p.read_text()[-1500:]}" for p in sorted(logs.rglob("*.log")))
-        pytest.fail(f"torchrun exited {r.returncode}\n{r.stderr.decode()[-1500:]}\n{ranks}")
+        text = f"torchrun exited {r.returncode}\n{r.stderr.decode()[-1500:]}\n{ranks}"
+        if attempt == 1 and "terminate called without an active exception" in r.stderr.decode() + ranks:
+            warnings.warn(f"gloo rank aborted; retrying once. First run:\n{text}")
+            continue
+        pytest.fail(text)
 
 
 def _free_port() -> int:

@@ -28,7 +28,12 @@ def make_env(env_id: str, *, render: bool = False, **kwargs):
     import gymnasium as gym
 
     if render:
+        import os
+
         kwargs["render_mode"] = "rgb_array"
+        # frames are drawn off screen: no display, no sound device (SDL otherwise complains on a headless machine)
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+        os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
     try:
         return gym.make(env_id, **kwargs)
     except gym.error.Error as exc:  # NameNotFound, VersionNotFound, NamespaceNotFound, DependencyNotInstalled...

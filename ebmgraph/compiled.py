@@ -104,18 +104,12 @@ def build_modules(checked: Checked, seed: int | None = 0, modules: dict | None =
             torch.manual_seed(seed)
         mods = {}
         for name, info in checked.modules.items():
-            if info.kind == "external":
-                if not info.in_shapes:
-                    continue
-                m = _external(checked, name, info, given)
-                if not info.trainable:
-                    for p in m.parameters():
-                        p.requires_grad_(False)
-                mods[name] = m
-                continue
-            if not info.in_shapes and not info.inline:
+            if not info.in_shapes and (not info.inline or info.kind == "external"):
                 continue  # declared, never called
-            m = KINDS[info.kind].build(info.args, info.kwargs, list(info.in_shapes))
+            if info.kind == "external":
+                m = _external(checked, name, info, given)
+            else:
+                m = KINDS[info.kind].build(info.args, info.kwargs, list(info.in_shapes))
             if not info.trainable:
                 for p in m.parameters():
                     p.requires_grad_(False)
@@ -379,7 +373,7 @@ class CompiledEBM(nn.Module):
             p = p / "model.safetensors"
         try:
             state = load_file(str(p))
-        except (OSError, FileNotFoundError) as exc:
+        except OSError as exc:
             raise OSError(f"cannot read weights {p}: {exc}") from None
         if strict:
             self.load_state_dict(state)

@@ -344,20 +344,20 @@ def test_scale_module_formula_and_a_fixed_transform_of_data_is_still_a_predictio
 
 
 def test_colored_noise_is_smooth_in_time_and_unit_variance():
-    from ebmgraph.infer.sampling import _draws
+    from ebmgraph.infer.sampling import _draws, colour_filter
 
     mu = torch.zeros(1, 64)
-    layout = [(0, 64, 1)]
+    colour = [(0, 64, 1, colour_filter(64, 2.0, mu.dtype))]
     g = torch.Generator().manual_seed(0)
-    white = _draws(g, 2000, mu, layout, 0.0)[1:]
-    red = _draws(g, 2000, mu, layout, 2.0)[1:]
+    white = _draws(g, 2000, mu, None)[1:]
+    red = _draws(g, 2000, mu, colour)[1:]
 
     def lag1(x):
         return float((x[:, 1:] * x[:, :-1]).mean() / (x * x).mean())
 
     assert abs(lag1(white)) < 0.05 and lag1(red) > 0.8
     assert abs(float(red.std()) - 1.0) < 0.05
-    assert torch.equal(_draws(torch.Generator().manual_seed(1), 4, mu, layout, 2.0)[0], torch.zeros(64))
+    assert torch.equal(_draws(torch.Generator().manual_seed(1), 4, mu, colour)[0], torch.zeros(64))
 
 
 def test_sampling_planners_call_the_model_once_per_iteration_and_report_its_energy():

@@ -52,6 +52,21 @@ def _space_text(space) -> str:
     return type(space).__name__
 
 
+def check_observation(ebm, obs: str, space, env_id: str) -> None:
+    """``obs`` (one value, not an array) has the shape of the environment's Box observations."""
+    import gymnasium as gym
+
+    g, ov = ebm.graph, ebm.graph.var(obs)
+    if ov.index is not None:
+        raise EnvMismatch(f"{obs} is an array; the observation goes into one value [S]")
+    if not isinstance(space, gym.spaces.Box):
+        raise EnvMismatch(f"{env_id} observes {_space_text(space)}; ebmgraph plans from Box observations")
+    want = tuple(ebm.var_shape(obs))
+    if tuple(space.shape) != want:
+        raise EnvMismatch(f"{g.name}'s {obs} is {list(want)}, but {env_id} observes {list(space.shape)}",
+                          ov.loc, (obs,))
+
+
 @dataclass(frozen=True)
 class Binding:
     """How a compiled spec meets an environment.
@@ -121,16 +136,7 @@ def bind(ebm, env, *, obs: str | None = None, action: str | None = None, given: 
     rest = [n for n in free if n != obs]
     if rest:
         raise EnvMismatch(f"{g.name} also observes {', '.join(rest)}: give values for them (given=..., --given)")
-    ov = g.var(obs)
-    if ov.index is not None:
-        raise EnvMismatch(f"{obs} is an array; the observation goes into one value [S]")
-    space = env.observation_space
-    if not isinstance(space, gym.spaces.Box):
-        raise EnvMismatch(f"{env_id} observes {_space_text(space)}; ebmgraph plans from Box observations")
-    want = tuple(ebm.var_shape(obs))
-    if tuple(space.shape) != want:
-        raise EnvMismatch(f"{g.name}'s {obs} is {list(want)}, but {env_id} observes {list(space.shape)}",
-                          ov.loc, (obs,))
+    check_observation(ebm, obs, env.observation_space, env_id)
     for k, v in given.items():
         shp = tuple(np.asarray(v).shape)
         if shp != tuple(ebm.var_shape(k)) and not isinstance(g.var(k).domain, ir.Discrete):

@@ -17,6 +17,7 @@ import torch
 
 from ..errors import SpecError
 from ..infer import minimize
+from ..interp import evaluate_elements
 from ..util import as_generator
 from .envs import Binding, bind, make_env
 
@@ -188,8 +189,7 @@ class Mode1:
         import gymnasium as gym
         import networkx as nx
 
-        from ..interp import evaluate_elements
-        from .envs import EnvMismatch, make_env
+        from .envs import EnvMismatch, check_observation, make_env
 
         chk, g = ebm.checked, ebm.graph
         wanted = [n for n in chk.elements.nodes if n[0] == output]
@@ -211,31 +211,25 @@ class Mode1:
             ospace, aspace = env.observation_space, env.action_space
         finally:
             env.close()
-        if tuple(ebm.var_shape(obs)) != tuple(ospace.shape):
-            raise EnvMismatch(f"{g.name}'s {obs} is {list(ebm.var_shape(obs))}, but {env_id} observes "
-                              f"{list(ospace.shape)}")
+        check_observation(ebm, obs, ospace, env_id)
         out_shape = tuple(chk.shapes[output]) if output in chk.shapes else None
-        self.discrete = isinstance(aspace, gym.spaces.Discrete)
-        if self.discrete:
+        if isinstance(aspace, gym.spaces.Discrete):
             raise EnvMismatch(f"{env_id} acts with Discrete({aspace.n}); Mode-1 policies here output Box actions")
         if out_shape != tuple(aspace.shape):
             raise EnvMismatch(f"{output} is {list(out_shape or ())}, but {env_id} acts with {list(aspace.shape)}")
         self.ebm, self.output, self.obs, self.env_id = ebm, output, obs, env_id
         self.low, self.high = np.asarray(aspace.low, np.float32), np.asarray(aspace.high, np.float32)
-        self._need, self._node, self._eval = need, wanted[0], evaluate_elements
+        self._need, self._node = need, wanted[0]
         self._weights = ebm.weights()
-        self.seconds: list[float] = []
         ebm.eval()
 
     def __call__(self, observation):
-        t0 = time.perf_counter()
+        """The action for one observation (run_episode times each call)."""
         with torch.no_grad():
             x = torch.as_tensor(np.asarray(observation), dtype=self.ebm.dtype, device=self.ebm.device)[None]
-            env = self._eval(self.ebm.checked, self.ebm.mods, {(self.obs, 0): x}, self._weights, self._need)
+            env = evaluate_elements(self.ebm.checked, self.ebm.mods, {(self.obs, 0): x}, self._weights, self._need)
             a = env[self._node][0].cpu().numpy().astype(np.float32)
-        out = np.clip(a.reshape(self.low.shape), self.low, self.high)
-        self.seconds.append(time.perf_counter() - t0)
-        return out
+        return np.clip(a.reshape(self.low.shape), self.low, self.high)
 
 
 @dataclass

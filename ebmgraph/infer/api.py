@@ -7,6 +7,7 @@ adversarial latents (§5, games) make the objective ``max_w E``; sampled latents
 from __future__ import annotations
 
 import functools
+import math
 
 import torch
 
@@ -29,8 +30,6 @@ _UNIT = {"elite_frac": (0.0, 1.0, "in (0, 1]"), "momentum": (-1e-300, 1.0 - 1e-1
 
 def check_settings(settings: dict) -> None:
     """Refuse method settings that cannot mean anything (``steps=-5``, ``width=0``, ``lr=nan``)."""
-    import math
-
     for k, v in settings.items():
         if k in _POS_INT and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             raise SpecError(f"setting {k} must be a positive integer, got {v!r}")

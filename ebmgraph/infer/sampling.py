@@ -43,77 +43,78 @@ class _Best:
 
     def __init__(self, prob: Problem, unpack):
         self.prob, self.unpack = prob, unpack
-        self.x = self.f = None
-        self.terms: dict | None = {} if prob.objective_fn is None else None
+        self.plain = prob.objective_fn is None  # else a wrapped objective (risk, adversary, penalty)
+        self.x = self.f = self.terms = None
 
     def evaluate(self, xs: torch.Tensor) -> torch.Tensor:
         """Objective ``[B, K]`` of candidates ``xs`` ``[B, K, D]`` (one call of the model), tracked."""
         B, K, D = xs.shape
         flat = self.unpack(xs.reshape(B * K, D))
-        if self.terms is None:
-            fs, terms = self.prob.objective(flat, K).view(B, K), None
-        else:
+        if self.plain:
             out = self.prob.evaluate(flat, K)
             fs, terms = out.total.view(B, K), {t: v.view(B, K) for t, v in out.terms.items()}
+        else:
+            fs, terms = self.prob.objective(flat, K).view(B, K), {}
         fk, k = fs.nan_to_num(nan=float("inf")).min(1)  # a NaN candidate is never the best
         xk = xs.gather(1, k[:, None, None].expand(-1, 1, D)).squeeze(1)
+        tk = {t: v.gather(1, k[:, None]).squeeze(1) for t, v in terms.items()}
         if self.x is None:
-            self.x, self.f = xk, fk
-            if terms is not None:
-                self.terms = {t: v.gather(1, k[:, None]).squeeze(1) for t, v in terms.items()}
-            return fs
-        better = fk < self.f
-        self.x, self.f = torch.where(better[:, None], xk, self.x), torch.where(better, fk, self.f)
-        if terms is not None:
-            self.terms = {t: torch.where(better, v.gather(1, k[:, None]).squeeze(1), self.terms[t])
-                          for t, v in terms.items()}
+            self.x, self.f, self.terms = xk, fk, tk
+        else:
+            better = fk < self.f
+            self.x, self.f = torch.where(better[:, None], xk, self.x), torch.where(better, fk, self.f)
+            self.terms = {t: torch.where(better, v, self.terms[t]) for t, v in tk.items()}
         return fs
 
     def result(self, trace: list, method: str, info: dict):
         values = self.unpack(self.x)
-        if self.terms is None:  # a wrapped objective (risk, adversary, penalty): report through it
+        if not self.plain:  # report through the wrapper
             return self.prob.result(values, trace, method, info)
         values = {n: v.detach() for n, v in values.items()}
         return MinimizeResult(values, self.f.detach(), {t: v.detach() for t, v in self.terms.items()},
                               torch.stack([t.detach() for t in trace]), method, info)
 
 
-def _draws(generator, K: int, mu: torch.Tensor, layout=None, beta: float = 0.0) -> torch.Tensor:
+def _draws(generator, K: int, mu: torch.Tensor, colour=None) -> torch.Tensor:
     """``[K, D]`` standard-normal draws whose first row is zero: the current mean is always a candidate.
 
-    With ``beta > 0`` the draws of each array variable are *coloured* along its time axis
-    (power spectrum ∝ 1/f^beta, unit variance per step; iCEM, Pinneri et al. 2020): beta = 0 is
-    white noise, 2 is Brownian-like, so a sample pushes one way for many steps — what a swing-up
-    or a hill climb needs.
+    With ``colour`` (from :func:`_colour`) the draws of each array variable are *coloured* along its
+    time axis (power spectrum ∝ 1/f^beta, unit variance per step; iCEM, Pinneri et al. 2020):
+    beta = 0 is white noise, 2 is Brownian-like, so a sample pushes one way for many steps — what
+    a swing-up or a hill climb needs.
     """
     eps = torch.randn((K, mu.shape[-1]), generator=generator, dtype=mu.dtype)
-    if beta and layout:
-        for start, L, R in layout:  # a segment [start, start + L*R) holding an [L, R] array, time first
-            if L < 2:
-                continue
-            seg = eps[:, start:start + L * R].reshape(K, L, R).transpose(1, 2)  # [K, R, L]
-            f = torch.fft.rfftfreq(L, dtype=mu.dtype)
-            f[0] = f[1]
-            amp = f.pow(-beta / 2)
-            col = torch.fft.irfft(torch.fft.rfft(seg, dim=-1) * amp, n=L, dim=-1)
-            # a circular filter of white noise with impulse response h: variance Σ h² at every step
-            col = col / torch.fft.irfft(amp, n=L).pow(2).sum().sqrt()
-            eps[:, start:start + L * R] = col.transpose(1, 2).reshape(K, L * R)
+    for start, L, R, amp in colour or ():  # a segment [start, start + L*R) holding an [L, R] array, time first
+        seg = eps[:, start:start + L * R].reshape(K, L, R).transpose(1, 2)  # [K, R, L]
+        col = torch.fft.irfft(torch.fft.rfft(seg, dim=-1) * amp, n=L, dim=-1)
+        eps[:, start:start + L * R] = col.transpose(1, 2).reshape(K, L * R)
     eps = eps.to(mu.device)
     eps[0] = 0
     return eps
 
 
-def _layout(prob: Problem) -> list[tuple[int, int, int]]:
-    """``(start, L, R)`` of each array variable in the flat layout (time axis first)."""
+def _colour(prob: Problem, beta: float, dtype) -> list | None:
+    """``(start, L, R, amplitudes)`` of each array variable in the flat layout (time axis first),
+    the 1/f^(beta/2) amplitudes scaled so that every step keeps unit variance; None for white noise."""
+    if not beta:
+        return None
     out, i = [], 0
     for n in prob.over:
         shape = prob.shape(n)
         size = int(torch.Size(shape).numel())
-        if prob.vars[n].index is not None and len(shape) >= 1:
-            out.append((i, shape[0], size // shape[0]))
+        if prob.vars[n].index is not None and len(shape) >= 1 and shape[0] >= 2:
+            out.append((i, shape[0], size // shape[0], colour_filter(shape[0], beta, dtype)))
         i += size
     return out
+
+
+def colour_filter(L: int, beta: float, dtype) -> torch.Tensor:
+    """rfft amplitudes ∝ 1/f^(beta/2) for ``L`` steps, scaled so the filtered noise has unit variance."""
+    f = torch.fft.rfftfreq(L, dtype=dtype)
+    f[0] = f[1]
+    amp = f.pow(-beta / 2)
+    # a circular filter of white noise with impulse response h: variance Σ h² at every step
+    return amp / torch.fft.irfft(amp, n=L).pow(2).sum().sqrt()
 
 
 def cem(prob: Problem, *, samples: int = 256, iters: int = 30, elite_frac: float = 0.1, momentum: float = 0.1,
@@ -147,11 +148,11 @@ def cem(prob: Problem, *, samples: int = 256, iters: int = 30, elite_frac: float
     n_elite = max(1, int(round(elite_frac * K)))
     watch = FiniteWatch(B, D, mu)
     best = _Best(prob, unpack)
-    layout = _layout(prob) if noise_beta else None
+    colour = _colour(prob, noise_beta, mu.dtype)
     with torch.no_grad():
         trace = []
         for i in range(iters):
-            xs = project(mu[:, None] + sig[:, None] * _draws(generator, K, mu, layout, noise_beta)[None])  # [B, K, D]
+            xs = project(mu[:, None] + sig[:, None] * _draws(generator, K, mu, colour)[None])  # [B, K, D]
             fs = best.evaluate(xs)
             watch.update(xs, fs, i)
             if i == 0:
@@ -195,11 +196,11 @@ def mppi(prob: Problem, *, samples: int = 256, iters: int = 30, temperature: flo
     B, D, K = prob.B, mu.shape[-1], int(samples)
     watch = FiniteWatch(B, D, mu)
     best = _Best(prob, unpack)
-    layout = _layout(prob) if noise_beta else None
+    colour = _colour(prob, noise_beta, mu.dtype)
     with torch.no_grad():
         trace = []
         for i in range(iters):
-            xs = project(mu[:, None] + (sig * sigma_decay ** i)[:, None] * _draws(generator, K, mu, layout, noise_beta)[None])
+            xs = project(mu[:, None] + (sig * sigma_decay ** i)[:, None] * _draws(generator, K, mu, colour)[None])
             fs = best.evaluate(xs)
             watch.update(xs, fs, i)
             if i == 0:

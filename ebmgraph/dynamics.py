@@ -51,15 +51,20 @@ class PendulumDynamics(nn.Module):
     """Pendulum-v1: ``s = [cos θ, sin θ, θ̇] [N, 3]``, ``a = [u] [N, 1]`` -> ``[N, 3]``.
 
     The torque is clipped to ±2 and the new speed to ±8 (in that order, as the env);
-    the angle integrates with the *new* speed (semi-implicit Euler, dt = 0.05).
+    the angle integrates with the *new* speed (semi-implicit Euler, dt = 0.05). ``g`` is the
+    env's gravity (``gymnasium.make("Pendulum-v1", g=...)``, default 10).
     """
+
+    def __init__(self, g: float | None = None):
+        super().__init__()
+        self.g = None if g is None else float(g)  # None: PENDULUM_G, read at each call
 
     def forward(self, s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         th = torch.atan2(s[:, 1], s[:, 0])
         thdot = s[:, 2]
         u = a[:, 0].clamp(-PENDULUM_MAX_TORQUE, PENDULUM_MAX_TORQUE)
         # the env's coefficients 3g/(2l) and 3/(ml²), in its order of operations
-        k_grav = 3 * PENDULUM_G / (2 * PENDULUM_LENGTH)
+        k_grav = 3 * (PENDULUM_G if self.g is None else self.g) / (2 * PENDULUM_LENGTH)
         k_torque = 3.0 / (PENDULUM_MASS * PENDULUM_LENGTH**2)
         thdot_new = thdot + (k_grav * torch.sin(th) + k_torque * u) * PENDULUM_DT
         thdot_new = thdot_new.clamp(-PENDULUM_MAX_SPEED, PENDULUM_MAX_SPEED)

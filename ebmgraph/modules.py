@@ -21,7 +21,7 @@ cosine_dist, huber
 quadratic(n)           (x - g)^T Q (x - g), Q = L L^T (eye at init), goal g (zeros)
 l1, l2, gaussian       regularizers R(z): sparse, weight decay, -log N(0, sigma^2)
 discrete(K)            R(z) = r . z over one-hot z (Gibbs prior of eq. 23); alias onehot
-pendulum, cartpole,    gymnasium's true dynamics f(s, a) -> s' on the env's observation
+pendulum, cartpole,    gymnasium's true dynamics f(s, a) -> s' on the env's observation (pendulum: g=10)
 mountaincar, acrobot   (dynamics.py): s [3] / [4] / [2] / [6], a [1] / one-hot [2] / [1] /
                        one-hot [3]; inline, no sizes
 scale(f1, .., fn)      a fixed per-feature factor x * [f1..fn] (features on one scale)
@@ -505,16 +505,16 @@ class ExternalFunction(nn.Module):
 
 
 # gymnasium's classic-control environments as true world models (dynamics.py):
-# kind -> (what s is, its width, what a is, its width, dynamics, cost, the cost's options)
+# kind -> (what s is, its width, what a is, its width, dynamics, cost, the cost's options, the dynamics' options)
 ENVS: dict[str, tuple] = {
     "pendulum": ("Pendulum-v1 observation [cos θ, sin θ, θ̇]", 3, "the torque", 1,
-                 dyn.PendulumDynamics, dyn.PendulumCost, ()),
+                 dyn.PendulumDynamics, dyn.PendulumCost, (), ("g",)),
     "cartpole": ("CartPole-v1 observation [x, ẋ, θ, θ̇]", 4, "a one-hot push (left, right)", 2,
-                 dyn.CartPoleDynamics, dyn.CartPoleCost, ("shaping",)),
+                 dyn.CartPoleDynamics, dyn.CartPoleCost, ("shaping",), ()),
     "mountaincar": ("MountainCarContinuous-v0 observation [position, velocity]", 2, "the force", 1,
-                    dyn.MountainCarDynamics, dyn.MountainCarCost, ()),
+                    dyn.MountainCarDynamics, dyn.MountainCarCost, (), ()),
     "acrobot": ("Acrobot-v1 observation [cos θ1, sin θ1, cos θ2, sin θ2, θ̇1, θ̇2]", 6,
-                "a one-hot torque (-1, 0, +1)", 3, dyn.AcrobotDynamics, dyn.AcrobotCost, ()),
+                "a one-hot torque (-1, 0, +1)", 3, dyn.AcrobotDynamics, dyn.AcrobotCost, (), ()),
 }
 
 
@@ -572,7 +572,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in [
       for n in ("l1", "l2", "gaussian")],
     Kind("discrete", "regularizer", _discrete_shape, lambda a, kw, s: DiscretePrior(a[0]), params=lambda a, kw, s: a[0]),
     Kind("onehot", "regularizer", _discrete_shape, lambda a, kw, s: DiscretePrior(a[0]), params=lambda a, kw, s: a[0]),
-    *[Kind(env, "function", _env_shape(env, env, False), _env_build(row[4]), inline=True)
+    *[Kind(env, "function", _env_shape(env, env, False), _env_build(row[4]), row[7], inline=True)
       for env, row in ENVS.items()],
     *[Kind(f"{env}_cost", "energy", _env_shape(f"{env}_cost", env, True), _env_build(row[5]), row[6], inline=True)
       for env, row in ENVS.items()],
@@ -601,6 +601,7 @@ OPTION_RULES: dict[str, tuple] = {
     "channels": _int_in(1, 4096), "layers": _int_in(1, 64), "kernel": _int_in(1, 31, odd=True),
     "heads": _int_in(1, 256), "ff": _int_in(1, 1_000_000),
     "delta": _positive_number(), "sigma": _positive_number(), "shaping": _NONNEGATIVE, "gamma": _positive_number(),
+    "g": _positive_number(),
 }
 
 

@@ -377,3 +377,24 @@ def test_inline_kinds_and_options_through_the_spec_checker():
         ebmgraph.compile(_spec("pendulum").replace("{action: [1], bounds: [-2, 2]}", "{action: [2]}"))
     with pytest.raises(ebmgraph.SpecError, match=r"one-hot push .*\[2\]; got \[3\]"):
         ebmgraph.compile(_spec("cartpole").replace("values: 2", "values: 3"))
+
+
+def test_pendulum_gravity_option_matches_gymnasium():
+    """``pendulum(g=2)`` steps as ``gymnasium.make("Pendulum-v1", g=2.0)`` (the goal-cue task's physics)."""
+    import gymnasium as gym
+
+    env = gym.make("Pendulum-v1", g=2.0)
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    f = dyn.PendulumDynamics(g=2.0)
+    errs = []
+    for _ in range(50):
+        th, thdot, u = rng.uniform(-np.pi, np.pi), rng.uniform(-6, 6), rng.uniform(-2, 2)
+        env.unwrapped.state = np.array([th, thdot])
+        obs, *_ = env.step(np.array([u], np.float32))
+        s = torch.tensor([[np.cos(th), np.sin(th), thdot]], dtype=torch.float64)
+        got = f(s, torch.tensor([[u]], dtype=torch.float64))[0].numpy()
+        errs.append(np.abs(got - obs).max())
+    assert max(errs) < 1e-5
+    # and g=10's dynamics differ from it by far more than that on the same samples
+    assert (dyn.PendulumDynamics(g=10.0)(s, torch.tensor([[u]], dtype=torch.float64))[0].numpy() - obs).__abs__().max() > 1e-3

@@ -168,7 +168,59 @@ def _fig20(M, x):
             "H": sq(x["z"], M.Enc_z(s_x, x["y"]))}
 
 
-HAND = {"fig03_mode1": _fig03, "fig04_mode2": _fig04, "fig05_policy": _fig05, "fig06_cost": _fig06,
+def _mem_parts(m, N, dk, dv):
+    return m[:, :N * dk].reshape(-1, N, dk), m[:, N * dk:N * (dk + dv)].reshape(-1, N, dv), m[:, N * (dk + dv):]
+
+
+def _mem_coefficients(keys, used, q, gamma):
+    """eq. 16–17 slot by slot: c_j = u_j e^{−‖k_j − q‖²} / (γ + Σ_k u_k e^{−‖k_k − q‖²}), u_j = [used_j > 0]."""
+    e = [(used[:, j] > 0).double() * torch.exp(-((keys[:, j] - q) ** 2).sum(-1)) for j in range(keys.shape[1])]
+    z = gamma + sum(e)
+    return [ej / z for ej in e], gamma / z
+
+
+def _mem_write(m, q, r, N, dk, dv, gamma):
+    """eq. 18–20: every slot moves to c_j r + (1 − c_j) v_j; if the unmatched mass exceeds 1/2 the
+    first free slot takes (q, r)."""
+    keys, vals, used = (t.clone() for t in _mem_parts(m, N, dk, dv))
+    c, unmatched = _mem_coefficients(keys, used, q, gamma)
+    for j in range(N):
+        vals[:, j] = c[j][:, None] * r + (1 - c[j][:, None]) * vals[:, j]
+    for b in range(m.shape[0]):
+        free = [j for j in range(N) if used[b, j] <= 0]
+        if free and unmatched[b] > 0.5:
+            keys[b, free[0]], vals[b, free[0]], used[b, free[0]] = q[b], r[b], 1.0
+    return torch.cat([keys.flatten(1), vals.flatten(1), used], 1)
+
+
+def _mem_read(m, q, N, dk, dv, gamma):
+    keys, vals, used = _mem_parts(m, N, dk, dv)
+    c, _ = _mem_coefficients(keys, used, q, gamma)
+    return sum(c[j][:, None] * vals[:, j] for j in range(N))
+
+
+def _pendulum_g2(s, a):
+    """gymnasium's Pendulum-v1 step with g = 2 (3g/2l = 3, 3/ml² = 3, dt = 0.05)."""
+    th, thdot = torch.atan2(s[:, 1], s[:, 0]), s[:, 2]
+    thdot = (thdot + (3.0 * torch.sin(th) + 3.0 * a[:, 0].clamp(-2, 2)) * 0.05).clamp(-8, 8)
+    th = th + thdot * 0.05
+    return torch.stack([torch.cos(th), torch.sin(th), thdot], -1)
+
+
+def _fig02(M, x):
+    obs = x["x"]
+    m1 = _mem_write(x["m"], 4 * obs[:, 3:4], obs[:, 4:6], 4, 1, 2, 0.1)
+    g = _mem_read(m1, x["q_goal"], 4, 1, 2, 0.1)
+    s, D, V, U = obs[:, :3], 0, 0, 0
+    for t in range(x["a"].shape[1]):
+        s = _pendulum_g2(s, x["a"][:, t])
+        D = D + sq(s[:, :2], g)
+        V = V + 0.05 * s[:, 2] ** 2
+        U = U + 0.0005 * (x["a"][:, t] ** 2).sum(-1)
+    return {"D": D, "V": V, "U": U}
+
+
+HAND = {"fig02_memory_goal": _fig02, "fig03_mode1": _fig03, "fig04_mode2": _fig04, "fig05_policy": _fig05, "fig06_cost": _fig06,
         "fig07_critic": _fig07, "fig08_ebm": _fig08, "fig09_lvebm": _fig09, "fig10a_prediction": _fig10a,
         "fig10b_generative_latent": _fig10b, "fig10c_autoencoder": _fig10c, "fig10d_joint_embedding": _fig10d,
         "fig12_jepa": _jepa, "fig13_jepa_vicreg": _jepa, "fig14_jepa_vicreg_expanders": _jepa,

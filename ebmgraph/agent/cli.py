@@ -27,6 +27,16 @@ def _given(items: list[str] | None) -> dict:
     return out
 
 
+def _carry(items: list[str] | None) -> dict:
+    out = {}
+    for it in items or []:
+        k, sep, v = it.partition("=")
+        if not sep or not k or not v:
+            raise SystemExit(f"ebmgraph: --carry takes VARIABLE=FUNCTION (e.g. m=m1), got {it!r}")
+        out[k] = v
+    return out
+
+
 def _with_weights(ebm, weights: str | None):
     """Load ``weights`` into the modules ``ebm`` shares by name with the spec that trained them."""
     if weights:
@@ -40,7 +50,8 @@ def _with_weights(ebm, weights: str | None):
 
 def load_planner(spec: str, env_id: str, *, method: str, settings: dict, seed: int, sizes: dict, horizon: int | None,
                  weights: str | None, modules: dict, obs: str | None = None, action: str | None = None,
-                 given: dict | None = None, task: str | None = None):
+                 given: dict | None = None, task: str | None = None, carry: dict | None = None,
+                 warm_policy=None, warm_state: str = "s"):
     """Compile ``spec`` (at ``horizon`` steps), load ``weights``, configure ``task``, bind it to ``env_id``.
 
     ``settings`` keys that name a weight of the spec set that weight (the configurator's knob,
@@ -66,7 +77,8 @@ def load_planner(spec: str, env_id: str, *, method: str, settings: dict, seed: i
     if wset:
         ebm.set_weights(**wset)
     settings = {k: v for k, v in settings.items() if k not in names}
-    return make_planner(ebm, env_id, method=method, settings=settings, seed=seed, obs=obs, action=action, given=given)
+    return make_planner(ebm, env_id, method=method, settings=settings, seed=seed, obs=obs, action=action, given=given,
+                        carry=carry, warm_policy=warm_policy, warm_state=warm_state)
 
 
 def load_mode1(spec: str, env_id: str, output: str, *, weights: str | None, sizes: dict, modules: dict,
@@ -92,10 +104,16 @@ def cmd_plan(args) -> int:
                       frame_every=args.frame_every, max_steps=args.max_steps, progress=not args.quiet, policy=planner)
             res.method = f"mode1 {args.mode1}"
         else:
+            warm = None
+            if args.warm_policy:
+                spec, _, output = args.warm_policy.partition(":")
+                warm = load_mode1(spec, args.env, output or "a_tilde", weights=args.warm_policy_weights, sizes={},
+                                  modules=load_modules(args.module), seed=args.seed)
             planner = load_planner(args.spec, args.env, method=args.method, settings=parse_settings(args.set),
                                    seed=args.seed, sizes=parse_sizes(args.size), horizon=args.horizon,
                                    weights=args.weights, modules=load_modules(args.module), obs=args.obs,
-                                   action=args.action, given=_given(args.given), task=args.task)
+                                   action=args.action, given=_given(args.given), task=args.task,
+                                   carry=_carry(args.carry), warm_policy=warm, warm_state=args.warm_state)
             res = run(args.env, planner, episodes=args.episodes, seed=args.seed, record_first=not args.no_frames,
                       frame_every=args.frame_every, max_steps=args.max_steps, progress=not args.quiet)
     except SpecError as exc:
@@ -141,7 +159,8 @@ def cmd_plan(args) -> int:
           + (f", horizon {summary['horizon']}" if summary["horizon"] else "") + "): mean return "
           f"{summary['mean_return']:.2f} ± {summary['std_return']:.2f} over {len(res.episodes)} episodes "
           f"(seeds {args.seed}..{args.seed + len(res.episodes) - 1}); {summary['ms_per_decision_median']:.2f} ms per "
-          f"decision (median)")
+          f"decision (median)" + (f"; success {summary['successes']}/{len(res.episodes)}"
+                                   if "success_rate" in summary else ""))
     print(f"wrote {out}/results.json, " + ", ".join(files.values()))
     return 0
 
@@ -190,7 +209,15 @@ def register_cli(subparsers) -> None:
     p.add_argument("--action", help="the action array to plan (default: the only action variable)")
     p.add_argument("--mode1", metavar="NAME", help="act with the spec's function NAME in one forward pass (Mode-1, "
                                                     "Fig. 3), e.g. a policy trained from planned actions; no planning")
+    p.add_argument("--warm-policy", metavar="SPEC[:FUNCTION]",
+                   help="a Mode-1 policy (FUNCTION, default a_tilde) proposes each plan, which the planner refines "
+                        "(§3.1.3); its weights with --warm-policy-weights")
+    p.add_argument("--warm-policy-weights", metavar="WEIGHTS")
+    p.add_argument("--warm-state", default="s", help="the state array s[t] the warm policy reads (default s)")
     p.add_argument("--given", action="append", metavar="NAME=v1,v2", help="a fixed value for another observed variable")
+    p.add_argument("--carry", action="append", metavar="VAR=FUNCTION",
+                   help="carry state between decisions: VAR starts at zeros and takes FUNCTION's value after each "
+                        "decision (world-state memory, e.g. m=m1 with m1: Write(m, q, r))")
     p.add_argument("--max-steps", type=int, help="stop each episode after this many steps")
     p.add_argument("--frame-every", type=int, default=2, help="record every N-th frame of the first episode")
     p.add_argument("--no-frames", action="store_true", help="do not render the first episode")

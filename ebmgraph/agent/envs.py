@@ -34,10 +34,14 @@ def make_env(env_id: str, *, render: bool = False, **kwargs):
         # frames are drawn off screen: no display, no sound device (SDL otherwise complains on a headless machine)
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
         os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+    from . import tasks
+
+    if env_id.startswith("ebmgraph/"):
+        tasks.register()
     try:
         return gym.make(env_id, **kwargs)
     except gym.error.Error as exc:  # NameNotFound, VersionNotFound, NamespaceNotFound, DependencyNotInstalled...
-        known = ", ".join(CLASSIC)
+        known = ", ".join(CLASSIC + tasks.IDS)
         raise EnvMismatch(f"unknown environment id {env_id!r} ({type(exc).__name__}: {exc}); installed and "
                           f"tested here: {known}") from None
 
@@ -78,6 +82,9 @@ class Binding:
         discrete: actions are integers (``Discrete(n)``); else float vectors.
         low, high: the environment's action box (continuous), for clipping what is sent.
         given: other observed variables, fixed for the whole episode (e.g. a goal).
+        carry: ``{observed variable: function}``: state the agent carries between decisions
+            (world-state memory, §3.3): the variable starts each episode at zeros and, after
+            each decision, takes the function's value (e.g. ``{m: m1}`` with ``m1: Write(m, q, r)``).
     """
 
     obs: str
@@ -88,6 +95,7 @@ class Binding:
     low: np.ndarray | None = None
     high: np.ndarray | None = None
     given: dict = field(default_factory=dict)
+    carry: dict = field(default_factory=dict)
 
     def observed(self, observation, ebm) -> dict:
         """``{obs: [1, *S], **given}`` as tensors of the model's dtype and device."""
@@ -106,7 +114,32 @@ class Binding:
         return np.clip(a, self.low, self.high)
 
 
-def bind(ebm, env, *, obs: str | None = None, action: str | None = None, given: dict | None = None) -> Binding:
+def _check_carry(ebm, carry: dict, observed: list[str]) -> None:
+    """Each carried variable is observed and its update is a function of its shape that no
+    action or latent feeds (it is perception, computed once per decision)."""
+    import networkx as nx
+
+    g, chk = ebm.graph, ebm.checked
+    funcs = list(dict.fromkeys(f.target.name for f in g.functions))
+    for var, fn in carry.items():
+        if var not in observed:
+            raise EnvMismatch(f"carry {var}={fn}: {var} is not an observed variable of {g.name} (observed: "
+                              f"{', '.join(observed)})")
+        if g.var(var).index is not None or fn not in funcs or fn in chk.lengths:
+            raise EnvMismatch(f"carry {var}={fn}: {var} must be one value and {fn} one function of {g.name} "
+                              f"(functions: {', '.join(funcs)})")
+        if tuple(chk.shapes[fn]) != tuple(ebm.var_shape(var)):
+            raise EnvMismatch(f"carry {var}={fn}: {fn} is {list(chk.shapes[fn])}, {var} is "
+                              f"{list(ebm.var_shape(var))}; the carried value must keep its shape")
+        feeds = {n for n, _ in nx.ancestors(chk.elements, (fn, 0))}
+        moving = sorted(v.name for v in g.variables if v.role in ("action", "latent") and v.name in feeds)
+        if moving:
+            raise EnvMismatch(f"carry {var}={fn}: {fn} depends on {', '.join(moving)}, which the planner "
+                              f"minimizes over; a carried state is computed from observations only")
+
+
+def bind(ebm, env, *, obs: str | None = None, action: str | None = None, given: dict | None = None,
+         carry: dict | None = None) -> Binding:
     """Match a compiled spec with an environment's spaces, or say exactly what does not fit.
 
     Args:
@@ -114,18 +147,20 @@ def bind(ebm, env, *, obs: str | None = None, action: str | None = None, given: 
             not in ``given``).
         action: the action array (default: the only action variable).
         given: values for other observed variables, ``{name: array of its shape}``.
+        carry: ``{observed variable: function}`` carried between decisions (:class:`Binding`).
     """
     import gymnasium as gym
 
     g = ebm.graph
     env_id = getattr(getattr(env, "spec", None), "id", "") or type(env).__name__
-    given = dict(given or {})
+    given, carry = dict(given or {}), dict(carry or {})
     observed = [v.name for v in g.variables if v.role == "observed"]
+    _check_carry(ebm, carry, observed)
     unknown = sorted(set(given) - set(observed))
     if unknown:
         raise EnvMismatch(f"given {', '.join(unknown)}: not observed variables of {g.name} (observed: "
                           f"{', '.join(observed)})")
-    free = [n for n in observed if n not in given]
+    free = [n for n in observed if n not in given and n not in carry]
     if obs is None:
         if len(free) != 1:
             raise EnvMismatch(f"{g.name} observes {', '.join(free) or 'nothing'} besides given values; name the "
@@ -161,7 +196,7 @@ def bind(ebm, env, *, obs: str | None = None, action: str | None = None, given: 
                 f"continuous {list(ebm.var_shape(action)[1:])}"
             raise EnvMismatch(f"{env_id} acts with {_space_text(aspace)}, but {g.name}'s {action}[t] is {have}",
                               av.loc, (action,))
-        return Binding(obs, action, T, True, env_id, given=given)
+        return Binding(obs, action, T, True, env_id, given=given, carry=carry)
     if isinstance(aspace, gym.spaces.Box):
         shape = tuple(ebm.var_shape(action)[1:])
         if isinstance(av.domain, ir.Discrete) or shape != tuple(aspace.shape):
@@ -169,7 +204,7 @@ def bind(ebm, env, *, obs: str | None = None, action: str | None = None, given: 
             raise EnvMismatch(f"{env_id} acts with {_space_text(aspace)}, but {g.name}'s {action}[t] is {have}",
                               av.loc, (action,))
         return Binding(obs, action, T, False, env_id, np.asarray(aspace.low, np.float32),
-                       np.asarray(aspace.high, np.float32), given)
+                       np.asarray(aspace.high, np.float32), given, carry)
     raise EnvMismatch(f"{env_id} acts with {_space_text(aspace)}; ebmgraph plans Box or Discrete actions")
 
 

@@ -19,6 +19,13 @@ from ..errors import SpecError
 from ..infer import minimize
 from ..interp import evaluate_elements
 from ..util import as_generator
+
+
+def _upstream(graph, node) -> set:
+    """``node`` and everything it is computed from."""
+    import networkx as nx
+
+    return nx.ancestors(graph, node) | {node}
 from .envs import Binding, bind, make_env
 
 # methods that take a warm start (init=), and per-method settings for acting on a per-decision budget
@@ -66,6 +73,10 @@ class Planner:
         settings: the method's settings; :data:`ACTING_DEFAULTS` fill what is not given.
         seed: seeds the planner's sampling (one generator for the whole run).
         warm_start: start each plan from the previous one, shifted one step.
+        warm_policy: a :class:`Mode1` policy that proposes each plan instead (§3.1.3, Figure 5:
+            Mode-1 proposes, Mode-2 refines): ``a[t] = A(s[t])`` rolled through this spec's own
+            world model, the plan's initial value.
+        warm_state: the spec's state array ``s[t]`` the policy reads (default ``s``).
     """
 
     ebm: object
@@ -74,19 +85,79 @@ class Planner:
     settings: dict = field(default_factory=dict)
     seed: int = 0
     warm_start: bool = True
+    warm_policy: object = None
+    warm_state: str = "s"
 
     def __post_init__(self):
         self.settings = {**ACTING_DEFAULTS.get(self.method, {}), **self.settings}
         self.generator = as_generator(self.seed)
         self.ebm.eval()
+        elements = self.ebm.checked.elements
+        self._carry_need = {fn: _upstream(elements, (fn, 0)) for fn in self.binding.carry.values()}
+        if self.warm_policy is not None:
+            self._check_warm_policy()
+
+    def _check_warm_policy(self):
+        from .envs import EnvMismatch
+
+        chk, name, b = self.ebm.checked, self.warm_state, self.binding
+        if self.method not in WARM:
+            raise EnvMismatch(f"a warm-start policy needs a method that takes a warm start ({', '.join(WARM)}), "
+                              f"not {self.method}")
+        if name not in chk.lengths or name not in {f.target.name for f in self.ebm.graph.functions}:
+            raise EnvMismatch(f"warm start: {self.ebm.graph.name} has no state array {name}[t] for the policy to read "
+                              f"(warm_state=..., --warm-state)")
+        if chk.lengths[name] < b.T:
+            raise EnvMismatch(f"warm start: {name} has {chk.lengths[name]} steps, the plan {b.T}")
+        want = tuple(self.warm_policy.ebm.var_shape(self.warm_policy.obs))
+        if tuple(chk.shapes[name]) != want:
+            raise EnvMismatch(f"warm start: {name}[t] is {list(chk.shapes[name])}, but the policy reads "
+                              f"{self.warm_policy.obs} {list(want)}")
+        act = tuple(self.ebm.var_shape(b.action)[1:])
+        if tuple(self.warm_policy.out_shape) != act:
+            raise EnvMismatch(f"warm start: the policy's {self.warm_policy.output} is {list(self.warm_policy.out_shape)}"
+                              f", but {b.action}[t] is {list(act)}")
+        self._warm_need = [_upstream(chk.elements, (name, t)) for t in range(b.T)]
+
+    def policy_plan(self, observed: dict) -> dict:
+        """``{action: [1, T, A]}``: the warm policy's actions along this spec's predicted states."""
+        ebm, b, s = self.ebm, self.binding, self.warm_state
+        env = {(k, 0): v for k, v in observed.items()}
+        acts = []
+        with torch.no_grad():
+            weights = ebm.weights()
+            for t in range(b.T):
+                env = evaluate_elements(ebm.checked, ebm.mods, env, weights, self._warm_need[t])
+                a = self.warm_policy.act(env[(s, t)]).to(ebm.dtype)
+                env[(b.action, t)] = a
+                acts.append(a)
+        return {b.action: torch.stack(acts, 1)}
+
+    def initial_carry(self) -> dict:
+        """The carried state at the start of an episode: zeros (an empty memory)."""
+        ebm = self.ebm
+        return {v: torch.zeros((1, *ebm.var_shape(v)), dtype=ebm.dtype, device=ebm.device) for v in self.binding.carry}
+
+    def next_carry(self, observed: dict) -> dict:
+        """The carried state after this decision: each carried variable's function, from what was observed."""
+        if not self.binding.carry:
+            return {}
+        ebm = self.ebm
+        env = {(k, 0): v for k, v in observed.items()}
+        with torch.no_grad():
+            for fn, need in self._carry_need.items():
+                env = evaluate_elements(ebm.checked, ebm.mods, env, ebm.weights(), need)
+        return {var: env[(fn, 0)].detach() for var, fn in self.binding.carry.items()}
 
 
 @dataclass(frozen=True)
 class PlanState:
-    """The agent's memory between decisions: the shifted plan (a warm start) and the step count."""
+    """The agent's memory between decisions: the shifted plan (a warm start), the step count, and
+    the carried state (world-state memory, :attr:`Binding.carry`)."""
 
     plan: dict | None = None
     step: int = 0
+    carried: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -107,8 +178,12 @@ def plan_step(planner: Planner, observation, state: PlanState) -> tuple[object, 
     b, ebm = planner.binding, planner.ebm
     t0 = time.perf_counter()
     observed = b.observed(observation, ebm)
+    if b.carry:
+        observed.update(state.carried if state.carried is not None else planner.initial_carry())
     settings = dict(planner.settings)
-    if planner.warm_start and state.plan is not None and planner.method in WARM and "init" not in settings:
+    if planner.warm_policy is not None and "init" not in settings:
+        settings["init"] = planner.policy_plan(observed)
+    elif planner.warm_start and state.plan is not None and planner.method in WARM and "init" not in settings:
         settings["init"] = state.plan
     try:
         r = minimize(ebm, observed, over=[b.action], method=planner.method, generator=planner.generator, **settings)
@@ -118,18 +193,22 @@ def plan_step(planner: Planner, observation, state: PlanState) -> tuple[object, 
     plan = r.info.get("mean") or r.values
     plan = {b.action: plan[b.action].detach()}
     action = b.to_env(r.values[b.action][0, 0])
+    carried = planner.next_carry(observed) if b.carry else None
     dt = time.perf_counter() - t0
-    return action, PlanState(shift_plan(plan, b.action), state.step + 1), Decision(float(r.energy[0]), dt, plan)
+    return (action, PlanState(shift_plan(plan, b.action), state.step + 1, carried),
+            Decision(float(r.energy[0]), dt, plan))
 
 
 @dataclass
 class Episode:
-    """One episode: its seed, return, length, how it ended, seconds per decision, frames if recorded."""
+    """One episode: its seed, return, length, how it ended (``success``: the env's ``info["success"]``
+    at the last step, None when it reports none), seconds per decision, frames if recorded."""
 
     seed: int
     ret: float = 0.0
     length: int = 0
     terminated: bool = False
+    success: bool | None = None
     seconds: list = field(default_factory=list)
     frames: list = field(default_factory=list)
     observations: list = field(default_factory=list)
@@ -138,16 +217,17 @@ class Episode:
 
 
 def run_episode(env, planner: Planner, *, seed: int, record: bool = False, frame_every: int = 1,
-                max_steps: int | None = None, on_step=None, policy=None) -> Episode:
+                max_steps: int | None = None, on_step=None, policy=None, options: dict | None = None) -> Episode:
     """Reset with ``seed`` and act until the episode ends (or ``max_steps``).
 
     Args:
         record: keep ``env.render()`` frames (the env must be made with ``render_mode="rgb_array"``).
         on_step: called after every step (a progress bar's update).
         policy: ``observation -> action`` instead of planning (a baseline such as zero torque).
+        options: passed to ``env.reset`` (e.g. a task's goal).
     """
     ep = Episode(seed)
-    obs, _ = env.reset(seed=seed)
+    obs, _ = env.reset(seed=seed, options=options)
     state = PlanState()
     while True:
         ep.observations.append(np.asarray(obs))
@@ -160,7 +240,7 @@ def run_episode(env, planner: Planner, *, seed: int, record: bool = False, frame
             t0 = time.perf_counter()
             action = policy(obs)
             ep.seconds.append(time.perf_counter() - t0)
-        obs, r, term, trunc, _ = env.step(action)
+        obs, r, term, trunc, info = env.step(action)
         ep.actions.append(np.asarray(action))
         ep.rewards.append(float(r))
         ep.ret += float(r)
@@ -169,6 +249,7 @@ def run_episode(env, planner: Planner, *, seed: int, record: bool = False, frame
             on_step()
         if term or trunc or (max_steps is not None and ep.length >= max_steps):
             ep.terminated = bool(term)
+            ep.success = bool(info["success"]) if "success" in info else None
             if record:
                 ep.frames.append(env.render())
             return ep
@@ -219,17 +300,25 @@ class Mode1:
             raise EnvMismatch(f"{output} is {list(out_shape or ())}, but {env_id} acts with {list(aspace.shape)}")
         self.ebm, self.output, self.obs, self.env_id = ebm, output, obs, env_id
         self.low, self.high = np.asarray(aspace.low, np.float32), np.asarray(aspace.high, np.float32)
+        self.out_shape = out_shape
         self._need, self._node = need, wanted[0]
         self._weights = ebm.weights()
         ebm.eval()
 
+    def act(self, x: torch.Tensor) -> torch.Tensor:
+        """Actions ``[B, *A]`` (inside the action box) for states ``[B, *S]`` (a planner's warm start)."""
+        with torch.no_grad():
+            env = evaluate_elements(self.ebm.checked, self.ebm.mods, {(self.obs, 0): x.to(self.ebm.dtype)},
+                                    self._weights, self._need)
+            a = env[self._node]
+        lo = torch.as_tensor(self.low, dtype=a.dtype, device=a.device)
+        return torch.minimum(torch.maximum(a, lo), torch.as_tensor(self.high, dtype=a.dtype, device=a.device))
+
     def __call__(self, observation):
         """The action for one observation (run_episode times each call)."""
-        with torch.no_grad():
-            x = torch.as_tensor(np.asarray(observation), dtype=self.ebm.dtype, device=self.ebm.device)[None]
-            env = evaluate_elements(self.ebm.checked, self.ebm.mods, {(self.obs, 0): x}, self._weights, self._need)
-            a = env[self._node][0].cpu().numpy().astype(np.float32)
-        return np.clip(a.reshape(self.low.shape), self.low, self.high)
+        x = torch.as_tensor(np.asarray(observation), dtype=self.ebm.dtype, device=self.ebm.device)[None]
+        a = self.act(x)[0].cpu().numpy().astype(np.float32)
+        return a.reshape(self.low.shape)
 
 
 @dataclass
@@ -257,7 +346,15 @@ class Results:
                 "returns": [round(float(x), 3) for x in r], "mean_return": float(r.mean()) if len(r) else None,
                 "std_return": float(r.std()) if len(r) else None, "lengths": [e.length for e in self.episodes],
                 "ms_per_decision_median": float(np.median(s) * 1e3) if len(s) else None,
-                "ms_per_decision_mean": float(np.mean(s) * 1e3) if len(s) else None}
+                "ms_per_decision_mean": float(np.mean(s) * 1e3) if len(s) else None,
+                **self.success_summary()}
+
+    def success_summary(self) -> dict:
+        """``{success_rate, successes}`` where the env reports success (``info["success"]``), else ``{}``."""
+        flags = [e.success for e in self.episodes if e.success is not None]
+        if not flags:
+            return {}
+        return {"success_rate": float(np.mean(flags)), "successes": int(sum(flags))}
 
 
 def run(env_id: str, planner: Planner | None = None, *, episodes: int = 1, seed: int = 0, record_first: bool = False,
@@ -287,14 +384,15 @@ def run(env_id: str, planner: Planner | None = None, *, episodes: int = 1, seed:
 
 
 def make_planner(ebm, env_id: str, *, method: str = "auto", settings: dict | None = None, seed: int = 0,
-                 obs: str | None = None, action: str | None = None, given: dict | None = None) -> Planner:
+                 obs: str | None = None, action: str | None = None, given: dict | None = None,
+                 carry: dict | None = None, warm_policy=None, warm_state: str = "s") -> Planner:
     """Bind ``ebm`` to ``env_id``'s spaces (checked) and build a :class:`Planner`."""
     env = make_env(env_id)
     try:
-        b = bind(ebm, env, obs=obs, action=action, given=given)
+        b = bind(ebm, env, obs=obs, action=action, given=given, carry=carry)
     finally:
         env.close()
-    return Planner(ebm, b, method, dict(settings or {}), seed)
+    return Planner(ebm, b, method, dict(settings or {}), seed, warm_policy=warm_policy, warm_state=warm_state)
 
 
 __all__ = ["Mode1", "Planner", "PlanState", "Decision", "Episode", "Results", "PlanError", "plan_step", "run_episode", "run",

@@ -27,14 +27,32 @@ def _given(items: list[str] | None) -> dict:
     return out
 
 
-def _carry(items: list[str] | None) -> dict:
+def _carry(items: list[str] | None, flag: str = "--carry", example: str = "m=m1") -> dict:
     out = {}
     for it in items or []:
         k, sep, v = it.partition("=")
         if not sep or not k or not v:
-            raise SystemExit(f"ebmgraph: --carry takes VARIABLE=FUNCTION (e.g. m=m1), got {it!r}")
+            what = "VARIABLE=FUNCTION" if flag == "--carry" else "VARIABLE=KEY"
+            raise SystemExit(f"ebmgraph: {flag} takes {what} (e.g. {example}), got {it!r}")
         out[k] = v
     return out
+
+
+def _reset_options(items: list[str] | None) -> list[dict] | None:
+    """``--reset task_id=1,2,3`` -> ``[{"task_id": 1}, {"task_id": 2}, {"task_id": 3}]`` (cycled per episode)."""
+    if not items:
+        return None
+    cols = {}
+    for it in items:
+        k, sep, v = it.partition("=")
+        if not sep or not k or not v:
+            raise SystemExit(f"ebmgraph: --reset takes KEY=V1,V2,... (e.g. task_id=1,2,3,4,5), got {it!r}")
+        try:
+            cols[k] = [int(x) for x in v.split(",")]
+        except ValueError:
+            raise SystemExit(f"ebmgraph: --reset {it}: values must be integers separated by commas") from None
+    n = max(len(v) for v in cols.values())
+    return [{k: v[i % len(v)] for k, v in cols.items()} for i in range(n)]
 
 
 def _with_weights(ebm, weights: str | None):
@@ -51,7 +69,7 @@ def _with_weights(ebm, weights: str | None):
 def load_planner(spec: str, env_id: str, *, method: str, settings: dict, seed: int, sizes: dict, horizon: int | None,
                  weights: str | None, modules: dict, obs: str | None = None, action: str | None = None,
                  given: dict | None = None, task: str | None = None, carry: dict | None = None,
-                 warm_policy=None, warm_state: str = "s"):
+                 warm_policy=None, warm_state: str = "s", from_info: dict | None = None):
     """Compile ``spec`` (at ``horizon`` steps), load ``weights``, configure ``task``, bind it to ``env_id``.
 
     ``settings`` keys that name a weight of the spec set that weight (the configurator's knob,
@@ -78,7 +96,7 @@ def load_planner(spec: str, env_id: str, *, method: str, settings: dict, seed: i
         ebm.set_weights(**wset)
     settings = {k: v for k, v in settings.items() if k not in names}
     return make_planner(ebm, env_id, method=method, settings=settings, seed=seed, obs=obs, action=action, given=given,
-                        carry=carry, warm_policy=warm_policy, warm_state=warm_state)
+                        carry=carry, warm_policy=warm_policy, warm_state=warm_state, from_info=from_info)
 
 
 def load_mode1(spec: str, env_id: str, output: str, *, weights: str | None, sizes: dict, modules: dict,
@@ -113,9 +131,11 @@ def cmd_plan(args) -> int:
                                    seed=args.seed, sizes=parse_sizes(args.size), horizon=args.horizon,
                                    weights=args.weights, modules=load_modules(args.module), obs=args.obs,
                                    action=args.action, given=_given(args.given), task=args.task,
-                                   carry=_carry(args.carry), warm_policy=warm, warm_state=args.warm_state)
+                                   carry=_carry(args.carry), warm_policy=warm, warm_state=args.warm_state,
+                                   from_info=_carry(args.from_info, "--from-info", "goal=goal"))
             res = run(args.env, planner, episodes=args.episodes, seed=args.seed, record_first=not args.no_frames,
-                      frame_every=args.frame_every, max_steps=args.max_steps, progress=not args.quiet)
+                      frame_every=args.frame_every, max_steps=args.max_steps, progress=not args.quiet,
+                      options=_reset_options(args.reset))
     except SpecError as exc:
         print_errors(exc)
         return 1
@@ -170,14 +190,15 @@ def cmd_collect(args) -> int:
 
     try:
         planner = None
-        if args.policy != "random":
+        if args.policy == "plan":
             if not args.plan:
                 raise SpecError("--policy plan needs a spec: --policy plan --plan SPEC")
             planner = load_planner(args.plan, args.env_id, method=args.method, settings=parse_settings(args.set),
                                    seed=args.seed, sizes=parse_sizes(args.size), horizon=args.horizon,
                                    weights=args.weights, modules=load_modules(args.module))
-        data = collect(args.env_id, args.steps, planner=planner, seed=args.seed, repeat=args.repeat,
-                       epsilon=args.epsilon, out=args.out, progress=not args.quiet)
+        data = collect(args.env_id, args.steps, planner=None if args.policy == "oracle" else planner, seed=args.seed,
+                       repeat=args.repeat, epsilon=args.epsilon, out=args.out, progress=not args.quiet,
+                       oracle=args.policy == "oracle", noise=args.noise)
     except SpecError as exc:
         print_errors(exc)
         return 1
@@ -218,6 +239,10 @@ def register_cli(subparsers) -> None:
     p.add_argument("--carry", action="append", metavar="VAR=FUNCTION",
                    help="carry state between decisions: VAR starts at zeros and takes FUNCTION's value after each "
                         "decision (world-state memory, e.g. m=m1 with m1: Write(m, q, r))")
+    p.add_argument("--from-info", action="append", metavar="VAR=KEY",
+                   help="an observed variable set at each reset from the env's info[KEY] (a maze's goal: goal=goal)")
+    p.add_argument("--reset", action="append", metavar="KEY=V1,V2",
+                   help="reset options cycled over episodes (a maze's five tasks: task_id=1,2,3,4,5)")
     p.add_argument("--max-steps", type=int, help="stop each episode after this many steps")
     p.add_argument("--frame-every", type=int, default=2, help="record every N-th frame of the first episode")
     p.add_argument("--no-frames", action="store_true", help="do not render the first episode")
@@ -233,7 +258,9 @@ def register_cli(subparsers) -> None:
     c.add_argument("env_id")
     c.add_argument("--steps", type=int, required=True)
     c.add_argument("--out", required=True, help="the .npz to write (atomically, at the end)")
-    c.add_argument("--policy", choices=("random", "plan"), default="random")
+    c.add_argument("--policy", choices=("random", "plan", "oracle"), default="random",
+                   help="random actions, a planner (--plan SPEC), or OGBench's noisy oracle navigator (point mazes)")
+    c.add_argument("--noise", type=float, default=0.2, help="with --policy oracle: the action noise's std")
     c.add_argument("--plan", metavar="SPEC", help="with --policy plan: the planning spec")
     c.add_argument("--weights", help="with --policy plan: trained weights")
     c.add_argument("--method", default="auto")

@@ -41,7 +41,7 @@ def _random_action(space, rng: np.random.Generator):
 
 
 def collect(env_id: str, steps: int, *, planner=None, seed: int = 0, repeat: int = 1, epsilon: float = 0.0,
-            out=None, progress: bool = True) -> dict:
+            out=None, progress: bool = True, oracle: bool = False, noise: float = 0.2) -> dict:
     """Step ``env_id`` for ``steps`` transitions and (if ``out``) write them to ``out`` (``.npz``).
 
     Args:
@@ -50,6 +50,9 @@ def collect(env_id: str, steps: int, *, planner=None, seed: int = 0, repeat: int
             continue the environment's own seeded generator.
         repeat: hold each random action this many steps (explores further in MountainCar).
         epsilon: with a planner, take a random action with this probability (exploration).
+        oracle: act with OGBench's noisy oracle navigator (point mazes; :mod:`ebmgraph.agent.maze`):
+            each episode starts at a random open cell and heads for random goal cells in turn.
+        noise: the oracle's action noise (standard deviation).
 
     Returns:
         the arrays (as numpy) and ``_meta`` (a dict).
@@ -64,17 +67,31 @@ def collect(env_id: str, steps: int, *, planner=None, seed: int = 0, repeat: int
         raise ValueError(f"repeat must be a positive integer, got {repeat}")
     if not 0.0 <= epsilon <= 1.0:
         raise ValueError(f"epsilon must lie in [0, 1], got {epsilon}")
-    env = make_env(env_id)
+    nav = None
+    if oracle:
+        from .maze import OracleNavigator, is_maze
+
+        if planner is not None or not is_maze(env_id):
+            raise ValueError(f"the oracle navigator acts in OGBench's point mazes without a planner, not in {env_id}")
+        env = make_env(env_id, terminate_at_goal=False)
+    else:
+        env = make_env(env_id)
     rng = np.random.default_rng(seed)
     env.action_space.seed(seed)
     cols = {k: [] for k in ("obs", "action", "reward", "terminated", "truncated", "next_obs", "episode", "t")}
-    obs, _ = env.reset(seed=seed)
+    if oracle:
+        nav = OracleNavigator(env, noise, rng)
+        obs, _ = nav.reset(seed=seed)
+    else:
+        obs, _ = env.reset(seed=seed)
     episode = t = 0
     held, state = None, PlanState()
     bar = tqdm(total=steps, disable=not progress, desc=f"collect {env_id}", unit="step", dynamic_ncols=True)
     try:
         for i in range(steps):
-            if planner is not None and not (epsilon and rng.random() < epsilon):
+            if nav is not None:
+                action = nav.act(obs)
+            elif planner is not None and not (epsilon and rng.random() < epsilon):
                 action, state, _ = plan_step(planner, obs, state)
             elif planner is not None:
                 action = _random_action(env.action_space, rng)
@@ -88,7 +105,7 @@ def collect(env_id: str, steps: int, *, planner=None, seed: int = 0, repeat: int
                 cols[k].append(v)
             obs, t = nxt, t + 1
             if term or trunc:
-                obs, _ = env.reset()
+                obs, _ = nav.reset() if nav is not None else env.reset()
                 episode, t, held, state = episode + 1, 0, None, PlanState()
             bar.update(1)
     finally:
@@ -103,7 +120,8 @@ def collect(env_id: str, steps: int, *, planner=None, seed: int = 0, repeat: int
     acts = cols["action"]
     arrays["action"] = np.asarray(acts, np.int64) if isinstance(acts[0], int) else np.asarray(acts, np.float32)
     meta = {"env_id": env_id, "seed": seed, "steps": steps, "episodes": int(arrays["episode"][-1]) + 1,
-            "policy": "random" if planner is None else f"plan {planner.ebm.graph.name} ({planner.method})",
+            "policy": (f"oracle navigator (noise {noise})" if nav is not None else "random" if planner is None
+                       else f"plan {planner.ebm.graph.name} ({planner.method})"),
             "repeat": repeat, "epsilon": epsilon, "gymnasium": gymnasium.__version__,
             "python": platform.python_version(), "date": datetime.date.today().isoformat()}
     if out is not None:

@@ -34,14 +34,16 @@ def make_env(env_id: str, *, render: bool = False, **kwargs):
         # frames are drawn off screen: no display, no sound device (SDL otherwise complains on a headless machine)
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
         os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
-    from . import tasks
+    from . import maze, tasks
 
+    if maze.is_maze(env_id):
+        return maze.make_maze(env_id, render=render, **kwargs)
     if env_id.startswith("ebmgraph/"):
         tasks.register()
     try:
         return gym.make(env_id, **kwargs)
     except gym.error.Error as exc:  # NameNotFound, VersionNotFound, NamespaceNotFound, DependencyNotInstalled...
-        known = ", ".join(CLASSIC + tasks.IDS)
+        known = ", ".join(CLASSIC + tasks.IDS + maze.MAZES)
         raise EnvMismatch(f"unknown environment id {env_id!r} ({type(exc).__name__}: {exc}); installed and "
                           f"tested here: {known}") from None
 
@@ -85,6 +87,7 @@ class Binding:
         carry: ``{observed variable: function}``: state the agent carries between decisions
             (world-state memory, §3.3): the variable starts each episode at zeros and, after
             each decision, takes the function's value (e.g. ``{m: m1}`` with ``m1: Write(m, q, r)``).
+        from_info: ``{observed variable: key}``: values the env's reset gives in ``info`` (a goal).
     """
 
     obs: str
@@ -96,6 +99,20 @@ class Binding:
     high: np.ndarray | None = None
     given: dict = field(default_factory=dict)
     carry: dict = field(default_factory=dict)
+    from_info: dict = field(default_factory=dict)
+
+    def reset_values(self, info: dict, ebm) -> dict:
+        """``{var: [1, *shape]}`` from the reset's ``info`` (e.g. a maze's goal, ``info["goal"]``)."""
+        out = {}
+        for var, key in self.from_info.items():
+            if key not in info:
+                raise EnvMismatch(f"{var} comes from the reset's info[{key!r}], but {self.env_id}'s reset gave "
+                                  f"{', '.join(map(repr, info)) or 'no info'}")
+            x = torch.as_tensor(np.asarray(info[key], np.float64), dtype=ebm.dtype, device=ebm.device)
+            if tuple(x.shape) != tuple(ebm.var_shape(var)):
+                raise EnvMismatch(f"info[{key!r}] has shape {list(x.shape)}; {var} is {list(ebm.var_shape(var))}")
+            out[var] = x[None]
+        return out
 
     def observed(self, observation, ebm) -> dict:
         """``{obs: [1, *S], **given}`` as tensors of the model's dtype and device."""
@@ -139,7 +156,7 @@ def _check_carry(ebm, carry: dict, observed: list[str]) -> None:
 
 
 def bind(ebm, env, *, obs: str | None = None, action: str | None = None, given: dict | None = None,
-         carry: dict | None = None) -> Binding:
+         carry: dict | None = None, from_info: dict | None = None) -> Binding:
     """Match a compiled spec with an environment's spaces, or say exactly what does not fit.
 
     Args:
@@ -148,23 +165,29 @@ def bind(ebm, env, *, obs: str | None = None, action: str | None = None, given: 
         action: the action array (default: the only action variable).
         given: values for other observed variables, ``{name: array of its shape}``.
         carry: ``{observed variable: function}`` carried between decisions (:class:`Binding`).
+        from_info: ``{observed variable: key of the reset's info}`` (:class:`Binding`).
     """
     import gymnasium as gym
 
     g = ebm.graph
     env_id = getattr(getattr(env, "spec", None), "id", "") or type(env).__name__
-    given, carry = dict(given or {}), dict(carry or {})
+    given, carry, from_info = dict(given or {}), dict(carry or {}), dict(from_info or {})
     observed = [v.name for v in g.variables if v.role == "observed"]
     _check_carry(ebm, carry, observed)
+    bad = sorted(set(from_info) - set(observed))
+    if bad:
+        raise EnvMismatch(f"from_info {', '.join(bad)}: not observed variables of {g.name} (observed: "
+                          f"{', '.join(observed)})")
     unknown = sorted(set(given) - set(observed))
     if unknown:
         raise EnvMismatch(f"given {', '.join(unknown)}: not observed variables of {g.name} (observed: "
                           f"{', '.join(observed)})")
-    free = [n for n in observed if n not in given and n not in carry]
+    free = [n for n in observed if n not in given and n not in carry and n not in from_info]
     if obs is None:
         if len(free) != 1:
             raise EnvMismatch(f"{g.name} observes {', '.join(free) or 'nothing'} besides given values; name the "
-                              f"one that receives {env_id}'s observation (obs=..., --obs) and give the others")
+                              f"one that receives {env_id}'s observation (obs=..., --obs) and give the others (given=..., "
+                              f"--given; or from_info=..., --from-info for what the reset's info holds)")
         obs = free[0]
     elif obs not in free:
         raise EnvMismatch(f"{obs} is not an observed variable of {g.name} (observed: {', '.join(observed)})")
@@ -196,7 +219,7 @@ def bind(ebm, env, *, obs: str | None = None, action: str | None = None, given: 
                 f"continuous {list(ebm.var_shape(action)[1:])}"
             raise EnvMismatch(f"{env_id} acts with {_space_text(aspace)}, but {g.name}'s {action}[t] is {have}",
                               av.loc, (action,))
-        return Binding(obs, action, T, True, env_id, given=given, carry=carry)
+        return Binding(obs, action, T, True, env_id, given=given, carry=carry, from_info=from_info)
     if isinstance(aspace, gym.spaces.Box):
         shape = tuple(ebm.var_shape(action)[1:])
         if isinstance(av.domain, ir.Discrete) or shape != tuple(aspace.shape):
@@ -204,7 +227,7 @@ def bind(ebm, env, *, obs: str | None = None, action: str | None = None, given: 
             raise EnvMismatch(f"{env_id} acts with {_space_text(aspace)}, but {g.name}'s {action}[t] is {have}",
                               av.loc, (action,))
         return Binding(obs, action, T, False, env_id, np.asarray(aspace.low, np.float32),
-                       np.asarray(aspace.high, np.float32), given, carry)
+                       np.asarray(aspace.high, np.float32), given, carry, from_info)
     raise EnvMismatch(f"{env_id} acts with {_space_text(aspace)}; ebmgraph plans Box or Discrete actions")
 
 

@@ -158,6 +158,7 @@ class PlanState:
     plan: dict | None = None
     step: int = 0
     carried: dict | None = None
+    given: dict | None = None  # values from the reset's info (Binding.from_info)
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,8 @@ def plan_step(planner: Planner, observation, state: PlanState) -> tuple[object, 
     b, ebm = planner.binding, planner.ebm
     t0 = time.perf_counter()
     observed = b.observed(observation, ebm)
+    if state.given:
+        observed.update(state.given)
     if b.carry:
         observed.update(state.carried if state.carried is not None else planner.initial_carry())
     settings = dict(planner.settings)
@@ -195,7 +198,7 @@ def plan_step(planner: Planner, observation, state: PlanState) -> tuple[object, 
     action = b.to_env(r.values[b.action][0, 0])
     carried = planner.next_carry(observed) if b.carry else None
     dt = time.perf_counter() - t0
-    return (action, PlanState(shift_plan(plan, b.action), state.step + 1, carried),
+    return (action, PlanState(shift_plan(plan, b.action), state.step + 1, carried, state.given),
             Decision(float(r.energy[0]), dt, plan))
 
 
@@ -227,8 +230,8 @@ def run_episode(env, planner: Planner, *, seed: int, record: bool = False, frame
         options: passed to ``env.reset`` (e.g. a task's goal).
     """
     ep = Episode(seed)
-    obs, _ = env.reset(seed=seed, options=options)
-    state = PlanState()
+    obs, info = env.reset(seed=seed, options=options)
+    state = PlanState(given=planner.binding.reset_values(info, planner.ebm) if planner is not None else None)
     while True:
         ep.observations.append(np.asarray(obs))
         if record and ep.length % frame_every == 0:
@@ -358,8 +361,12 @@ class Results:
 
 
 def run(env_id: str, planner: Planner | None = None, *, episodes: int = 1, seed: int = 0, record_first: bool = False,
-        frame_every: int = 1, max_steps: int | None = None, progress: bool = True, policy=None, env=None) -> Results:
+        frame_every: int = 1, max_steps: int | None = None, progress: bool = True, policy=None, env=None,
+        options: list[dict] | None = None) -> Results:
     """``episodes`` seeded episodes (seeds ``seed, seed+1, ...``) with a progress bar over steps.
+
+    ``options``: the reset's options, episode ``i`` taking ``options[i % len(options)]`` (e.g. a
+    maze's five tasks, ``[{"task_id": k} for k in range(1, 6)]``).
 
     ``env`` reuses an environment (made with ``make_env(env_id, render=record_first)`` otherwise).
     """
@@ -373,7 +380,8 @@ def run(env_id: str, planner: Planner | None = None, *, episodes: int = 1, seed:
     try:
         for i in range(episodes):
             ep = run_episode(env, planner, seed=seed + i, record=record_first and i == 0, frame_every=frame_every,
-                             max_steps=max_steps, on_step=bar.update, policy=policy)
+                             max_steps=max_steps, on_step=bar.update, policy=policy,
+                             options=options[i % len(options)] if options else None)
             out.append(ep)
             bar.set_postfix({"return": f"{ep.ret:.1f}", "mean": f"{np.mean([e.ret for e in out]):.1f}"})
     finally:
@@ -385,11 +393,12 @@ def run(env_id: str, planner: Planner | None = None, *, episodes: int = 1, seed:
 
 def make_planner(ebm, env_id: str, *, method: str = "auto", settings: dict | None = None, seed: int = 0,
                  obs: str | None = None, action: str | None = None, given: dict | None = None,
-                 carry: dict | None = None, warm_policy=None, warm_state: str = "s") -> Planner:
+                 carry: dict | None = None, warm_policy=None, warm_state: str = "s",
+                 from_info: dict | None = None) -> Planner:
     """Bind ``ebm`` to ``env_id``'s spaces (checked) and build a :class:`Planner`."""
     env = make_env(env_id)
     try:
-        b = bind(ebm, env, obs=obs, action=action, given=given, carry=carry)
+        b = bind(ebm, env, obs=obs, action=action, given=given, carry=carry, from_info=from_info)
     finally:
         env.close()
     return Planner(ebm, b, method, dict(settings or {}), seed, warm_policy=warm_policy, warm_state=warm_state)

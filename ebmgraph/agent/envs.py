@@ -37,7 +37,11 @@ def make_env(env_id: str, *, render: bool = False, **kwargs):
     from . import maze, tasks
 
     if maze.is_maze(env_id):
-        return maze.make_maze(env_id, render=render, **kwargs)
+        try:
+            return maze.make_maze(env_id, render=render, **kwargs)
+        except ImportError as exc:
+            raise EnvMismatch(f"{env_id} needs ogbench ({exc}): pip install 'ebmgraph[maze]' (ogbench==1.2.2, "
+                              f"mujoco==3.17.0)") from None
     if env_id.startswith("ebmgraph/"):
         tasks.register()
     try:

@@ -25,13 +25,7 @@ def is_maze(env_id: str) -> bool:
 
 def make_maze(env_id: str, *, render: bool = False, **kwargs):
     """``ogbench.make_env_and_datasets(env_id, env_only=True)``; shadows off when rendering (5–7× faster)."""
-    try:
-        import ogbench
-    except ImportError:
-        from .envs import EnvMismatch
-
-        raise EnvMismatch(f"{env_id} needs ogbench: pip install 'ebmgraph[maze]' (ogbench==1.2.2, mujoco==3.17.0)") \
-            from None
+    import ogbench  # an ImportError becomes make_env's EnvMismatch naming the extra
     if render:
         kwargs.setdefault("render_mode", "rgb_array")
         kwargs.setdefault("width", 200)

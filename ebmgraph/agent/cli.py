@@ -27,13 +27,13 @@ def _given(items: list[str] | None) -> dict:
     return out
 
 
-def _carry(items: list[str] | None, flag: str = "--carry", example: str = "m=m1") -> dict:
+def _pairs(items: list[str] | None, flag: str, form: str) -> dict:
+    """``["m=m1", ...]`` -> ``{"m": "m1", ...}``; ``form`` (e.g. ``VARIABLE=FUNCTION (e.g. m=m1)``) names them."""
     out = {}
     for it in items or []:
         k, sep, v = it.partition("=")
         if not sep or not k or not v:
-            what = "VARIABLE=FUNCTION" if flag == "--carry" else "VARIABLE=KEY"
-            raise SystemExit(f"ebmgraph: {flag} takes {what} (e.g. {example}), got {it!r}")
+            raise SystemExit(f"ebmgraph: {flag} takes {form}, got {it!r}")
         out[k] = v
     return out
 
@@ -131,8 +131,9 @@ def cmd_plan(args) -> int:
                                    seed=args.seed, sizes=parse_sizes(args.size), horizon=args.horizon,
                                    weights=args.weights, modules=load_modules(args.module), obs=args.obs,
                                    action=args.action, given=_given(args.given), task=args.task,
-                                   carry=_carry(args.carry), warm_policy=warm, warm_state=args.warm_state,
-                                   from_info=_carry(args.from_info, "--from-info", "goal=goal"))
+                                   carry=_pairs(args.carry, "--carry", "VARIABLE=FUNCTION (e.g. m=m1)"),
+                                   warm_policy=warm, warm_state=args.warm_state,
+                                   from_info=_pairs(args.from_info, "--from-info", "VARIABLE=KEY (e.g. goal=goal)"))
             res = run(args.env, planner, episodes=args.episodes, seed=args.seed, record_first=not args.no_frames,
                       frame_every=args.frame_every, max_steps=args.max_steps, progress=not args.quiet,
                       options=_reset_options(args.reset))
@@ -196,7 +197,7 @@ def cmd_collect(args) -> int:
             planner = load_planner(args.plan, args.env_id, method=args.method, settings=parse_settings(args.set),
                                    seed=args.seed, sizes=parse_sizes(args.size), horizon=args.horizon,
                                    weights=args.weights, modules=load_modules(args.module))
-        data = collect(args.env_id, args.steps, planner=None if args.policy == "oracle" else planner, seed=args.seed,
+        data = collect(args.env_id, args.steps, planner=planner, seed=args.seed,
                        repeat=args.repeat, epsilon=args.epsilon, out=args.out, progress=not args.quiet,
                        oracle=args.policy == "oracle", noise=args.noise)
     except SpecError as exc:

@@ -67,6 +67,7 @@ def collect(env_id: str, steps: int, *, planner=None, seed: int = 0, repeat: int
         raise ValueError(f"repeat must be a positive integer, got {repeat}")
     if not 0.0 <= epsilon <= 1.0:
         raise ValueError(f"epsilon must lie in [0, 1], got {epsilon}")
+    rng = np.random.default_rng(seed)
     nav = None
     if oracle:
         from .maze import OracleNavigator, is_maze
@@ -74,16 +75,12 @@ def collect(env_id: str, steps: int, *, planner=None, seed: int = 0, repeat: int
         if planner is not None or not is_maze(env_id):
             raise ValueError(f"the oracle navigator acts in OGBench's point mazes without a planner, not in {env_id}")
         env = make_env(env_id, terminate_at_goal=False)
+        nav = OracleNavigator(env, noise, rng)
     else:
         env = make_env(env_id)
-    rng = np.random.default_rng(seed)
     env.action_space.seed(seed)
     cols = {k: [] for k in ("obs", "action", "reward", "terminated", "truncated", "next_obs", "episode", "t")}
-    if oracle:
-        nav = OracleNavigator(env, noise, rng)
-        obs, _ = nav.reset(seed=seed)
-    else:
-        obs, _ = env.reset(seed=seed)
+    obs, _ = nav.reset(seed=seed) if nav is not None else env.reset(seed=seed)
     episode = t = 0
     held, state = None, PlanState()
     bar = tqdm(total=steps, disable=not progress, desc=f"collect {env_id}", unit="step", dynamic_ncols=True)

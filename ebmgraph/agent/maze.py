@@ -13,6 +13,7 @@ arrival; Gaussian noise of standard deviation ``noise`` is added to its unit-spe
 """
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
 
 MAZES = ("pointmaze-medium-navigate-v0", "pointmaze-large-navigate-v0", "pointmaze-giant-navigate-v0")
@@ -26,11 +27,12 @@ def is_maze(env_id: str) -> bool:
 def make_maze(env_id: str, *, render: bool = False, **kwargs):
     """``ogbench.make_env_and_datasets(env_id, env_only=True)``; shadows off when rendering (5–7× faster)."""
     import ogbench  # an ImportError becomes make_env's EnvMismatch naming the extra
+
     if render:
         kwargs.setdefault("render_mode", "rgb_array")
         kwargs.setdefault("width", 200)
         kwargs.setdefault("height", 200)
-    env = _seeded(ogbench.make_env_and_datasets(env_id, env_only=True, **kwargs))
+    env = SeededReset(ogbench.make_env_and_datasets(env_id, env_only=True, **kwargs))
     if render:
         m = env.unwrapped.model
         m.vis.quality.shadowsize = 0
@@ -38,20 +40,16 @@ def make_maze(env_id: str, *, render: bool = False, **kwargs):
     return env
 
 
-def _seeded(env):
+class SeededReset(gym.Wrapper):
     """OGBench draws the start's (and goal's) position noise from numpy's global generator, which a
     reset's seed does not reach; this wrapper seeds it from the reset's seed (and seeds the action
     space, which the reset samples from), so that a seeded episode is reproducible."""
-    import gymnasium as gym
 
-    class SeededReset(gym.Wrapper):
-        def reset(self, *, seed=None, options=None):
-            if seed is not None:
-                np.random.seed(seed)
-                self.env.unwrapped.action_space.seed(seed)
-            return self.env.reset(seed=seed, options=options)
-
-    return SeededReset(env)
+    def reset(self, *, seed=None, options=None):
+        if seed is not None:
+            np.random.seed(seed)
+            self.env.unwrapped.action_space.seed(seed)
+        return self.env.reset(seed=seed, options=options)
 
 
 def free_cells(env) -> list[tuple[int, int]]:

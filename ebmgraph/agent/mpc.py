@@ -19,13 +19,6 @@ from ..errors import SpecError
 from ..infer import minimize
 from ..interp import evaluate_elements
 from ..util import as_generator
-
-
-def _upstream(graph, node) -> set:
-    """``node`` and everything it is computed from."""
-    import networkx as nx
-
-    return nx.ancestors(graph, node) | {node}
 from .envs import Binding, bind, make_env
 
 # methods that take a warm start (init=), and per-method settings for acting on a per-decision budget
@@ -34,6 +27,13 @@ ACTING_DEFAULTS = {"mppi": {"samples": 256, "iters": 1, "final_mean": False},
                    "cem": {"samples": 256, "iters": 2, "final_mean": False},
                    "gradient": {"optimizer": "adam", "steps": 20, "lr": 0.1},
                    "beam": {"width": 16}, "mcts": {"simulations": 200}}
+
+
+def _upstream(graph, node) -> set:
+    """``node`` and everything it is computed from."""
+    import networkx as nx
+
+    return nx.ancestors(graph, node) | {node}
 
 
 class PlanError(SpecError):
@@ -93,7 +93,7 @@ class Planner:
         self.generator = as_generator(self.seed)
         self.ebm.eval()
         elements = self.ebm.checked.elements
-        self._carry_need = {fn: _upstream(elements, (fn, 0)) for fn in self.binding.carry.values()}
+        self._carry_need = set().union(*(_upstream(elements, (fn, 0)) for fn in self.binding.carry.values()))
         if self.warm_policy is not None:
             self._check_warm_policy()
 
@@ -143,10 +143,9 @@ class Planner:
         if not self.binding.carry:
             return {}
         ebm = self.ebm
-        env = {(k, 0): v for k, v in observed.items()}
         with torch.no_grad():
-            for fn, need in self._carry_need.items():
-                env = evaluate_elements(ebm.checked, ebm.mods, env, ebm.weights(), need)
+            env = evaluate_elements(ebm.checked, ebm.mods, {(k, 0): v for k, v in observed.items()}, ebm.weights(),
+                                    self._carry_need)
         return {var: env[(fn, 0)].detach() for var, fn in self.binding.carry.items()}
 
 
@@ -271,7 +270,6 @@ class Mode1:
 
     def __init__(self, ebm, output: str, env_id: str, *, obs: str | None = None):
         import gymnasium as gym
-        import networkx as nx
 
         from .envs import EnvMismatch, check_observation, make_env
 
@@ -280,9 +278,7 @@ class Mode1:
         if not wanted or output not in {f.target.name for f in g.functions}:
             raise EnvMismatch(f"{g.name} has no function {output!r} to act with (functions: "
                               f"{', '.join(dict.fromkeys(f.target.name for f in g.functions))})")
-        need = set(wanted)
-        for n in wanted:
-            need |= nx.ancestors(chk.elements, n)
+        need = set().union(*(_upstream(chk.elements, n) for n in wanted))
         leaves = sorted({n for n, _ in need} & {v.name for v in g.variables})
         if obs is None:
             if len(leaves) != 1:
@@ -314,8 +310,8 @@ class Mode1:
             env = evaluate_elements(self.ebm.checked, self.ebm.mods, {(self.obs, 0): x.to(self.ebm.dtype)},
                                     self._weights, self._need)
             a = env[self._node]
-        lo = torch.as_tensor(self.low, dtype=a.dtype, device=a.device)
-        return torch.minimum(torch.maximum(a, lo), torch.as_tensor(self.high, dtype=a.dtype, device=a.device))
+        return torch.clamp(a, torch.as_tensor(self.low, dtype=a.dtype, device=a.device),
+                           torch.as_tensor(self.high, dtype=a.dtype, device=a.device))
 
     def __call__(self, observation):
         """The action for one observation (run_episode times each call)."""

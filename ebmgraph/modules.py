@@ -477,6 +477,22 @@ def _pick_shape(args, kw, shapes):
     return (len(args),)
 
 
+class Image(nn.Module):
+    """An image ``[H, W, C]`` of 0..255 values (as environments give them) as ``[C, H, W]`` in [0, 1]."""
+
+    def forward(self, x):
+        x = x if x.is_floating_point() else x.to(torch.get_default_dtype())
+        return x.movedim(-1, -3) / 255.0
+
+
+def _image_shape(args, kw, shapes):
+    _arity("image", shapes, 1)
+    if len(shapes[0]) != 3:
+        raise ShapeError(f"image reads an [H, W, C] image, got {list(shapes[0])}")
+    h, w, c = shapes[0]
+    return (c, h, w)
+
+
 def _memory_shape(kind: str):
     def rule(args, kw, shapes):
         _need(kind, args, 3)
@@ -557,6 +573,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in [
     Kind("external", "function", _external_shape, _external_build, ("ranks",)),
     Kind("scale", "function", _scale_shape, lambda a, kw, s: Scale(a), real_args=True),
     Kind("pick", "function", _pick_shape, lambda a, kw, s: Pick(a), real_args=True),
+    Kind("image", "function", _image_shape, lambda a, kw, s: Image(), inline=True),
     Kind("mem_read", "function", _memory_shape("mem_read"),
          lambda a, kw, s: MemoryRead(*a, gamma=float(kw.get("gamma", 1.0))), ("gamma",)),
     Kind("mem_write", "function", _memory_shape("mem_write"),

@@ -126,3 +126,16 @@ def test_missing_ogbench_is_a_clear_error(monkeypatch):
     with pytest.raises(EnvMismatch, match="needs ogbench"):
         make_env(MEDIUM)
     torch.manual_seed(0)
+
+
+def test_the_visual_maze_observes_pixels_and_its_goal_as_an_image(tmp_path):
+    env = make_env("visual-" + MEDIUM)
+    o, info = env.reset(seed=0, options={"task_id": 1})
+    assert o.shape == (64, 64, 3) and o.dtype == np.uint8 and info["goal"].shape == (64, 64, 3)
+    o2, *_ = env.step(np.array([1.0, 0.0], np.float32))
+    assert np.abs(o2.astype(int) - o.astype(int)).sum() > 0  # the point moved in the picture
+    again, _ = env.reset(seed=0, options={"task_id": 1})
+    np.testing.assert_array_equal(again, o)
+    env.close()
+    data = collect("visual-" + MEDIUM, 20, oracle=True, seed=0, progress=False)
+    assert data["obs"].dtype == np.uint8 and data["obs"].shape == (20, 64, 64, 3) and data["xy"].shape == (20, 2)

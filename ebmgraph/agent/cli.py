@@ -69,7 +69,8 @@ def _with_weights(ebm, weights: str | None):
 def load_planner(spec: str, env_id: str, *, method: str, settings: dict, seed: int, sizes: dict, horizon: int | None,
                  weights: str | None, modules: dict, obs: str | None = None, action: str | None = None,
                  given: dict | None = None, task: str | None = None, carry: dict | None = None,
-                 warm_policy=None, warm_state: str = "s", from_info: dict | None = None):
+                 warm_policy=None, warm_state: str = "s", from_info: dict | None = None, upper=None,
+                 upper_settings: dict | None = None):
     """Compile ``spec`` (at ``horizon`` steps), load ``weights``, configure ``task``, bind it to ``env_id``.
 
     ``settings`` keys that name a weight of the spec set that weight (the configurator's knob,
@@ -96,7 +97,8 @@ def load_planner(spec: str, env_id: str, *, method: str, settings: dict, seed: i
         ebm.set_weights(**wset)
     settings = {k: v for k, v in settings.items() if k not in names}
     return make_planner(ebm, env_id, method=method, settings=settings, seed=seed, obs=obs, action=action, given=given,
-                        carry=carry, warm_policy=warm_policy, warm_state=warm_state, from_info=from_info)
+                        carry=carry, warm_policy=warm_policy, warm_state=warm_state, from_info=from_info,
+                        upper=upper, upper_settings=upper_settings)
 
 
 def load_mode1(spec: str, env_id: str, output: str, *, weights: str | None, sizes: dict, modules: dict,
@@ -114,6 +116,7 @@ def cmd_plan(args) -> int:
     from . import report
     from .mpc import run
 
+    upper_settings = {}
     try:
         if args.mode1:
             planner = load_mode1(args.spec, args.env, args.mode1, weights=args.weights, sizes=parse_sizes(args.size),
@@ -127,13 +130,22 @@ def cmd_plan(args) -> int:
                 spec, _, output = args.warm_policy.partition(":")
                 warm = load_mode1(spec, args.env, output or "a_tilde", weights=args.warm_policy_weights, sizes={},
                                   modules=load_modules(args.module), seed=args.seed)
+            upper = None
+            if args.upper:
+                from ..infer.hierarchical import AbstractGraph
+
+                upper = AbstractGraph.load(args.upper)
+                upper_settings = {"mode": args.upper_mode, "goal": args.upper_goal,
+                                  "subgoal": args.subgoal or args.upper_goal, "state": args.upper_state,
+                                  "candidates": args.upper_candidates}
             planner = load_planner(args.spec, args.env, method=args.method, settings=parse_settings(args.set),
                                    seed=args.seed, sizes=parse_sizes(args.size), horizon=args.horizon,
                                    weights=args.weights, modules=load_modules(args.module), obs=args.obs,
                                    action=args.action, given=_given(args.given), task=args.task,
                                    carry=_pairs(args.carry, "--carry", "VARIABLE=FUNCTION (e.g. m=m1)"),
                                    warm_policy=warm, warm_state=args.warm_state,
-                                   from_info=_pairs(args.from_info, "--from-info", "VARIABLE=KEY (e.g. goal=goal)"))
+                                   from_info=_pairs(args.from_info, "--from-info", "VARIABLE=KEY (e.g. goal=goal)"),
+                                   upper=upper, upper_settings=upper_settings)
             res = run(args.env, planner, episodes=args.episodes, seed=args.seed, record_first=not args.no_frames,
                       frame_every=args.frame_every, max_steps=args.max_steps, progress=not args.quiet,
                       options=_reset_options(args.reset))
@@ -156,6 +168,13 @@ def cmd_plan(args) -> int:
                                                      title=f"{args.env}: {planner.ebm.graph.name}, {res.method}"
                                                            + (f", horizon {summary['horizon']}" if summary["horizon"]
                                                               else "")))}
+    if args.upper:
+        summary["upper"] = {"file": args.upper, **planner.upper.summary(), **{k: v for k, v in upper_settings.items()}}
+    if res.episodes and report.is_maze_episode(args.env):
+        drawn = None if args.env.startswith("visual-") else getattr(planner, "upper", None)  # xy-space graphs only
+        files["maze_paths"] = str(report.maze_paths(args.env, res, out / "maze_paths.png", upper=drawn,
+                                                    title=f"{args.env}: {planner.ebm.graph.name}, {res.method}"
+                                                          + (f", {args.upper_mode}" if args.upper else "")))
     if res.episodes and res.episodes[0].frames:
         files["frames"] = str(report.frame_strip(res.episodes[0].frames, out / "episode0_frames.png"))
         files["gif"] = str(report.gif(res.episodes[0].frames, out / "episode0.gif"))
@@ -183,6 +202,61 @@ def cmd_plan(args) -> int:
           f"decision (median)" + (f"; success {summary['successes']}/{len(res.episodes)}"
                                    if "success_rate" in summary else ""))
     print(f"wrote {out}/results.json, " + ", ".join(files.values()))
+    return 0
+
+
+def _encode(encoder: str, weights: str | None, obs: np.ndarray, batch: int = 1024) -> np.ndarray:
+    """``obs`` through ``SPEC:FUNCTION`` (e.g. a JEPA's ``s_x: Enc(image(obs))``), with trained weights."""
+    import torch
+
+    from ..compiled import compile as compile_spec
+    from ..train import values
+
+    spec, _, fn = encoder.partition(":")
+    if not fn:
+        raise SpecError(f"--encoder takes SPEC:FUNCTION (e.g. world_model.yaml:s_x), got {encoder!r}")
+    ebm = _with_weights(compile_spec(spec), weights)
+    ebm.eval()
+    leaves = [v.name for v in ebm.graph.variables if v.role == "observed"]
+    name = "obs" if "obs" in leaves else leaves[0]
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(obs), batch):
+            x = torch.as_tensor(obs[i:i + batch])
+            out.append(values(ebm, [fn], **{name: x if not x.is_floating_point() else x.to(ebm.dtype)})[fn].numpy())
+    return np.concatenate(out).astype(np.float64)
+
+
+def cmd_fit_upper(args) -> int:
+    """Learn a level-2 model (abstract states and moves) from collected transitions."""
+    from ..infer.hierarchical import AbstractGraph
+    from . import report
+    from .collect import read_meta
+
+    try:
+        with np.load(args.data, allow_pickle=False) as z:
+            obs, ep = z["obs"], z["episode"]
+        meta = read_meta(args.data)
+        if args.encoder:
+            obs = _encode(args.encoder, args.weights, obs)
+        dims = tuple(int(d) for d in args.dims.split(","))
+        g = AbstractGraph.fit(obs, ep, unit=args.unit, pool=args.pool, dims=dims, min_count=args.min_count,
+                              meta={"data": str(args.data), "env_id": meta.get("env_id"), "steps": int(len(obs))})
+        g.save(args.out)
+    except SpecError as exc:
+        print_errors(exc)
+        return 1
+    except (ValueError, OSError, KeyError) as exc:
+        print(f"ebmgraph fit-upper: error: {exc}", file=sys.stderr)
+        return 1
+    s = g.summary()
+    pic = None
+    if meta.get("env_id") and report.is_maze_episode(meta["env_id"]) and not args.encoder:
+        pic = report.maze_paths(meta["env_id"], None, Path(args.out).with_suffix(".png"), upper=g,
+                                title=f"{meta['env_id']}: {s['abstract_states']} abstract states, {s['moves']} moves "
+                                      f"learned from {len(obs)} steps")
+    print(f"wrote {args.out}: {s['abstract_states']} abstract states, {s['moves']} moves (grid {g.unit}, pooled over "
+          f"{g.pool} steps) from {len(obs)} transitions of {meta.get('env_id')}" + (f"; picture {pic}" if pic else ""))
     return 0
 
 
@@ -244,6 +318,14 @@ def register_cli(subparsers) -> None:
                    help="an observed variable set at each reset from the env's info[KEY] (a maze's goal: goal=goal)")
     p.add_argument("--reset", action="append", metavar="KEY=V1,V2",
                    help="reset options cycled over episodes (a maze's five tasks: task_id=1,2,3,4,5)")
+    p.add_argument("--upper", metavar="GRAPH", help="plan two levels (Fig. 16): the level-2 model from ebmgraph "
+                                                   "fit-upper sets this spec's sub-goal each decision")
+    p.add_argument("--upper-mode", choices=("top_down", "joint"), default="top_down",
+                   help="top_down: upper then lower; joint: the best pair over --upper-candidates first moves")
+    p.add_argument("--upper-candidates", type=int, default=3, help="with --upper-mode joint: first moves tried")
+    p.add_argument("--upper-goal", default="goal", help="the variable holding the final goal (default goal)")
+    p.add_argument("--subgoal", help="the variable receiving the sub-goal (default: the goal's variable)")
+    p.add_argument("--upper-state", default="s", help="the level-1 state the upper level encodes (default s[0])")
     p.add_argument("--max-steps", type=int, help="stop each episode after this many steps")
     p.add_argument("--frame-every", type=int, default=2, help="record every N-th frame of the first episode")
     p.add_argument("--no-frames", action="store_true", help="do not render the first episode")
@@ -254,6 +336,18 @@ def register_cli(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(fn=cmd_plan)
+
+    u = subparsers.add_parser("fit-upper", help="learn a level-2 model (abstract states, moves) from collected data")
+    u.add_argument("data", help="an .npz from ebmgraph collect")
+    u.add_argument("--unit", type=float, required=True, help="the grid's side in level-1 units (a maze's cell: 4)")
+    u.add_argument("--pool", type=int, default=5, help="steps averaged into one level-2 state (temporal pooling)")
+    u.add_argument("--dims", default="0,1", help="the level-1 features the grid reads (default 0,1)")
+    u.add_argument("--min-count", type=int, default=1, help="keep moves seen at least this often")
+    u.add_argument("--encoder", metavar="SPEC:FUNCTION", help="fit on the observations' representations, e.g. a "
+                                                               "JEPA's s_x (with --weights): level 1 from pixels")
+    u.add_argument("--weights", help="with --encoder: the trained weights")
+    u.add_argument("--out", required=True, help="the .safetensors to write")
+    u.set_defaults(fn=cmd_fit_upper)
 
     c = subparsers.add_parser("collect", help="write environment transitions to .npz for training a world model")
     c.add_argument("env_id")

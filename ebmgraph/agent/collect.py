@@ -79,7 +79,8 @@ def collect(env_id: str, steps: int, *, planner=None, seed: int = 0, repeat: int
     else:
         env = make_env(env_id)
     env.action_space.seed(seed)
-    cols = {k: [] for k in ("obs", "action", "reward", "terminated", "truncated", "next_obs", "episode", "t")}
+    cols = {k: [] for k in ("obs", "action", "reward", "terminated", "truncated", "next_obs", "episode", "t", "xy")}
+    pixels = nav is not None and len(env.observation_space.shape) == 3
     obs, _ = nav.reset(seed=seed) if nav is not None else env.reset(seed=seed)
     episode = t = 0
     held, state = None, PlanState()
@@ -87,6 +88,8 @@ def collect(env_id: str, steps: int, *, planner=None, seed: int = 0, repeat: int
     try:
         for i in range(steps):
             if nav is not None:
+                if pixels:
+                    cols["xy"].append(np.asarray(env.unwrapped.get_xy(), np.float32))
                 action = nav.act(obs)
             elif planner is not None and not (epsilon and rng.random() < epsilon):
                 action, state, _ = plan_step(planner, obs, state)
@@ -110,7 +113,9 @@ def collect(env_id: str, steps: int, *, planner=None, seed: int = 0, repeat: int
         env.close()
     import gymnasium
 
-    arrays = {"obs": np.asarray(cols["obs"], np.float32), "next_obs": np.asarray(cols["next_obs"], np.float32),
+    # images stay integers (uint8: a quarter of float32's size); everything else is float32
+    odt = env.observation_space.dtype if np.issubdtype(env.observation_space.dtype, np.integer) else np.float32
+    arrays = {"obs": np.asarray(cols["obs"], odt), "next_obs": np.asarray(cols["next_obs"], odt),
               "reward": np.asarray(cols["reward"], np.float32), "terminated": np.asarray(cols["terminated"], bool),
               "truncated": np.asarray(cols["truncated"], bool), "episode": np.asarray(cols["episode"], np.int32),
               "t": np.asarray(cols["t"], np.int32)}
@@ -121,6 +126,8 @@ def collect(env_id: str, steps: int, *, planner=None, seed: int = 0, repeat: int
                        else f"plan {planner.ebm.graph.name} ({planner.method})"),
             "repeat": repeat, "epsilon": epsilon, "gymnasium": gymnasium.__version__,
             "python": platform.python_version(), "date": datetime.date.today().isoformat()}
+    if nav is not None and len(cols["xy"]):
+        arrays["xy"] = np.asarray(cols["xy"], np.float32)  # the point's position (pixels observe it only as an image)
     if out is not None:
         buf = io.BytesIO()
         np.savez_compressed(buf, **arrays, _meta=np.array(json.dumps(meta)))

@@ -17,7 +17,8 @@ import gymnasium as gym
 import numpy as np
 
 MAZES = ("pointmaze-medium-navigate-v0", "pointmaze-large-navigate-v0", "pointmaze-giant-navigate-v0")
-PREFIXES = ("pointmaze-",)
+PREFIXES = ("pointmaze-", "visual-pointmaze-")
+VISUAL = "visual-"  # visual-pointmaze-*: the same maze observed as 64×64 pixels (ob_type="pixels")
 
 
 def is_maze(env_id: str) -> bool:
@@ -25,15 +26,27 @@ def is_maze(env_id: str) -> bool:
 
 
 def make_maze(env_id: str, *, render: bool = False, **kwargs):
-    """``ogbench.make_env_and_datasets(env_id, env_only=True)``; shadows off when rendering (5–7× faster)."""
+    """``ogbench.make_env_and_datasets(env_id, env_only=True)``; shadows off when rendering (5–7× faster).
+
+    ``visual-pointmaze-*`` is the same maze with ``ob_type="pixels", width=64, height=64``: the
+    observation is OGBench's top-down 64×64×3 image (uint8; the floor coloured by position) and the
+    reset's ``info["goal"]`` the goal's image.
+    """
+    import os
+
+    os.environ.setdefault("MUJOCO_GL", "egl")  # off-screen rendering on a headless machine (before mujoco loads)
     import ogbench  # an ImportError becomes make_env's EnvMismatch naming the extra
 
-    if render:
+    pixels = env_id.startswith(VISUAL)
+    if pixels:
+        env_id = env_id[len(VISUAL):]
+        kwargs.update(ob_type="pixels", width=64, height=64)
+    if render and not pixels:
         kwargs.setdefault("render_mode", "rgb_array")
         kwargs.setdefault("width", 200)
         kwargs.setdefault("height", 200)
     env = SeededReset(ogbench.make_env_and_datasets(env_id, env_only=True, **kwargs))
-    if render:
+    if render or pixels:
         m = env.unwrapped.model
         m.vis.quality.shadowsize = 0
         m.light_castshadow[:] = 0

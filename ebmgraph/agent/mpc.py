@@ -77,6 +77,10 @@ class Planner:
             Mode-1 proposes, Mode-2 refines): ``a[t] = A(s[t])`` rolled through this spec's own
             world model, the plan's initial value.
         warm_state: the spec's state array ``s[t]`` the policy reads (default ``s``).
+        upper: a level-2 model (:class:`ebmgraph.infer.hierarchical.AbstractGraph`): plan two levels
+            (§4.7, Figure 16), this spec being the lower one whose sub-goal the upper level sets.
+        upper_settings: :func:`ebmgraph.infer.hierarchical.minimize_two_level`'s ``goal``, ``subgoal``,
+            ``state``, ``mode``, ``candidates``, ``weight``.
     """
 
     ebm: object
@@ -87,6 +91,8 @@ class Planner:
     warm_start: bool = True
     warm_policy: object = None
     warm_state: str = "s"
+    upper: object = None
+    upper_settings: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.settings = {**ACTING_DEFAULTS.get(self.method, {}), **self.settings}
@@ -167,6 +173,8 @@ class Decision:
     energy: float
     seconds: float
     plan: dict
+    subgoal: object = None  # the upper level's sub-goal [D] when planning two levels
+    upper_path: list | None = None  # the abstract states the upper level planned through
 
 
 def plan_step(planner: Planner, observation, state: PlanState) -> tuple[object, PlanState, Decision]:
@@ -188,7 +196,14 @@ def plan_step(planner: Planner, observation, state: PlanState) -> tuple[object, 
     elif planner.warm_start and state.plan is not None and planner.method in WARM and "init" not in settings:
         settings["init"] = state.plan
     try:
-        r = minimize(ebm, observed, over=[b.action], method=planner.method, generator=planner.generator, **settings)
+        if planner.upper is not None:
+            from ..infer.hierarchical import minimize_two_level
+
+            r = minimize_two_level(planner.upper, ebm, observed, [b.action], method=planner.method,
+                                   generator=planner.generator, **planner.upper_settings, **settings)
+        else:
+            r = minimize(ebm, observed, over=[b.action], method=planner.method, generator=planner.generator,
+                         **settings)
     except SpecError as exc:
         raise PlanError(f"planning at step {state.step}: {exc.message if hasattr(exc, 'message') else exc}",
                         exc.loc, exc.symbols) from exc
@@ -197,8 +212,10 @@ def plan_step(planner: Planner, observation, state: PlanState) -> tuple[object, 
     action = b.to_env(r.values[b.action][0, 0])
     carried = planner.next_carry(observed) if b.carry else None
     dt = time.perf_counter() - t0
+    sub = r.info.get("subgoal")
     return (action, PlanState(shift_plan(plan, b.action), state.step + 1, carried, state.given),
-            Decision(float(r.energy[0]), dt, plan))
+            Decision(float(r.energy[0]), dt, plan, None if sub is None else sub[0].cpu().numpy(),
+                     r.info.get("upper_path")))
 
 
 @dataclass
@@ -216,6 +233,10 @@ class Episode:
     observations: list = field(default_factory=list)
     actions: list = field(default_factory=list)
     rewards: list = field(default_factory=list)
+    subgoals: list = field(default_factory=list)  # the upper level's sub-goal at each decision (two levels)
+    upper_path: list | None = None  # the abstract states the upper level planned at the first decision
+    reset_info: dict = field(default_factory=dict)  # the reset's numeric info (a maze's goal)
+    positions: list = field(default_factory=list)  # the agent's xy each step where the env tells it (mazes)
 
 
 def run_episode(env, planner: Planner, *, seed: int, record: bool = False, frame_every: int = 1,
@@ -231,13 +252,23 @@ def run_episode(env, planner: Planner, *, seed: int, record: bool = False, frame
     ep = Episode(seed)
     obs, info = env.reset(seed=seed, options=options)
     state = PlanState(given=planner.binding.reset_values(info, planner.ebm) if planner is not None else None)
+    ep.reset_info = {k: np.asarray(v) for k, v in info.items() if isinstance(v, (int, float, np.ndarray))}
+    where = getattr(env.unwrapped, "get_xy", None)  # a maze's position, whatever the observation (pixels)
+    if where is not None and hasattr(env.unwrapped, "cur_goal_xy"):
+        ep.reset_info["goal_xy"] = np.asarray(env.unwrapped.cur_goal_xy, np.float64)
     while True:
         ep.observations.append(np.asarray(obs))
+        if where is not None:
+            ep.positions.append(np.asarray(where(), np.float64))
         if record and ep.length % frame_every == 0:
             ep.frames.append(env.render())
         if policy is None:
             action, state, d = plan_step(planner, obs, state)
             ep.seconds.append(d.seconds)
+            if d.subgoal is not None:
+                ep.subgoals.append(d.subgoal)
+            if ep.upper_path is None and d.upper_path is not None:
+                ep.upper_path = list(d.upper_path)
         else:
             t0 = time.perf_counter()
             action = policy(obs)
@@ -390,14 +421,35 @@ def run(env_id: str, planner: Planner | None = None, *, episodes: int = 1, seed:
 def make_planner(ebm, env_id: str, *, method: str = "auto", settings: dict | None = None, seed: int = 0,
                  obs: str | None = None, action: str | None = None, given: dict | None = None,
                  carry: dict | None = None, warm_policy=None, warm_state: str = "s",
-                 from_info: dict | None = None) -> Planner:
-    """Bind ``ebm`` to ``env_id``'s spaces (checked) and build a :class:`Planner`."""
+                 from_info: dict | None = None, upper=None, upper_settings: dict | None = None) -> Planner:
+    """Bind ``ebm`` to ``env_id``'s spaces (checked) and build a :class:`Planner`.
+
+    With ``upper``, the sub-goal's variable (``upper_settings["subgoal"]``) is set by the upper level
+    each decision; it needs no value here.
+    """
+    us = dict(upper_settings or {})
+    sub = us.get("subgoal") or us.get("goal", "goal")
+    given = dict(given or {})
+    if upper is not None and ebm.graph.var(sub) is not None and sub not in given and sub not in (from_info or {}):
+        given[sub] = np.zeros(tuple(ebm.var_shape(sub)), np.float32)  # a placeholder the upper level overwrites
     env = make_env(env_id)
     try:
         b = bind(ebm, env, obs=obs, action=action, given=given, carry=carry, from_info=from_info)
     finally:
         env.close()
-    return Planner(ebm, b, method, dict(settings or {}), seed, warm_policy=warm_policy, warm_state=warm_state)
+    if upper is not None:
+        goal = us.get("goal", "goal")
+        funcs = {f.target.name for f in ebm.graph.functions}
+        if ebm.graph.var(goal) is None and goal not in funcs:
+            raise SpecError(f"two-level planning: {ebm.graph.name} has no variable or function {goal} (goal=...)")
+        if ebm.graph.var(goal) is not None and goal not in b.from_info and goal not in b.given:
+            raise SpecError(f"two-level planning toward {goal}, which neither the reset's info (--from-info) nor "
+                            f"--given sets")
+        if ebm.graph.var(sub) is None or ebm.graph.var(sub).role != "observed":
+            raise SpecError(f"two-level planning: {ebm.graph.name} has no observed variable {sub} to receive the "
+                            f"sub-goal (subgoal=...)")
+    return Planner(ebm, b, method, dict(settings or {}), seed, warm_policy=warm_policy, warm_state=warm_state,
+                   upper=upper, upper_settings=us)
 
 
 __all__ = ["Mode1", "Planner", "PlanState", "Decision", "Episode", "Results", "PlanError", "plan_step", "run_episode", "run",

@@ -79,3 +79,66 @@ def _save(fig, path) -> Path:
     plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
     return Path(path)
+
+
+def is_maze_episode(env_id: str) -> bool:
+    from .maze import is_maze
+
+    return is_maze(env_id)
+
+
+def maze_paths(env_id: str, results, path, *, upper=None, episodes: int = 5, title: str | None = None) -> Path:
+    """The maze (walls from the env), the level-2 graph when given (its abstract states and moves),
+    and for the first ``episodes`` episodes: the executed path, the sub-goals, the upper level's
+    planned path at the first decision (dashed), start and goal."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    from .maze import make_maze
+
+    env = make_maze(env_id)
+    try:
+        u = env.unwrapped
+        grid, unit = np.asarray(u.maze_map), float(u._maze_unit)
+        centre = u.ij_to_xy
+    finally:
+        env.close()
+    fig, ax = plt.subplots(figsize=(0.45 * grid.shape[1] + 1.5, 0.45 * grid.shape[0] + 1), dpi=110)
+    for i, j in zip(*np.nonzero(grid == 1)):
+        x, y = centre((i, j))
+        ax.add_patch(Rectangle((x - unit / 2, y - unit / 2), unit, unit, color="#999999", lw=0))
+    if upper is not None:
+        c = upper.centroids[:, list(upper.dims)]
+        for a, b in upper.edges:
+            ax.plot(*zip(c[a], c[b]), color="#c9d7ea", lw=0.6, zorder=1)
+        ax.scatter(c[:, 0], c[:, 1], s=4, color="#8fa8c8", zorder=2)
+    for k, e in enumerate((results.episodes if results is not None else [])[:episodes]):
+        col = f"C{k}"
+        xy = np.asarray(e.positions if e.positions else [np.asarray(o)[:2] for o in e.observations])[:, :2]
+        ok = "success" if e.success else ("fail" if e.success is not None else "")
+        ax.plot(xy[:, 0], xy[:, 1], color=col, lw=1.4, zorder=4, label=f"seed {e.seed}: {len(xy)} steps {ok}")
+        ax.plot(*xy[0], "o", color=col, ms=6, zorder=5)
+        goal = e.reset_info.get("goal_xy", e.reset_info.get("goal"))
+        if goal is not None and np.asarray(goal).shape == (2,):
+            ax.plot(*np.asarray(goal)[:2], "*", color=col, ms=13, mec="black", mew=0.6, zorder=6)
+        if e.subgoals and upper is not None and np.asarray(e.subgoals).shape[1] == 2:
+            sg = np.unique(np.round(np.asarray(e.subgoals)[:, :2], 3), axis=0)
+            ax.scatter(sg[:, 0], sg[:, 1], marker="x", s=22, color=col, zorder=5, lw=1)
+        if upper is not None and e.upper_path:
+            p = upper.centroids[e.upper_path][:, list(upper.dims)]
+            ax.plot(p[:, 0], p[:, 1], ls="--", color=col, lw=0.9, alpha=0.8, zorder=3)
+    ax.set_aspect("equal")
+    ax.set_xlim(-unit * 1.5, (grid.shape[1] - 1.5) * unit)
+    ax.set_ylim(-unit * 1.5, (grid.shape[0] - 1.5) * unit)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title or env_id, fontsize=9)
+    if results is not None and results.episodes:
+        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.text(0.01, 0.01, "line: executed; x: sub-goals; dashed: upper plan at the first decision; o start, * goal",
+             fontsize=6)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -22,7 +22,9 @@ GOALS = (0.0, math.pi / 2, math.pi, -math.pi / 2)  # θ_g: up, left, down, right
 TOLERANCE = 0.25  # rad
 HOLD = 50  # steps
 GRAVITY = 2.0
-IDS = ("ebmgraph/PendulumGoalCue-v0",)
+IDS = ("ebmgraph/PendulumGoalCue-v0", "ebmgraph/PendulumGainNoise-v0")
+GAIN_NOISE = 0.5  # the std of the torque's hidden gain noise
+START = (0.3, 0.5)  # PendulumGainNoise starts with |θ| <= 0.3 rad, |θ̇| <= 0.5 rad/s: near upright
 
 
 def _angle(x):
@@ -68,6 +70,44 @@ class PendulumGoalCue(gym.Wrapper):
         return self._obs(o, False), reward, term, trunc, info
 
 
+class PendulumGainNoise(gym.Wrapper):
+    """Pendulum-v1 (as installed) whose motor has a hidden gain: the torque applied is
+    ``clip(u · (1 + σ·ε), ±2)`` with ``ε ~ N(0, 1)`` drawn afresh each step (seeded by the reset) and
+    never observed. The task is to hold the pendulum upright from a start near it (:data:`START`).
+    The stochastic variant of §4.8 (Figure 17): a large torque is a risky one.
+
+    ``info["gain"]`` is the step's realized gain (for analysis; the agent does not read it).
+    """
+
+    def __init__(self, env, sigma: float = GAIN_NOISE):
+        super().__init__(env)
+        if not sigma >= 0:
+            raise ValueError(f"sigma must be >= 0, got {sigma}")
+        self.sigma = float(sigma)
+        self.rng = np.random.default_rng(0)
+
+    def reset(self, *, seed=None, options=None):
+        if seed is not None:
+            self.rng = np.random.default_rng([seed, 17])
+        return self.env.reset(seed=seed, options={"x_init": START[0], "y_init": START[1], **(options or {})})
+
+    def step(self, action):
+        u = float(np.asarray(action, dtype=np.float64).reshape(-1)[0])
+        gain = 1.0 + self.sigma * float(self.rng.standard_normal())
+        applied = np.clip(np.array([u * gain], np.float32), -2.0, 2.0)
+        o, r, term, trunc, info = self.env.step(applied)
+        # the reward charges the commanded torque (what the agent chose), as Pendulum-v1 does its own
+        th, thdot = self.env.unwrapped.state
+        uc = float(np.clip(u, -2.0, 2.0))
+        reward = -(_angle(float(th)) ** 2 + 0.1 * float(thdot) ** 2 + 0.001 * uc * uc)
+        return o, reward, term, trunc, {**info, "gain": gain}
+
+
+def make_pendulum_gain_noise(sigma: float = GAIN_NOISE, **kwargs):
+    """The entry point gymnasium calls for ``ebmgraph/PendulumGainNoise-v0``."""
+    return PendulumGainNoise(gym.make("Pendulum-v1", **kwargs), sigma)
+
+
 def make_pendulum_goal_cue(g: float = GRAVITY, **kwargs):
     """The entry point gymnasium calls for ``ebmgraph/PendulumGoalCue-v0``."""
     return PendulumGoalCue(gym.make("Pendulum-v1", g=g, **kwargs))
@@ -77,3 +117,5 @@ def register() -> None:
     """Register ebmgraph's tasks with gymnasium (idempotent)."""
     if IDS[0] not in gym.registry:
         gym.register(id=IDS[0], entry_point="ebmgraph.agent.tasks:make_pendulum_goal_cue")
+    if IDS[1] not in gym.registry:
+        gym.register(id=IDS[1], entry_point="ebmgraph.agent.tasks:make_pendulum_gain_noise", max_episode_steps=200)

@@ -169,7 +169,7 @@ def cmd_plan(args) -> int:
                                                            + (f", horizon {summary['horizon']}" if summary["horizon"]
                                                               else "")))}
     if args.upper:
-        summary["upper"] = {"file": args.upper, **planner.upper.summary(), **{k: v for k, v in upper_settings.items()}}
+        summary["upper"] = {"file": args.upper, **planner.upper.summary(), **upper_settings}
     if res.episodes and report.is_maze_episode(args.env):
         drawn = None if args.env.startswith("visual-") else getattr(planner, "upper", None)  # xy-space graphs only
         files["maze_paths"] = str(report.maze_paths(args.env, res, out / "maze_paths.png", upper=drawn,

@@ -68,10 +68,10 @@ class AbstractGraph:
     def __post_init__(self):
         self._index = {tuple(int(v) for v in c): i for i, c in enumerate(self.codes)}
         self._values: dict[int, np.ndarray] = {}
-        n = len(self.codes)
-        self.succ = [[] for _ in range(n)]
-        for (i, j) in self.edges:
-            self.succ[int(i)].append(int(j))
+        # one adjacency for Pred2 and the ranking: out[i] = [(edge index, j), ...]
+        self._outs = [[] for _ in range(len(self.codes))]
+        for k, (i, j) in enumerate(self.edges):
+            self._outs[int(i)].append((k, int(j)))
         d = self.centroids[self.edges[:, 1]] - self.centroids[self.edges[:, 0]] if len(self.edges) else np.zeros((0, 1))
         self.lengths = np.linalg.norm(d, axis=1)
 
@@ -134,7 +134,7 @@ class AbstractGraph:
         """``Pred2(s2, a2)``: the neighbour in direction ``MOVES[a2]`` when that move was seen, else ``s2``."""
         target = tuple(int(v) for v in self.codes[i][:2] + np.asarray(MOVES[a2])[:len(self.dims)])
         j = self._index.get(target)
-        return j if j is not None and j in self.succ[i] else i
+        return j if j is not None and any(jj == j for _, jj in self._outs[i]) else i
 
     def values(self, goal: int) -> np.ndarray:
         """The upper energy's minimum from every abstract state to ``goal`` (inf where unreachable):
@@ -157,13 +157,9 @@ class AbstractGraph:
         if i == goal:
             return [(i, 0.0)]
         v = self.values(goal)
-        opts = [(j, float(self.lengths[k] + v[j])) for k, j in self._out(i)]
+        opts = [(j, float(self.lengths[k] + v[j])) for k, j in self._outs[i]]
         opts = [o for o in opts if math.isfinite(o[1])]
         return sorted(opts, key=lambda o: o[1]) or [(i, float(v[i]))]
-
-    def _out(self, i):
-        ks = np.nonzero(self.edges[:, 0] == i)[0]
-        return [(int(k), int(self.edges[k, 1])) for k in ks]
 
     def path(self, i: int, goal: int, limit: int = 10_000) -> list[int]:
         """The minimizing sequence of abstract states from ``i`` to ``goal`` (``[i]`` when unreachable)."""

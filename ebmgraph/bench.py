@@ -9,6 +9,8 @@
 * ``ebmgraph bench mpc``: Mode-2 control of Pendulum-v1 with its true dynamics — ebmgraph's
   receding-horizon MPPI against pytorch-mppi 0.9.1 (a benchmark-only extra) on the same seeds,
   the same torch dynamics and cost, the same K and horizon, episodes alternating between the two.
+* ``ebmgraph bench planners``: batched MCTS against its loop reference and mctx on the same MLP
+  world model, CEM/MPPI against plain loops and pytorch-mppi (``bench_planners.py``).
 """
 from __future__ import annotations
 
@@ -207,7 +209,7 @@ def _cmd_mpc(args) -> int:
 
 
 def register_cli(sub) -> None:
-    p = sub.add_parser("bench", help="benchmarks: compiler, scaling, rollout kernels")
+    p = sub.add_parser("bench", help="benchmarks: compiler, scaling, mpc, rollout kernels, planners")
     bsub = p.add_subparsers(dest="bench", metavar="WHAT")
     c = bsub.add_parser("compiler", help="lowered module vs reference interpreter vs hand-written torch")
     c.add_argument("--batch", type=int, default=256)
@@ -232,4 +234,7 @@ def register_cli(sub) -> None:
 
     add_arguments(r)
     r.set_defaults(fn=_cmd_rollout)
+    from .bench_planners import register as register_planners
+
+    register_planners(bsub)
     p.set_defaults(fn=lambda a: (p.print_help(), 0)[1])

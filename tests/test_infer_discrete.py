@@ -6,6 +6,7 @@ import torch
 import ebmgraph
 from ebmgraph.errors import SpecError
 from ebmgraph.infer import MCTS, free_energy, minimize
+from ebmgraph.infer.mcts_loop import LoopMCTS
 
 CHAIN = """
 name: chain
@@ -223,16 +224,17 @@ def test_mcts_chance_nodes_expected_energy():
     assert float(exp[k]) <= float(exp.min()) + 0.1 * float(exp.max() - exp.min())
 
 
-def test_mcts_tree_reuse():
+@pytest.mark.parametrize("impl", [MCTS, LoopMCTS])
+def test_mcts_tree_reuse(impl):
     ebm = chain(3, 2, 0, role="action")
     obs = ebm.random_inputs(2, seed=0, only=["x"])
     ex = minimize(ebm, obs, over=["z"], method="exhaustive")
-    m = MCTS(ebm, obs, ["z"], seed=0)
+    m = impl(ebm, obs, ["z"], seed=0)
     r = m.search(40)
     assert torch.equal(r.values["z"], ex.values["z"])
     first = ex.values["z"][:, 0]
     m.advance(first)
-    kept = m.tree.visits[np.arange(2), m.tree.root].copy()
+    kept = torch.as_tensor(m.tree.visits)[torch.arange(2), torch.as_tensor(m.tree.root)].clone()
     assert (kept > 0).all()  # the subtree's statistics survive
     r2 = m.search(10)
     assert torch.equal(r2.values["z"][:, 0], first)

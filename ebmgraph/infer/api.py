@@ -149,7 +149,7 @@ def minimize(ebm, observed: dict | None = None, over=None, method: str = "auto",
         return _fused(ebm, observed, over, method, seed, generator, settings)
     if method == "mcts":
         from .mcts import MCTS, mcts
-        _settings_for(MCTS.__init__, method, {k: v for k, v in settings.items() if k != "simulations"})
+        _settings_for(MCTS.__init__, method, {k: v for k, v in settings.items() if k not in ("simulations", "impl")})
         return mcts(ebm, observed, over, sample=sample, generator=gen, batch=batch, **settings)
     prob = Problem(ebm, observed, over, batch=batch, handled=tuple(maximize) + tuple(sample))
     for w in maximize + sample:

@@ -1,12 +1,15 @@
-"""Monte-Carlo tree search over time-indexed discrete actions (§4.8, §5, Figure 17).
+"""Monte-Carlo tree search over time-indexed discrete actions (§4.8, §5, Figure 17), batched.
 
-The tree is explicit state (:class:`Tree`, arrays over ``[B, nodes]``) and the search is
-plain functions over it — select → expand/evaluate → backward — run for all B problems
-in lock-step, so each simulation evaluates the model once on a ``[B]`` batch.
+The tree is explicit state held as tensors (:class:`Tree`: ``[B, N]`` per-node statistics,
+``[B, N, K]`` children and priors, preallocated) and the search is plain functions over it —
+:func:`select` → :func:`expand` → evaluate → :func:`backward` — each one a few tensor operations
+for all B problems at once (a loop over depth, never over problems), and each simulation calls
+the model once on a ``[B]`` batch: the design of mctx, over a compiled energy.
 
-* Selection: UCT on min-max normalised values, or PUCT when a ``policy`` gives priors.
-* Evaluation of a new node: ``-E`` of the prefix completed by a random rollout (or by
-  the policy's most likely actions), or a ``critic`` estimate when given.
+* Selection: UCT on min-max normalised values (unvisited children first, in index order), or
+  PUCT when a ``policy`` gives priors.
+* Evaluation of a new node: ``-E`` of the prefix completed by a random rollout, or a ``critic``
+  estimate when given.
 * Chance nodes: latents marked ``sampled: true`` are drawn at the end of each simulated
   trajectory from their Gibbs distribution ``P(z) ∝ exp(−R(z))`` (eq. 23), so node values
   estimate the expected energy; the reported energy is then the exact expectation.
@@ -18,13 +21,15 @@ in lock-step, so each simulation evaluates the model once on a ``[B]`` batch.
   gives alone.
 * Tree reuse: :meth:`MCTS.advance` commits ``a[d]`` and re-roots at that child; later
   searches keep its statistics (a shrinking horizon, as in a game tree).
+
+The per-problem Python search this replaced is kept as the reference
+(:class:`~ebmgraph.infer.mcts_loop.LoopMCTS`, ``minimize(method="mcts", impl="loop")``); the
+two make the same choices on the same seed (tests/test_infer_mcts_batched.py).
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
-import numpy as np
 import torch
 
 from .. import ir
@@ -33,84 +38,162 @@ from ..util import as_generator
 from .core import MinimizeResult, Problem, initial_values
 from .gibbs import gibbs_draws, gibbs_energy
 
+F64 = torch.float64
+
 
 @dataclass
 class Tree:
-    """Search state for B problems. Node 0 is the first root; ``-1`` marks no child."""
+    """Search state for B problems, as tensors. Node 0 is the first root; ``-1`` marks no child.
 
-    children: np.ndarray  # [B, N, K] int
-    parent: np.ndarray  # [B, N] int
-    visits: np.ndarray  # [B, N] float
-    value_sum: np.ndarray  # [B, N] float (sum of -E)
-    prior: np.ndarray  # [B, N, K] float
-    prefix: np.ndarray  # [B, N, L] int (decided actions; -1 undecided)
-    depth: np.ndarray  # [B, N] int
-    size: np.ndarray  # [B] int: nodes used
-    root: np.ndarray  # [B] int
+    A node's actions are not stored: the path taken from the root spells them, on top of
+    ``root_prefix`` (the actions committed by :meth:`MCTS.advance`).
+    """
 
-
-def new_tree(B: int, capacity: int, K: int, L: int) -> Tree:
-    return Tree(np.full((B, capacity, K), -1), np.full((B, capacity), -1), np.zeros((B, capacity)),
-                np.zeros((B, capacity)), np.full((B, capacity, K), 1.0 / K), np.full((B, capacity, L), -1),
-                np.zeros((B, capacity), dtype=int), np.ones(B, dtype=int), np.zeros(B, dtype=int))
+    children: torch.Tensor  # [B, N, K] long
+    parent: torch.Tensor  # [B, N] long
+    visits: torch.Tensor  # [B, N] float64
+    value_sum: torch.Tensor  # [B, N] float64 (sum of -E)
+    prior: torch.Tensor  # [B, N, K] float64
+    depth: torch.Tensor  # [B, N] long
+    size: torch.Tensor  # [B] long: nodes used
+    root: torch.Tensor  # [B] long
+    root_prefix: torch.Tensor  # [B, L] long: committed actions (-1 from the root's depth on)
 
 
-def _grow(t: Tree, need: int) -> Tree:
+def new_tree(B: int, capacity: int, K: int, L: int, device=None) -> Tree:
+    def full(shape, v, dtype):
+        return torch.full(shape, v, dtype=dtype, device=device)
+
+    return Tree(full((B, capacity, K), -1, torch.long), full((B, capacity), -1, torch.long),
+                full((B, capacity), 0.0, F64), full((B, capacity), 0.0, F64), full((B, capacity, K), 1.0 / K, F64),
+                full((B, capacity), 0, torch.long), full((B,), 1, torch.long), full((B,), 0, torch.long),
+                full((B, L), -1, torch.long))
+
+
+_FILL = {"children": -1, "parent": -1, "visits": 0.0, "value_sum": 0.0, "prior": None, "depth": 0}
+
+
+def grow(t: Tree, need: int) -> Tree:
+    """The tree with room for ``need`` nodes per problem (capacity at least doubled when it grows)."""
     cap = t.visits.shape[1]
     if need <= cap:
         return t
     extra = max(need - cap, cap)
-
-    def pad(a, fill):
-        shape = list(a.shape)
-        shape[1] = extra
-        return np.concatenate([a, np.full(shape, fill, dtype=a.dtype)], 1)
-
     K = t.children.shape[2]
-    return Tree(pad(t.children, -1), pad(t.parent, -1), pad(t.visits, 0), pad(t.value_sum, 0),
-                pad(t.prior, 1.0 / K), pad(t.prefix, -1), pad(t.depth, 0), t.size, t.root)
+    out = {}
+    for f in fields(Tree):
+        a = getattr(t, f.name)
+        if f.name not in _FILL:
+            out[f.name] = a
+            continue
+        fill = 1.0 / K if f.name == "prior" else _FILL[f.name]
+        pad = torch.full((a.shape[0], extra, *a.shape[2:]), fill, dtype=a.dtype, device=a.device)
+        out[f.name] = torch.cat([a, pad], 1)
+    return Tree(**out)
 
 
-def select(t: Tree, b: int, L: int, c: float, puct: bool, lo: float, hi: float) -> tuple[list[int], int | None]:
-    """Descend from the root of problem ``b``; return the path and the action to expand (None: leaf)."""
-    node = int(t.root[b])
-    path = [node]
-    span = max(hi - lo, 1e-12)
-    while t.depth[b, node] < L:
-        ch = t.children[b, node]
-        n_parent = t.visits[b, node]
-        vis = np.where(ch >= 0, t.visits[b, np.maximum(ch, 0)], 0.0)
-        q = np.where(vis > 0, (t.value_sum[b, np.maximum(ch, 0)] / np.maximum(vis, 1) - lo) / span, 0.0)
+def _rows(t: Tree) -> torch.Tensor:
+    return torch.arange(t.visits.shape[0], device=t.visits.device)
+
+
+def select(t: Tree, L: int, c: float, puct: bool, lo: torch.Tensor, hi: torch.Tensor):
+    """Descend from every root at once: no host synchronisation, a fixed number of tensor operations.
+
+    Returns ``(path, node, action, seq)``: ``path`` the flat ids (``b*N + node``) of the nodes
+    visited, one ``[B]`` tensor per level with a ``[B]`` mask of where it applies; the last node
+    reached; the child to expand there (``-1``: the node is a full sequence); and the actions of the
+    path ``[B, L]`` (``-1`` undecided), including the one to expand.
+    """
+    B, N = t.visits.shape
+    K = t.children.shape[2]
+    base = _rows(t) * N
+    ch_f, vis_f, val_f, pr_f, dep_f = (t.children.view(B * N, K), t.visits.view(-1), t.value_sum.view(-1),
+                                       t.prior.view(B * N, K), t.depth.view(-1))
+    node = t.root
+    seq = t.root_prefix.clone()
+    d0 = dep_f[base + node]
+    cols = torch.arange(L, device=node.device)
+    path = [(base + node, torch.ones_like(node, dtype=torch.bool))]
+    action = torch.full_like(node, -1)
+    active = d0 < L
+    span = (hi - lo).clamp_min(1e-12)[:, None]
+    for d in range(L):
+        here = base + node
+        ch = ch_f[here]  # [B, K]
+        there = ch >= 0
+        idx = base[:, None] + ch.clamp_min(0)
+        vis = torch.where(there, vis_f[idx], 0.0)
+        n_parent = vis_f[here][:, None]
+        q = torch.where(vis > 0, (val_f[idx] / vis.clamp_min(1) - lo[:, None]) / span, 0.0)
         if puct:
-            score = q + c * t.prior[b, node] * math.sqrt(max(n_parent, 1.0)) / (1.0 + vis)
-            score = np.where(ch >= 0, score, c * t.prior[b, node] * math.sqrt(max(n_parent, 1.0)) + 0.5)
-            a = int(np.argmax(score))
+            pr = pr_f[here]
+            root_n = n_parent.clamp_min(1.0).sqrt()
+            score = torch.where(there, q + c * pr * root_n / (1.0 + vis), c * pr * root_n + 0.5)
+            a = score.argmax(1)
         else:
-            if (ch < 0).any():
-                return path, int(np.flatnonzero(ch < 0)[0])
-            a = int(np.argmax(q + c * np.sqrt(math.log(max(n_parent, 1.0)) / vis)))
-        if ch[a] < 0:
-            return path, a
-        node = int(ch[a])
-        path.append(node)
-    return path, None
+            missing = ~there
+            ucb = q + c * (n_parent.clamp_min(1.0).log() / vis).sqrt()
+            a = torch.where(missing.any(1), missing.to(torch.int8).argmax(1), ucb.argmax(1))
+        nxt = ch.gather(1, a[:, None]).squeeze(1)
+        seq = torch.where(active[:, None] & (cols == (d0 + d)[:, None]), a[:, None], seq)
+        action = torch.where(active & (nxt < 0), a, action)
+        down = active & (nxt >= 0)
+        node = torch.where(down, nxt, node)
+        path.append((base + node, down))
+        active = down & (dep_f[base + node] < L)
+    return path, node, action, seq
 
 
-def expand(t: Tree, b: int, node: int, a: int) -> int:
-    new = int(t.size[b])
-    t.size[b] += 1
-    t.children[b, node, a] = new
-    t.parent[b, new] = node
-    t.depth[b, new] = t.depth[b, node] + 1
-    t.prefix[b, new] = t.prefix[b, node]
-    t.prefix[b, new, t.depth[b, node]] = a
-    return new
+def expand(t: Tree, node: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    """Add child ``action`` under ``node`` where ``action >= 0`` (no host synchronisation: every
+    problem writes, the others their old values); return the leaves (the new node, or ``node``)."""
+    B, N = t.visits.shape
+    K = t.children.shape[2]
+    base = _rows(t) * N
+    m = action >= 0
+    new = t.size.clone()
+    ch_f, par_f, dep_f = t.children.view(-1), t.parent.view(-1), t.depth.view(-1)
+    slot = (base + node) * K + action.clamp_min(0)
+    ch_f[slot] = torch.where(m, new, ch_f[slot])
+    at = base + new.clamp_max(N - 1)
+    par_f[at] = torch.where(m, node, par_f[at])
+    dep_f[at] = torch.where(m, dep_f[base + node] + 1, dep_f[at])
+    t.size.add_(m.long())
+    return torch.where(m, new, node)
 
 
-def backward(t: Tree, b: int, path: list[int], value: float) -> None:
-    for n in path:
-        t.visits[b, n] += 1
-        t.value_sum[b, n] += value
+def backward(t: Tree, path: list, value: torch.Tensor) -> None:
+    """Add one visit and ``value [B]`` to every node on each problem's path."""
+    vis_f, val_f = t.visits.view(-1), t.value_sum.view(-1)
+    for flat, on in path:
+        vis_f.index_add_(0, flat, on.to(F64))
+        val_f.index_add_(0, flat, torch.where(on, value, 0.0))
+
+
+def _simulations(ebm, name: str, L: int, c: float, n: int):
+    """``n`` whole UCT simulations as one function of tensors (select, expand, the model on the completed
+    sequences, backward, the value range and the best sequence), for ``torch.compile``. The tree's
+    tensors are updated in place; ``(lo, hi, best, best_seq)`` are returned. ``rolls`` ``[n, 1, L]``
+    are the simulations' random completions."""
+
+    def sims(children, parent, visits, value_sum, prior, depth, size, root, root_prefix, lo, hi, best, best_seq,
+             rolls, obs):
+        t = Tree(children, parent, visits, value_sum, prior, depth, size, root, root_prefix)
+        b = _rows(t)
+        for i in range(n):
+            path, node, action, leaves = select(t, L, c, False, lo, hi)
+            leaf = expand(t, node, action)
+            path.append((b * visits.shape[1] + leaf, action >= 0))
+            seqs = torch.where(leaves < 0, rolls[i], leaves)
+            E = ebm.evaluate({**obs, name: seqs}, validate=False).total.to(F64)
+            backward(t, path, -E)
+            better = E < best
+            lo, hi = torch.minimum(lo, -E), torch.maximum(hi, -E)
+            best, best_seq = torch.where(better, E, best), torch.where(better[:, None], seqs, best_seq)
+        return lo, hi, best, best_seq
+
+    return sims
+
 
 
 class MCTS:
@@ -120,15 +203,17 @@ class MCTS:
         ebm: compiled model; ``over`` must be one time-indexed discrete action/latent.
         observed: ``{name: [B, ...]}`` for the observed variables.
         sample: latents treated as chance nodes (default: those marked ``sampled: true``).
-        policy: optional ``policy(observed, prefix [B, L] (-1 undecided), depth) -> [B, K]`` priors (PUCT).
+        policy: optional ``policy(observed, prefix [B, L] (-1 undecided), depth [B]) -> [B, K]`` priors (PUCT).
         critic: optional ``critic(observed, prefix, depth) -> [B]`` estimate of ``-E`` replacing rollouts.
         c: exploration constant.
         generator: randomness of rollouts and chance draws.
+        compile: run each simulation as one ``torch.compile``d function (UCT without policy, critic or
+            chance nodes); compiled once per model and sizes, kept on the model (issue 14).
     """
 
     def __init__(self, ebm, observed: dict | None, over, *, sample=(), policy=None, critic=None, c: float = 1.4,
                  generator: torch.Generator | None = None, seed: int = 0, batch: int | None = None,
-                 init: dict | None = None):
+                 init: dict | None = None, compile: bool = False):
         over = [over] if isinstance(over, str) else list(over)
         self.prob = Problem(ebm, observed, over, batch=batch, handled=tuple(sample))
         if len(over) != 1 or not self.prob.is_discrete(over[0]) or len(self.prob.shape(over[0])) != 1:
@@ -142,22 +227,41 @@ class MCTS:
                 raise SpecError(f"MCTS chance nodes are single discrete latents; {s} is not one")
         self.gen = generator if generator is not None else as_generator(seed)
         self.policy, self.critic, self.c = policy, critic, c
-        self.tree = new_tree(self.B, 256, self.K, self.L)
-        self.best = np.full(self.B, np.inf)
-        self.best_seq = np.zeros((self.B, self.L), dtype=int)
-        self.lo, self.hi = np.full(self.B, np.inf), np.full(self.B, -np.inf)
         self.simulations_done = 0
+        self._sim = None
+        if compile:
+            if policy is not None or critic is not None or self.sample:
+                raise SpecError("MCTS compile=True compiles plain UCT; a policy, a critic or chance nodes run "
+                                "eagerly: drop compile=True")
+            cache = ebm.__dict__.setdefault("_compiled_mcts", {})
+            key = (self.name, self.L, float(c), tuple(sorted(self.prob.observed)))
+            if key not in cache:
+                cache[key] = torch.compile(_simulations(ebm, self.name, self.L, float(c), 1), dynamic=False)
+            self._sim = cache[key]
+        self._new_state()
         if not self.sample:  # the start (init, else all zeros) is a candidate: the answer is never worse
-            start = initial_values(self.prob, init)[self.name].cpu().numpy()
-            E0 = self._energy(start, {}).cpu().double().numpy()
-            better = E0 < self.best
-            self.best = np.where(better, E0, self.best)
-            self.best_seq = np.where(better[:, None], start, self.best_seq)
+            start = initial_values(self.prob, init)[self.name]
+            self._offer(start, self._energy(start, {}).to(F64))
 
-    def _energy(self, seqs: np.ndarray, draws: dict) -> torch.Tensor:
-        vals = {self.name: torch.as_tensor(seqs, device=self.prob.device)}
+    # ---------------------------------------------------------------- state (overridden by LoopMCTS)
+    def _new_state(self):
+        dev = self.prob.device
+        self.tree = new_tree(self.B, 256, self.K, self.L, dev)
+        self.best = torch.full((self.B,), float("inf"), dtype=F64, device=dev)
+        self.best_seq = torch.zeros((self.B, self.L), dtype=torch.long, device=dev)
+        self.lo = torch.full((self.B,), float("inf"), dtype=F64, device=dev)
+        self.hi = torch.full((self.B,), -float("inf"), dtype=F64, device=dev)
+
+    def _offer(self, seqs, E, mask=None):
+        """Keep ``seqs [B, L]`` as the best where their energy ``E [B]`` is lower (and ``mask``)."""
+        better = E < self.best if mask is None else (E < self.best) & mask
+        self.best = torch.where(better, E, self.best)
+        self.best_seq = torch.where(better[:, None], seqs, self.best_seq)
+
+    # ---------------------------------------------------------------- the model
+    def _energy(self, seqs, draws: dict) -> torch.Tensor:
         inputs = dict(self.prob.observed)
-        inputs.update(vals)
+        inputs[self.name] = torch.as_tensor(seqs, device=self.prob.device)
         inputs.update(draws)
         with torch.no_grad():
             return self.prob.ebm.evaluate(inputs, validate=False).total
@@ -171,71 +275,89 @@ class MCTS:
             out[s] = d.expand(self.B, *d.shape[1:])
         return out
 
+    def _leaf_energy(self, leaves: torch.Tensor, depth) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(E [B] float64, completed sequences [B, L], undecided [B, L])`` of one simulation's leaves.
+
+        One random completion per simulation, shared by all problems (batched equals alone); the
+        critic's estimate replaces it where the leaf is not a full sequence.
+        """
+        undecided = leaves < 0
+        roll = torch.randint(0, self.K, (1, self.L), generator=self.gen).to(leaves.device)
+        seqs = torch.where(undecided, roll, leaves)
+        if self.critic is not None and bool(undecided.any()):
+            with torch.no_grad():
+                v = self.critic(self.prob.observed, leaves, depth)
+            E = -torch.as_tensor(v, device=leaves.device).to(F64)
+            full = ~undecided.any(1)
+            if bool(full.any()):
+                E = torch.where(full, self._energy(seqs, self._draw()).to(F64), E)
+        else:
+            E = self._energy(seqs, self._draw()).to(F64)
+        return E, seqs, undecided
+
+    # ---------------------------------------------------------------- search
     def search(self, simulations: int = 200) -> MinimizeResult:
         """Run ``simulations`` more simulations and return the current answer."""
-        t, B, L, K = self.tree, self.B, self.L, self.K
-        self.tree = t = _grow(t, int(t.size.max()) + simulations + 1)
+        self.tree = t = grow(self.tree, int(self.tree.size.max()) + simulations + 1)
+        b = _rows(t)
+        N = t.visits.shape[1]
+        if self._sim is not None:
+            obs = dict(self.prob.observed)
+            with torch.no_grad():
+                for _ in range(simulations):  # the draws of the eager search, in its order
+                    rolls = torch.randint(0, self.K, (1, 1, self.L), generator=self.gen).to(t.root.device)
+                    self.lo, self.hi, self.best, self.best_seq = self._sim(
+                        t.children, t.parent, t.visits, t.value_sum, t.prior, t.depth, t.size, t.root, t.root_prefix,
+                        self.lo, self.hi, self.best, self.best_seq, rolls, obs)
+            self.simulations_done += simulations
+            return self.answer()
         for _ in range(simulations):
-            leaves, paths = np.zeros((B, L), dtype=int), []
-            for b in range(B):
-                path, a = select(t, b, L, self.c, self.policy is not None, self.lo[b], self.hi[b])
-                if a is not None:
-                    path.append(expand(t, b, path[-1], a))
-                paths.append(path)
-                leaves[b] = t.prefix[b, path[-1]]
-            depth = np.array([t.depth[b, p[-1]] for b, p in enumerate(paths)])
-            undecided = leaves < 0
+            path, node, action, leaves = select(t, self.L, self.c, self.policy is not None, self.lo, self.hi)
+            leaf = expand(t, node, action)
+            path.append((b * N + leaf, action >= 0))
+            depth = t.depth[b, leaf]
             if self.policy is not None:
                 with torch.no_grad():
-                    pr = self.policy(self.prob.observed, torch.as_tensor(leaves), depth).detach().cpu().numpy()
-                for b, p in enumerate(paths):
-                    t.prior[b, p[-1]] = pr[b] / pr[b].sum()
-            # one random completion per simulation, shared by all problems (batched equals alone)
-            roll = np.broadcast_to(torch.randint(0, K, (1, L), generator=self.gen).numpy(), (B, L))
-            seqs = np.where(undecided, roll, leaves)
-            if self.critic is not None and undecided.any():
-                with torch.no_grad():
-                    v = self.critic(self.prob.observed, torch.as_tensor(leaves), depth).detach().cpu().numpy()
-                E = -v
-                full = ~undecided.any(1)
-                if full.any():
-                    E = np.where(full, self._energy(seqs, self._draw()).cpu().double().numpy(), E)
-            else:
-                E = self._energy(seqs, self._draw()).cpu().double().numpy()
-            for b, path in enumerate(paths):
-                backward(t, b, path, -E[b])
-                self.lo[b], self.hi[b] = min(self.lo[b], -E[b]), max(self.hi[b], -E[b])
-                if not self.sample and E[b] < self.best[b] and (self.critic is None or not undecided[b].any()):
-                    self.best[b], self.best_seq[b] = E[b], seqs[b]
+                    pr = torch.as_tensor(self.policy(self.prob.observed, leaves, depth)).to(F64)
+                t.prior[b, leaf] = pr / pr.sum(1, keepdim=True)
+            E, seqs, undecided = self._leaf_energy(leaves, depth)
+            backward(t, path, -E)
+            self.lo, self.hi = torch.minimum(self.lo, -E), torch.maximum(self.hi, -E)
+            if not self.sample:
+                self._offer(seqs, E, None if self.critic is None else ~undecided.any(1))
         self.simulations_done += simulations
         return self.answer()
 
-    def _greedy(self) -> np.ndarray:
-        t, out = self.tree, np.zeros((self.B, self.L), dtype=int)
-        for b in range(self.B):
-            node = int(t.root[b])
-            seq = t.prefix[b, node].copy()
-            while t.depth[b, node] < self.L:
-                ch = t.children[b, node]
-                vis = np.where(ch >= 0, t.visits[b, np.maximum(ch, 0)], -1)
-                if vis.max() <= 0:
-                    break
-                node = int(ch[int(np.argmax(vis))])
-                seq = t.prefix[b, node].copy()
-            out[b] = np.where(seq < 0, 0, seq)
-        return out
+    def _greedy(self) -> torch.Tensor:
+        """The most visited path from each root, completed with zeros ``[B, L]``."""
+        t = self.tree
+        b = _rows(t)
+        node, seq = t.root.clone(), t.root_prefix.clone()
+        cols = torch.arange(self.L, device=node.device)
+        for _ in range(self.L):
+            ch = t.children[b, node]
+            vis = torch.where(ch >= 0, t.visits[b[:, None], ch.clamp_min(0)], -1.0)
+            d = t.depth[b, node]
+            go = (vis.max(1).values > 0) & (d < self.L)
+            a = vis.argmax(1)
+            seq = torch.where(go[:, None] & (cols == d[:, None]), a[:, None], seq)
+            node = torch.where(go, ch.gather(1, a[:, None]).squeeze(1), node)
+        return torch.where(seq < 0, 0, seq)
+
+    def _root_visits(self) -> torch.Tensor:
+        t = self.tree
+        b = _rows(t)
+        ch = t.children[b, t.root]
+        return torch.where(ch >= 0, t.visits[b[:, None], ch.clamp_min(0)], 0.0)
 
     def answer(self) -> MinimizeResult:
         """Best sequence so far ``{name: [B, L]}``, its energy (expected energy with chance nodes)."""
-        seqs = self._greedy()
+        seqs = torch.as_tensor(self._greedy(), device=self.prob.device)
         if not self.sample:
-            have = np.isfinite(self.best)
-            seqs = np.where(have[:, None], self.best_seq, seqs)
-        t = self.tree
-        root_vis = np.stack([np.where(t.children[b, t.root[b]] >= 0,
-                                      t.visits[b, np.maximum(t.children[b, t.root[b]], 0)], 0)
-                             for b in range(self.B)])
-        vals = {self.name: torch.as_tensor(seqs, device=self.prob.device)}
+            have = torch.isfinite(torch.as_tensor(self.best, device=self.prob.device))
+            seqs = torch.where(have[:, None], torch.as_tensor(self.best_seq, device=self.prob.device), seqs)
+        root_vis = self._root_visits()
+        vals = {self.name: seqs}
         if self.sample:
             total, terms = self._expected(vals)
         else:
@@ -243,7 +365,7 @@ class MCTS:
                 out = self.prob.evaluate(vals)
             total, terms = out.total, dict(out.terms)
         info = {"simulations": self.simulations_done, "root_visits": root_vis,
-                "action": torch.as_tensor(root_vis.argmax(1))}
+                "action": torch.as_tensor(root_vis).argmax(1)}
         return MinimizeResult(vals, total.detach(), {k: v.detach() for k, v in terms.items()},
                               total.detach().unsqueeze(0), "mcts", info)
 
@@ -251,7 +373,7 @@ class MCTS:
         """Exact ``Σ_w P(w) E(a, w)`` over the chance latents (one at a time enumerated)."""
         s = self.sample[0]
         K = self.prob.ebm.graph.var(s).domain.K
-        p = self._exact_p(s, K)
+        p = torch.softmax(-gibbs_energy(self.prob.ebm, s, self.prob.dtype, self.prob.device), 0)
         totals, terms = 0.0, {}
         for w in range(K):
             draws = {x: torch.full((self.B,), w if x == s else 0, dtype=torch.long) for x in self.sample}
@@ -263,31 +385,39 @@ class MCTS:
                 terms[k] = terms.get(k, 0.0) + p[w] * v
         return totals, terms
 
-    def _exact_p(self, s, K):
-        return torch.softmax(-gibbs_energy(self.prob.ebm, s, self.prob.dtype, self.prob.device), 0)
-
     def advance(self, action) -> None:
         """Commit the next action per problem (``[B]`` ints) and re-root there, keeping the subtree."""
-        action = np.asarray(torch.as_tensor(action).cpu()).reshape(self.B)
         t = self.tree
-        for b in range(self.B):
-            r = int(t.root[b])
-            if t.depth[b, r] >= self.L:
-                raise SpecError("every action is already committed")
-            ch = t.children[b, r, action[b]]
-            if ch < 0:
-                ch = expand(t, b, r, int(action[b]))
-            t.root[b] = ch
-            if not self.sample and self.best_seq[b, t.depth[b, r]] != action[b]:
-                self.best[b] = np.inf  # the best sequence is no longer reachable
-        self.lo[:], self.hi[:] = np.inf, -np.inf
-        for b in range(self.B):  # rebuild the value range from the kept subtree
-            r = int(t.root[b])
-            if t.visits[b, r] > 0:
-                q = t.value_sum[b, r] / t.visits[b, r]
-                self.lo[b], self.hi[b] = q, q
+        b = _rows(t)
+        action = torch.as_tensor(action, device=t.root.device).reshape(self.B).long()
+        r = t.root
+        dr = t.depth[b, r]
+        if bool((dr >= self.L).any()):
+            raise SpecError("every action is already committed")
+        self.tree = t = grow(t, int(t.size.max()) + 1)
+        ch = t.children[b, r, action]
+        leaf = expand(t, r, torch.where(ch < 0, action, -1))
+        t.root = torch.where(ch < 0, leaf, ch)
+        t.root_prefix[b, dr] = action
+        if not self.sample:  # the best sequence is no longer reachable where it took another action
+            gone = self.best_seq[b, dr] != action
+            self.best = torch.where(gone, float("inf"), self.best)
+        q = t.value_sum[b, t.root] / t.visits[b, t.root].clamp_min(1)
+        kept = t.visits[b, t.root] > 0  # rebuild the value range from the kept subtree
+        self.lo = torch.where(kept, q, float("inf"))
+        self.hi = torch.where(kept, q, -float("inf"))
 
 
-def mcts(ebm, observed, over, *, simulations: int = 200, sample=(), generator=None, batch=None, **kw) -> MinimizeResult:
-    """One search from scratch (the functional form behind ``minimize(method="mcts")``)."""
-    return MCTS(ebm, observed, over, sample=sample, generator=generator, batch=batch, **kw).search(simulations)
+def mcts(ebm, observed, over, *, simulations: int = 200, sample=(), generator=None, batch=None, impl: str = "tensor",
+         **kw) -> MinimizeResult:
+    """One search from scratch (the functional form behind ``minimize(method="mcts")``).
+
+    ``impl="tensor"`` (default) is the batched tensor tree; ``"loop"`` the per-problem reference.
+    """
+    if impl == "loop":
+        from .mcts_loop import LoopMCTS as cls
+    elif impl == "tensor":
+        cls = MCTS
+    else:
+        raise SpecError(f"MCTS impl={impl!r}: choose 'tensor' or 'loop'")
+    return cls(ebm, observed, over, sample=sample, generator=generator, batch=batch, **kw).search(simulations)

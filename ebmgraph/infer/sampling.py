@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import SpecError
+from ..conventions import repeat_rows
 from .core import FiniteWatch, MinimizeResult, Problem, initial_values, packer
 
 
@@ -46,16 +47,19 @@ class _Best:
         self.plain = prob.objective_fn is None  # else a wrapped objective (risk, adversary, penalty)
         self.x = self.f = self.terms = None
 
-    def evaluate(self, xs: torch.Tensor) -> torch.Tensor:
-        """Objective ``[B, K]`` of candidates ``xs`` ``[B, K, D]`` (one call of the model), tracked."""
+    def score(self, xs: torch.Tensor):
+        """``(objective [B, K], terms {t: [B, K]})`` of candidates ``xs`` ``[B, K, D]``: one call of the model."""
         B, K, D = xs.shape
         flat = self.unpack(xs.reshape(B * K, D))
         if self.plain:
             out = self.prob.evaluate(flat, K)
-            fs, terms = out.total.view(B, K), {t: v.view(B, K) for t, v in out.terms.items()}
-        else:
-            fs, terms = self.prob.objective(flat, K).view(B, K), {}
-        fk, k = fs.nan_to_num(nan=float("inf")).min(1)  # a NaN candidate is never the best
+            return out.total.view(B, K), {t: v.view(B, K) for t, v in out.terms.items()}
+        return self.prob.objective(flat, K).view(B, K), {}
+
+    def track(self, xs: torch.Tensor, fs: torch.Tensor, terms: dict) -> torch.Tensor:
+        """Keep the lowest of ``fs`` ``[B, K]`` per problem (a NaN candidate is never the best)."""
+        D = xs.shape[-1]
+        fk, k = fs.nan_to_num(nan=float("inf")).min(1)
         xk = xs.gather(1, k[:, None, None].expand(-1, 1, D)).squeeze(1)
         tk = {t: v.gather(1, k[:, None]).squeeze(1) for t, v in terms.items()}
         if self.x is None:
@@ -65,6 +69,10 @@ class _Best:
             self.x, self.f = torch.where(better[:, None], xk, self.x), torch.where(better, fk, self.f)
             self.terms = {t: torch.where(better, v, self.terms[t]) for t, v in tk.items()}
         return fs
+
+    def evaluate(self, xs: torch.Tensor) -> torch.Tensor:
+        """Objective ``[B, K]`` of candidates ``xs`` ``[B, K, D]`` (one call of the model), tracked."""
+        return self.track(xs, *self.score(xs))
 
     def result(self, trace: list, method: str, info: dict):
         values = self.unpack(self.x)
@@ -117,9 +125,68 @@ def colour_filter(L: int, beta: float, dtype) -> torch.Tensor:
     return amp / torch.fft.irfft(amp, n=L).pow(2).sum().sqrt()
 
 
+def _energy_fn(prob: Problem, unpack):
+    """``f(xs [B, K, D], obs) -> (objective [B, K], terms)`` with the observed values repeated once per
+    plan (``obs``, from :func:`_repeated`), not once per iteration."""
+    ebm, plain = prob.ebm, prob.objective_fn is None
+
+    def f(xs, obs):
+        B, K, D = xs.shape
+        flat = unpack(xs.reshape(B * K, D))
+        if not plain:
+            return prob.objective(flat, K).view(B, K), {}
+        out = ebm.evaluate({**obs, **flat}, validate=False)
+        return out.total.view(B, K), {t: v.view(B, K) for t, v in out.terms.items()}
+
+    return f
+
+
+def _repeated(prob: Problem, K: int) -> dict:
+    return {n: repeat_rows(v, K) for n, v in prob.observed.items()}
+
+
+def _step(prob: Problem, key: tuple, make, compile: bool):
+    """The planning iteration ``make()`` builds, or (``compile=True``) its ``torch.compile`` — built once
+    per model, method, sizes and settings and kept on the model, so later plans reuse the compiled code."""
+    if not compile:
+        return make()
+    if prob.objective_fn is not None:
+        raise SpecError("compile=True compiles the plain energy; a wrapped objective (risk, adversary, "
+                        "penalty) runs eagerly: drop compile=True")
+    cache = prob.ebm.__dict__.setdefault("_compiled_plan_steps", {})
+    full = (key, tuple(prob.over), tuple(sorted(prob.observed)), prob.B, str(prob.dtype), str(prob.device))
+    if full not in cache:
+        cache[full] = torch.compile(make(), dynamic=False)
+    return cache[full]
+
+
+def _cem_step(f, project, n_elite: int, momentum: float, min_sigma: float):
+    def step(mu, sig, eps, obs):
+        xs = project(mu[:, None] + sig[:, None] * eps[None])  # [B, K, D]
+        fs, terms = f(xs, obs)
+        idx = fs.topk(n_elite, dim=1, largest=False).indices  # [B, n_elite]
+        el = xs.gather(1, idx[..., None].expand(-1, -1, xs.shape[-1]))
+        mu = momentum * mu + (1 - momentum) * el.mean(1)
+        sd = el.std(1, unbiased=False) if n_elite > 1 else torch.zeros_like(sig)
+        sig = (momentum * sig + (1 - momentum) * sd).clamp_min(min_sigma)
+        return xs, fs, terms, mu, sig
+
+    return step
+
+
+def _mppi_step(f, project, temperature: float):
+    def step(mu, sig, eps, obs):
+        xs = project(mu[:, None] + sig[:, None] * eps[None])
+        fs, terms = f(xs, obs)
+        w = torch.softmax(-(fs - fs.amin(1, keepdim=True)) / temperature, dim=1)
+        return xs, fs, terms, (w[..., None] * xs).sum(1)
+
+    return step
+
+
 def cem(prob: Problem, *, samples: int = 256, iters: int = 30, elite_frac: float = 0.1, momentum: float = 0.1,
         sigma: float | None = None, min_sigma: float = 1e-6, init: dict | None = None, final_mean: bool = True,
-        noise_beta: float = 0.0, generator: torch.Generator | None = None):
+        noise_beta: float = 0.0, compile: bool = False, generator: torch.Generator | None = None):
     """Cross-entropy method: sample around a Gaussian, refit it to the elite fraction.
 
     Each iteration evaluates the model once, on ``K`` candidates per problem; the first
@@ -138,6 +205,8 @@ def cem(prob: Problem, *, samples: int = 256, iters: int = 30, elite_frac: float
             per-decision budget).
         noise_beta: colour of the sampling noise along the time axis of action arrays (0: white;
             1-3: smoother, iCEM).
+        compile: run each iteration (candidates from the draws, the model, the refit) through ``torch.compile``; compiled
+            once per model, sizes and settings and reused by later plans (issue 14; BENCHMARKS.md).
 
     Returns:
         MinimizeResult; ``trace`` ``[iters+1, B]`` best energy so far (row 0: the start);
@@ -149,19 +218,17 @@ def cem(prob: Problem, *, samples: int = 256, iters: int = 30, elite_frac: float
     watch = FiniteWatch(B, D, mu)
     best = _Best(prob, unpack)
     colour = _colour(prob, noise_beta, mu.dtype)
+    step = _step(prob, ("cem", K, D, n_elite, momentum, min_sigma),
+                 lambda: _cem_step(_energy_fn(prob, unpack), project, n_elite, momentum, min_sigma), compile)
+    obs = _repeated(prob, K)
     with torch.no_grad():
         trace = []
         for i in range(iters):
-            xs = project(mu[:, None] + sig[:, None] * _draws(generator, K, mu, colour)[None])  # [B, K, D]
-            fs = best.evaluate(xs)
+            xs, fs, terms, mu, sig = step(mu, sig, _draws(generator, K, mu, colour), obs)
+            best.track(xs, fs, terms)
             watch.update(xs, fs, i)
             if i == 0:
                 trace.append(fs[:, 0])  # the start
-            idx = fs.topk(n_elite, dim=1, largest=False).indices  # [B, n_elite]
-            el = xs.gather(1, idx[..., None].expand(-1, -1, D))
-            mu = momentum * mu + (1 - momentum) * el.mean(1)
-            sd = el.std(1, unbiased=False) if n_elite > 1 else torch.zeros_like(sig)
-            sig = (momentum * sig + (1 - momentum) * sd).clamp_min(min_sigma)
             trace.append(best.f)
         mu = project(mu)
         if final_mean:
@@ -173,7 +240,7 @@ def cem(prob: Problem, *, samples: int = 256, iters: int = 30, elite_frac: float
 
 def mppi(prob: Problem, *, samples: int = 256, iters: int = 30, temperature: float = 1.0,
          sigma: float | None = None, sigma_decay: float = 1.0, init: dict | None = None, final_mean: bool = True,
-         noise_beta: float = 0.0, generator: torch.Generator | None = None):
+         noise_beta: float = 0.0, compile: bool = False, generator: torch.Generator | None = None):
     """Model-predictive path integral: the mean moves to the softmin-weighted average.
 
     ``w_k ∝ exp(-(E_k - min E) / temperature)``, ``mu <- Σ_k w_k x_k``. Each iteration evaluates
@@ -187,6 +254,7 @@ def mppi(prob: Problem, *, samples: int = 256, iters: int = 30, temperature: flo
         final_mean: also evaluate the last weighted mean (one more, small call of the model);
             ``False`` answers with the best candidate evaluated.
         noise_beta: colour of the sampling noise along the time axis of action arrays (0: white).
+        compile: run each iteration through ``torch.compile`` (as :func:`cem`).
 
     Returns:
         MinimizeResult; ``trace`` ``[iters+1, B]`` best energy so far; ``info["mean"]`` the last
@@ -197,16 +265,17 @@ def mppi(prob: Problem, *, samples: int = 256, iters: int = 30, temperature: flo
     watch = FiniteWatch(B, D, mu)
     best = _Best(prob, unpack)
     colour = _colour(prob, noise_beta, mu.dtype)
+    step = _step(prob, ("mppi", K, D, temperature),
+                 lambda: _mppi_step(_energy_fn(prob, unpack), project, temperature), compile)
+    obs = _repeated(prob, K)
     with torch.no_grad():
         trace = []
         for i in range(iters):
-            xs = project(mu[:, None] + (sig * sigma_decay ** i)[:, None] * _draws(generator, K, mu, colour)[None])
-            fs = best.evaluate(xs)
+            xs, fs, terms, mu = step(mu, sig * sigma_decay ** i, _draws(generator, K, mu, colour), obs)
+            best.track(xs, fs, terms)
             watch.update(xs, fs, i)
             if i == 0:
                 trace.append(fs[:, 0])
-            w = torch.softmax(-(fs - fs.amin(1, keepdim=True)) / temperature, dim=1)
-            mu = (w[..., None] * xs).sum(1)
             trace.append(best.f)
         mu = project(mu)
         if final_mean:

@@ -1,0 +1,403 @@
+"""``ebmgraph bench planners``: planner speed side by side in one run (issue 14; never a test).
+
+* **MCTS** on one discrete planning problem — an MLP world model ``s[t+1] = Pred(s[t], a[t])``
+  (Figure 4 with discrete actions) and a quadratic cost, ``L`` steps of ``K`` actions — searched
+  by ebmgraph's batched tensor-tree MCTS, by its per-problem reference (``impl="loop"``) and by
+  mctx's ``muzero_policy`` on a JAX port of the *same* weights (checked against the torch energy).
+  Both evaluate a node by a random rollout to the horizon through the MLP: ebmgraph scores the whole
+  sequence, mctx steps once into the new node and rolls out the rest, so mctx does no more model
+  work per simulation than ebmgraph. Simulations/s count problem-simulations (B × simulations per
+  second). The chosen action (the most visited root child) is compared between the two and with
+  the exhaustive optimum's first action.
+* **CEM and MPPI** at ``K`` samples, horizon ``T``, on Figure 4's MLP predictor: ebmgraph (eager and
+  ``compile=True``) against a plain PyTorch loop of the same algorithm and against pytorch-mppi
+  0.9.1 driving the same predictor and cost; sample-steps/s = ``K·T·iterations / seconds`` of a
+  whole plan. Candidates run round-robin; the table gives medians and the spread (min–max) over
+  repetitions, for each of ``runs`` independent runs.
+
+mctx/jax and pytorch-mppi are the ``bench`` extra; a missing one leaves its column out.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from .bench import device_name
+
+MCTS_SPEC = """
+name: mcts_bench
+index: {t: 0..T-1}
+sizes: {T: %d}
+variables:
+  x: {observed: [4]}
+  a[t]: {action: discrete, values: %d}
+modules:
+  Pred: fixed(mlp(%d, 64, 4, act=tanh, residual=true))
+  C: fixed(quadratic(4))
+functions:
+  s[0]: identity(x)
+  s[t+1]: Pred(s[t], a[t])
+energy:
+  cost[t]: C(s[t+1])
+"""
+GOAL = (1.0, -1.0, 0.5, 0.0)
+
+
+def _timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t, out
+
+
+def round_robin(fns: dict, reps: int, warmup: int = 1) -> tuple[dict, dict]:
+    """``({name: [seconds per rep]}, {name: last output})`` calling the candidates in turn each round."""
+    outs = {}
+    for _ in range(warmup):
+        for k, fn in fns.items():
+            outs[k] = fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(reps):
+        for k, fn in fns.items():
+            dt, outs[k] = _timed(fn)
+            times[k].append(dt)
+    return times, outs
+
+
+def mcts_problem(L: int = 6, K: int = 4, seed: int = 0):
+    import ebmgraph
+
+    ebm = ebmgraph.compile(MCTS_SPEC % (L, K, 4 + K), seed=seed)
+    with torch.no_grad():
+        ebm.mods["C"].goal.copy_(torch.tensor(GOAL))
+        ebm.mods["Pred"].net[-1].weight.mul_(3.0)  # actions move the state by about the goal's scale
+    return ebm
+
+
+def jax_port(ebm):
+    """The same MLP and cost in JAX (weights copied), and the energy of sequences to check it."""
+    import jax.numpy as jnp
+
+    lin = [m for m in ebm.mods["Pred"].net if isinstance(m, torch.nn.Linear)]
+    P = {"W1": jnp.asarray(lin[0].weight.detach().t().numpy()), "b1": jnp.asarray(lin[0].bias.detach().numpy()),
+         "W2": jnp.asarray(lin[1].weight.detach().t().numpy()), "b2": jnp.asarray(lin[1].bias.detach().numpy()),
+         "goal": jnp.asarray(ebm.mods["C"].goal.detach().numpy()), "Lq": jnp.asarray(ebm.mods["C"].L.detach().numpy())}
+    K = ebm.graph.var("a").domain.K
+
+    def pred(s, a):
+        h = jnp.tanh(jnp.concatenate([s, jnp.eye(K, dtype=s.dtype)[a]], -1) @ P["W1"] + P["b1"])
+        return s + h @ P["W2"] + P["b2"]
+
+    def cost(s):
+        v = (s - P["goal"]) @ P["Lq"]
+        return (v * v).sum(-1)
+
+    def energy(x, seqs):
+        s, tot = x, 0.0
+        for t in range(seqs.shape[1]):
+            s = pred(s, seqs[:, t])
+            tot = tot + cost(s)
+        return tot
+
+    return pred, cost, energy
+
+
+def mctx_search(ebm, sims: int):
+    """A jitted ``(x [B, 4], key) -> visit probabilities [B, K]`` of mctx's muzero_policy on the port."""
+    import jax
+    import jax.numpy as jnp
+    import mctx
+
+    pred, cost, _ = jax_port(ebm)
+    L, K = ebm.var_shape("a")[0], ebm.graph.var("a").domain.K
+
+    def rollout_value(s, depth, key):  # -cost of uniformly random actions from s to the horizon
+        acts = jax.random.randint(key, (L, s.shape[0]), 0, K)
+
+        def body(i, carry):
+            s, tot = carry
+            s2 = pred(s, acts[i])
+            live = depth + i < L
+            return jnp.where(live[:, None], s2, s), tot + jnp.where(live, cost(s2), 0.0)
+
+        _, tot = jax.lax.fori_loop(0, L, body, (s, jnp.zeros(s.shape[0], s.dtype)))
+        return -tot
+
+    def recurrent_fn(params, rng, action, emb):
+        s, d = emb
+        s2, d2 = pred(s, action), d + 1
+        done = d2 >= L
+        value = jnp.where(done, 0.0, rollout_value(s2, d2, rng))
+        out = mctx.RecurrentFnOutput(reward=-cost(s2), discount=jnp.where(done, 0.0, 1.0),
+                                     prior_logits=jnp.zeros((s.shape[0], K)), value=value)
+        return out, (s2, d2)
+
+    def search(x, key):
+        B = x.shape[0]
+        k1, k2 = jax.random.split(key)
+        root = mctx.RootFnOutput(prior_logits=jnp.zeros((B, K)), value=rollout_value(x, jnp.zeros(B, jnp.int32), k1),
+                                 embedding=(x, jnp.zeros(B, jnp.int32)))
+        out = mctx.muzero_policy(None, k2, root, recurrent_fn, num_simulations=sims, max_depth=L,
+                                 dirichlet_fraction=0.0)
+        return out.action_weights
+
+    return jax.jit(search)
+
+
+def bench_mcts(batches=(1, 64, 1024), sims: int = 64, L: int = 6, K: int = 4, reps: int = 3,
+               loop_max: int = 64, check: int = 64, seed: int = 0, compile: bool = True) -> dict:
+    """Simulations/s of ebmgraph's batched MCTS, its loop reference and mctx, and the chosen actions."""
+    from .infer import minimize
+    from .infer.mcts import MCTS
+    from .infer.mcts_loop import LoopMCTS
+
+    ebm = mcts_problem(L, K, seed)
+    rows, port_err, have_mctx, compile_s = [], None, True, {}
+    try:
+        import jax
+        import jax.numpy as jnp
+
+        _, _, jenergy = jax_port(ebm)
+        seqs = torch.randint(0, K, (256, L), generator=torch.Generator().manual_seed(1))
+        xs = torch.randn(256, 4, generator=torch.Generator().manual_seed(2))
+        with torch.no_grad():
+            ref = ebm.energy(x=xs, a=seqs).total.numpy()
+        port_err = float(np.abs(np.asarray(jenergy(jnp.asarray(xs.numpy()), jnp.asarray(seqs.numpy()))) - ref).max())
+    except ImportError as e:
+        have_mctx = f"not installed ({e.name}); pip install 'ebmgraph[bench]'"
+    for B in batches:
+        x = torch.randn(B, 4, generator=torch.Generator().manual_seed(100 + B))
+        fns = {"ebmgraph MCTS (tensor tree)": lambda: MCTS(ebm, {"x": x}, ["a"], seed=seed).search(sims)}
+        if compile:
+            fns["ebmgraph MCTS compile=True"] = lambda: MCTS(ebm, {"x": x}, ["a"], seed=seed,
+                                                             compile=True).search(sims)
+            t0 = time.perf_counter()
+            fns["ebmgraph MCTS compile=True"]()  # compile outside the timing
+            compile_s[B] = time.perf_counter() - t0
+        if B <= loop_max:
+            fns["ebmgraph MCTS (loop reference)"] = lambda: LoopMCTS(ebm, {"x": x}, ["a"], seed=seed).search(sims)
+        if have_mctx is True:
+            search = mctx_search(ebm, sims)
+            xj = jnp.asarray(x.numpy())
+            keys = iter(range(10_000))
+            search(xj, jax.random.PRNGKey(0)).block_until_ready()  # compile outside the timing
+            fns["mctx muzero_policy (jit)"] = lambda: np.asarray(search(xj, jax.random.PRNGKey(next(keys))))
+        times, outs = round_robin(fns, reps)
+        n = min(B, check)
+        with torch.no_grad():
+            opt = minimize(ebm, {"x": x[:n]}, over=["a"], method="exhaustive").values["a"][:, 0].numpy()
+        acts = {}
+        for k, o in outs.items():
+            acts[k] = o.argmax(1) if isinstance(o, np.ndarray) else o.info["action"].numpy()
+        ours = acts["ebmgraph MCTS (tensor tree)"]
+        for k, ts in times.items():
+            med = statistics.median(ts)
+            rows.append({"B": B, "method": k, "sims_per_s": B * sims / med, "spread": (B * sims / max(ts),
+                                                                                     B * sims / min(ts)),
+                         "agree_with_ebmgraph": float((acts[k] == ours).mean()),
+                         "optimal_first_action": float((acts[k][:n] == opt).mean()), "checked": n})
+    return {"rows": rows, "port_err": port_err, "mctx": have_mctx, "sims": sims, "L": L, "K": K,
+            "compile_s": compile_s}
+
+
+# ----------------------------------------------------------------------------- CEM / MPPI
+def _plain_rollout(ebm, x, T):
+    M = ebm.mods
+    s0 = M.Enc(x)
+
+    def f(a):  # a: [N, T, 1] -> energy [N]
+        s, tot = s0.expand(a.shape[0], -1), 0.0
+        for t in range(T):
+            s = M.Pred(s, a[:, t])
+            tot = tot + M.C(s)
+        return tot
+
+    return f
+
+
+def plain_cem(f, T, K, iters, sigma, elite_frac=0.1, momentum=0.1, lo=-2.0, hi=2.0, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    mu, sig = torch.zeros(T, 1), torch.full((T, 1), sigma)
+    n_el = max(1, int(round(elite_frac * K)))
+    for _ in range(iters):
+        xs = (mu + sig * torch.randn((K, T, 1), generator=gen)).clamp(lo, hi)
+        el = xs[f(xs).topk(n_el, largest=False).indices]
+        mu = momentum * mu + (1 - momentum) * el.mean(0)
+        sig = (momentum * sig + (1 - momentum) * el.std(0, unbiased=False)).clamp_min(1e-6)
+    return mu
+
+
+def plain_mppi(f, T, K, iters, sigma, temperature, lo=-2.0, hi=2.0, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    mu = torch.zeros(T, 1)
+    for _ in range(iters):
+        xs = (mu + sigma * torch.randn((K, T, 1), generator=gen)).clamp(lo, hi)
+        e = f(xs)
+        w = torch.softmax(-(e - e.min()) / temperature, 0)
+        mu = (w[:, None, None] * xs).sum(0)
+    return mu
+
+
+def bench_sampling(K: int = 1024, T: int = 32, iters: int = 5, reps: int = 5, runs: int = 3, sigma: float = 1.0,
+                   temperature: float = 1.0, compile: bool = True, seed: int = 0) -> dict:
+    """sample-steps/s of whole CEM and MPPI plans: ebmgraph vs a plain loop vs pytorch-mppi 0.9.1."""
+    import ebmgraph
+
+    from .demo import specs_dir
+    from .infer import minimize
+
+    ebm = ebmgraph.compile(specs_dir() / "fig04_mode2.yaml", sizes={"T": T}, seed=seed)
+    x = torch.tensor([[0.8, -0.3, 0.5]])
+    f = _plain_rollout(ebm, x, T)
+    M = ebm.mods
+    common = {"samples": K, "iters": iters, "sigma": sigma, "seed": seed}
+    fns = {
+        "ebmgraph CEM": lambda: minimize(ebm, {"x": x}, over=["a"], method="cem", **common).values["a"][0],
+        "plain PyTorch CEM": lambda: plain_cem(f, T, K, iters, sigma, seed=seed),
+        "ebmgraph MPPI": lambda: minimize(ebm, {"x": x}, over=["a"], method="mppi", temperature=temperature,
+                                          **common).values["a"][0],
+        "plain PyTorch MPPI": lambda: plain_mppi(f, T, K, iters, sigma, temperature, seed=seed),
+    }
+    if compile:
+        fns["ebmgraph CEM compile=True"] = lambda: minimize(ebm, {"x": x}, over=["a"], method="cem", compile=True,
+                                                            **common).values["a"][0]
+        fns["ebmgraph MPPI compile=True"] = lambda: minimize(ebm, {"x": x}, over=["a"], method="mppi",
+                                                             temperature=temperature, compile=True,
+                                                             **common).values["a"][0]
+    pm = True
+    try:
+        from pytorch_mppi import MPPI
+
+        s0 = M.Enc(x)[0].detach()
+
+        def theirs():
+            torch.manual_seed(seed)
+            ctrl = MPPI(lambda s, u: M.Pred(s, u), lambda s, u: M.C(s), 3, sigma ** 2 * torch.eye(1), num_samples=K,
+                        horizon=T, lambda_=temperature, u_min=torch.tensor([-2.0]), u_max=torch.tensor([2.0]))
+            for _ in range(iters):
+                ctrl.command(s0, shift_nominal_trajectory=False)
+            return ctrl.U
+
+        fns["pytorch-mppi 0.9.1 MPPI"] = theirs
+    except ImportError as e:
+        pm = f"not installed ({e.name}); pip install 'ebmgraph[bench]'"
+    out = {"runs": [], "K": K, "T": T, "iters": iters, "pytorch_mppi": pm}
+    with torch.no_grad():
+        if compile:  # compile once, outside every timing (later plans reuse the compiled iteration)
+            t0 = time.perf_counter()
+            fns["ebmgraph CEM compile=True"]()
+            fns["ebmgraph MPPI compile=True"]()
+            out["compile_s"] = time.perf_counter() - t0
+        for r in range(runs):
+            times, plans = round_robin(fns, reps)
+            rows = {}
+            for k, ts in times.items():
+                a = plans[k].reshape(1, T, 1)
+                rows[k] = {"steps_per_s": K * T * iters / statistics.median(ts),
+                           "spread": (K * T * iters / max(ts), K * T * iters / min(ts)),
+                           "energy": float(f(a)[0])}
+            out["runs"].append(rows)
+    return out
+
+
+# ----------------------------------------------------------------------------- printing
+def print_mcts(res: dict) -> None:
+    print(f"\nMCTS: L={res['L']} steps x K={res['K']} actions, MLP world model (4 -> 64 -> 4, tanh, residual), "
+          f"{res['sims']} simulations per search")
+    if res["mctx"] is not True:
+        print(f"  mctx column skipped: {res['mctx']}")
+    else:
+        print(f"  JAX port vs torch energy on 256 sequences: max |diff| = {res['port_err']:.2e}")
+    print(f"{'B':>6} {'method':<32}{'sims/s (median)':>16}{'spread (min-max)':>22}{'agree':>8}{'optimal':>9}")
+    for r in res["rows"]:
+        lo, hi = r["spread"]
+        print(f"{r['B']:>6} {r['method']:<32}{r['sims_per_s']:>16,.0f}{f'{lo:,.0f}-{hi:,.0f}':>22}"
+              f"{r['agree_with_ebmgraph']:>8.2f}{r['optimal_first_action']:>9.2f}")
+    if res.get("compile_s"):
+        print("  compile=True: torch.compile of one simulation, once per batch size, outside the timing: "
+              + ", ".join(f"B={B} {v:.1f} s" for B, v in res["compile_s"].items()))
+    by = {}
+    for r in res["rows"]:
+        by.setdefault(r["B"], {})[r["method"]] = r["sims_per_s"]
+    for B, d in by.items():
+        if "mctx muzero_policy (jit)" in d:
+            m = d["mctx muzero_policy (jit)"]
+            print(f"  B={B}: ebmgraph / mctx = {d['ebmgraph MCTS (tensor tree)'] / m:.2f}x eager"
+                  + (f", {d['ebmgraph MCTS compile=True'] / m:.2f}x compile=True" if "ebmgraph MCTS compile=True" in d
+                     else ""))
+    print("  agree: fraction of problems whose chosen action (most visited root child) equals ebmgraph's; "
+          "optimal: equals the exhaustive optimum's first action (first 64 problems)")
+
+
+def print_sampling(res: dict) -> None:
+    print(f"\nCEM / MPPI: K={res['K']} samples, T={res['T']} steps, {res['iters']} iterations per plan, "
+          f"Figure 4's MLP predictor (one problem)")
+    if "compile_s" in res:
+        print(f"  torch.compile of the two planning iterations, once, outside the timing: {res['compile_s']:.1f} s")
+    if res["pytorch_mppi"] is not True:
+        print(f"  pytorch-mppi column skipped: {res['pytorch_mppi']}")
+    for i, rows in enumerate(res["runs"]):
+        print(f"run {i + 1}: {'method':<30}{'M sample-steps/s':>18}{'spread (min-max)':>20}{'plan energy':>13}")
+        for k, r in rows.items():
+            lo, hi = r["spread"]
+            print(f"       {k:<30}{r['steps_per_s'] / 1e6:>18.2f}{f'{lo / 1e6:.2f}-{hi / 1e6:.2f}':>20}"
+                  f"{r['energy']:>13.3f}")
+        print("       " + "; ".join(f"{a} / {b} = {v:.2f}x" for a, b, v in sampling_ratios(rows)))
+
+
+def sampling_ratios(rows: dict) -> list[tuple[str, str, float]]:
+    out = []
+    for alg in ("CEM", "MPPI"):
+        plain = rows.get(f"plain PyTorch {alg}")
+        for ours in (f"ebmgraph {alg}", f"ebmgraph {alg} compile=True"):
+            if ours in rows and plain:
+                out.append((ours, "plain", rows[ours]["steps_per_s"] / plain["steps_per_s"]))
+    pm = rows.get("pytorch-mppi 0.9.1 MPPI")
+    for ours in ("ebmgraph MPPI", "ebmgraph MPPI compile=True"):
+        if ours in rows and pm:
+            out.append((ours, "pytorch-mppi", rows[ours]["steps_per_s"] / pm["steps_per_s"]))
+    return out
+
+
+def single_thread(n: int) -> None:
+    """Both frameworks on ``n`` intra-op threads (XLA reads its flags when jax is first imported:
+    its idle pool otherwise spins beside torch's on a small machine and the columns measure the fight)."""
+    import os
+
+    torch.set_num_threads(n)
+    if "jax" not in __import__("sys").modules:
+        os.environ.setdefault("XLA_FLAGS", f"--xla_cpu_multi_thread_eigen={'true' if n > 1 else 'false'} "
+                                           f"intra_op_parallelism_threads={n}")
+
+
+def run(args) -> int:
+    torch.manual_seed(0)
+    single_thread(args.threads)
+    print(f"machine: {device_name(torch.device('cpu'))}; torch {torch.__version__}; "
+          f"XLA_FLAGS={__import__('os').environ.get('XLA_FLAGS', '')!r}")
+    if args.what in ("all", "mcts"):
+        print_mcts(bench_mcts(tuple(args.batches), sims=args.sims, L=args.horizon_mcts, K=args.actions,
+                              reps=args.reps, compile=not args.no_compile))
+    if args.what in ("all", "sampling"):
+        print_sampling(bench_sampling(K=args.samples, T=args.horizon, iters=args.iters, reps=args.reps,
+                                      runs=args.runs, compile=not args.no_compile))
+    return 0
+
+
+def register(bsub) -> None:
+    p = bsub.add_parser("planners", help="MCTS vs mctx, CEM/MPPI vs plain loops and pytorch-mppi (issue 14)")
+    p.add_argument("what", nargs="?", default="all", choices=["all", "mcts", "sampling"])
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 64, 1024], help="MCTS batch sizes B")
+    p.add_argument("--sims", type=int, default=64, help="MCTS simulations per search")
+    p.add_argument("--horizon-mcts", type=int, default=6, help="MCTS plan length L")
+    p.add_argument("--actions", type=int, default=4, help="MCTS actions K")
+    p.add_argument("--samples", type=int, default=1024, help="CEM/MPPI samples K")
+    p.add_argument("--horizon", type=int, default=32, help="CEM/MPPI horizon T")
+    p.add_argument("--iters", type=int, default=5, help="CEM/MPPI iterations per plan")
+    p.add_argument("--reps", type=int, default=5, help="round-robin repetitions (medians reported)")
+    p.add_argument("--runs", type=int, default=3, help="independent runs of the CEM/MPPI table")
+    p.add_argument("--no-compile", action="store_true", help="leave out the compile=True columns")
+    p.add_argument("--threads", type=int, default=1, help="intra-op threads of torch and of XLA (both)")
+    p.set_defaults(fn=run)

@@ -31,8 +31,10 @@ gallery: $(STAMP) dot
 	$(VENV)/bin/ebmgraph render specs/*.yaml --gallery docs/gallery
 
 bench: $(STAMP)
+	$(PY) -m pip install -q -e ".[bench]"
 	$(VENV)/bin/ebmgraph bench compiler
 	$(VENV)/bin/ebmgraph bench rollout
+	$(VENV)/bin/ebmgraph bench planners
 
 # On a CUDA machine: the GPU-marked kernel tests (compiled, not interpreted) and the rollout benchmark table.
 gpu: $(STAMP)

@@ -25,7 +25,7 @@ import time
 import numpy as np
 import torch
 
-from .bench import device_name
+from .util import cpu_name
 
 MCTS_SPEC = """
 name: mcts_bench
@@ -375,7 +375,7 @@ def single_thread(n: int) -> None:
 def run(args) -> int:
     torch.manual_seed(0)
     single_thread(args.threads)
-    print(f"machine: {device_name(torch.device('cpu'))}; torch {torch.__version__}; "
+    print(f"machine: {cpu_name()} ({torch.get_num_threads()} threads); torch {torch.__version__}; "
           f"XLA_FLAGS={__import__('os').environ.get('XLA_FLAGS', '')!r}")
     if args.what in ("all", "mcts"):
         print_mcts(bench_mcts(tuple(args.batches), sims=args.sims, L=args.horizon_mcts, K=args.actions,

@@ -31,3 +31,20 @@ def test_bench_scaling_runs_and_fits_an_exponent(capsys):
     assert main(["bench", "scaling", "--T", "16", "64", "--reps", "1"]) == 0
     rows = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| 16") or ln.startswith("| 64")]
     assert len(rows) == 2 and float(rows[1].split("|")[4]) == float(rows[1].split("|")[4])  # an exponent (not NaN)
+
+
+def test_bench_planners_runs_small(capsys):
+    """The planner table prints every column it can (mctx and pytorch-mppi only where installed)."""
+    from ebmgraph.cli import main
+
+    assert main(["bench", "planners", "--batches", "1", "3", "--sims", "4", "--horizon-mcts", "3", "--actions", "2",
+                 "--samples", "16", "--horizon", "4", "--iters", "1", "--reps", "1", "--runs", "1",
+                 "--no-compile"]) == 0
+    out = capsys.readouterr().out
+    tensor = [ln for ln in out.splitlines() if "MCTS (tensor tree)" in ln]
+    loop = [ln for ln in out.splitlines() if "MCTS (loop reference)" in ln]
+    assert len(tensor) == 2 and len(loop) == 2
+    # the tensor tree and its reference choose the same actions (agree = 1.00)
+    assert all(float(ln.split()[-2]) == 1.0 for ln in loop)
+    for name in ("ebmgraph CEM", "plain PyTorch CEM", "ebmgraph MPPI", "plain PyTorch MPPI"):
+        assert any(ln.strip().startswith(name + " ") for ln in out.splitlines()), name

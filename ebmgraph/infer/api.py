@@ -148,9 +148,17 @@ def minimize(ebm, observed: dict | None = None, over=None, method: str = "auto",
     if fused:
         return _fused(ebm, observed, over, method, seed, generator, settings)
     if method == "mcts":
-        from .mcts import MCTS, mcts
-        _settings_for(MCTS.__init__, method, {k: v for k, v in settings.items() if k not in ("simulations", "impl")})
-        return mcts(ebm, observed, over, sample=sample, generator=gen, batch=batch, **settings)
+        from .mcts import MCTS
+        from .mcts_loop import LoopMCTS
+
+        settings = dict(settings)
+        impl = settings.pop("impl", "tensor")  # the batched tensor tree, or the per-problem reference
+        if impl not in ("tensor", "loop"):
+            raise SpecError(f"MCTS impl={impl!r}: choose 'tensor' (batched) or 'loop' (per-problem reference)")
+        sims = settings.pop("simulations", 200)
+        _settings_for(MCTS.__init__, method, settings)
+        cls = MCTS if impl == "tensor" else LoopMCTS
+        return cls(ebm, observed, over, sample=sample, generator=gen, batch=batch, **settings).search(sims)
     prob = Problem(ebm, observed, over, batch=batch, handled=tuple(maximize) + tuple(sample))
     for w in maximize + sample:
         if g.var(w) is None:

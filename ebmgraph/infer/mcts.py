@@ -408,16 +408,6 @@ class MCTS:
         self.hi = torch.where(kept, q, -float("inf"))
 
 
-def mcts(ebm, observed, over, *, simulations: int = 200, sample=(), generator=None, batch=None, impl: str = "tensor",
-         **kw) -> MinimizeResult:
-    """One search from scratch (the functional form behind ``minimize(method="mcts")``).
-
-    ``impl="tensor"`` (default) is the batched tensor tree; ``"loop"`` the per-problem reference.
-    """
-    if impl == "loop":
-        from .mcts_loop import LoopMCTS as cls
-    elif impl == "tensor":
-        cls = MCTS
-    else:
-        raise SpecError(f"MCTS impl={impl!r}: choose 'tensor' or 'loop'")
-    return cls(ebm, observed, over, sample=sample, generator=generator, batch=batch, **kw).search(simulations)
+def mcts(ebm, observed, over, *, simulations: int = 200, sample=(), generator=None, batch=None, **kw) -> MinimizeResult:
+    """One search from scratch with the batched tensor tree (``minimize(method="mcts")``)."""
+    return MCTS(ebm, observed, over, sample=sample, generator=generator, batch=batch, **kw).search(simulations)

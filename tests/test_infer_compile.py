@@ -1,0 +1,83 @@
+"""``compile=True`` (issue 14): the torch.compile'd planning iterations compute what the eager ones do.
+
+One UCT simulation of the batched MCTS and one CEM / MPPI iteration can run through
+``torch.compile``; the compiled code is built once per model and sizes and kept on the model.
+These tests compare with the eager path on the same seeds (not timed: speed is in BENCHMARKS.md,
+``ebmgraph bench planners``). Each compiles a small problem once (seconds on a CPU).
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import ebmgraph
+from ebmgraph.infer import MCTS, minimize
+from ebmgraph.infer.core import Problem
+from ebmgraph.infer.sampling import cem
+
+from test_infer_mcts_strength import potts, problems
+
+PLAN = """
+name: plan
+index: {t: 0..T-1}
+sizes: {T: 3}
+variables:
+  x: {observed: [3]}
+  a[t]: {action: [1], bounds: [-2, 2]}
+modules:
+  Enc: mlp(3, 8, 3)
+  Pred: mlp(4, 16, 3, act=tanh, residual=true)
+  C: fixed(quadratic(3))
+functions:
+  s[0]: Enc(x)
+  s[t+1]: Pred(s[t], a[t])
+energy:
+  cost[t]: C(s[t+1])
+"""
+
+
+def test_mcts_compiled_simulation_makes_the_eager_choices():
+    L, K = 4, 3
+    ebm = potts(L, K)
+    x = problems(5, L, K, seed=21)
+    a = MCTS(ebm, {"x": x}, ["z"], c=0.8, seed=6, compile=True)
+    b = MCTS(ebm, {"x": x}, ["z"], c=0.8, seed=6)
+    ra, rb = a.search(40), b.search(40)
+    assert torch.equal(ra.values["z"], rb.values["z"])
+    torch.testing.assert_close(ra.energy, rb.energy)
+    assert torch.equal(ra.info["root_visits"], rb.info["root_visits"])
+    assert torch.equal(a.tree.size, b.tree.size)
+    # a second search on the same model reuses the compiled simulation (one cache entry)
+    c = MCTS(ebm, {"x": x}, ["z"], c=0.8, seed=6, compile=True)
+    assert torch.equal(c.search(40).values["z"], rb.values["z"])
+    assert len(ebm._compiled_mcts) == 1
+
+
+def test_mcts_compile_refuses_what_it_does_not_compile():
+    ebm = potts(4, 3)
+    x = problems(2, 4, 3, seed=0)
+    with pytest.raises(ebmgraph.SpecError, match="compile=True"):
+        MCTS(ebm, {"x": x}, ["z"], compile=True, critic=lambda obs, prefix, depth: torch.zeros(2))
+
+
+@pytest.mark.parametrize("method,kw", [("cem", {"elite_frac": 0.2}), ("mppi", {"temperature": 0.5})])
+def test_sampling_compiled_iteration_matches_eager(method, kw):
+    ebm = ebmgraph.compile(PLAN, seed=3)
+    x = torch.tensor([[0.8, -0.3, 0.5], [0.1, 0.4, -0.9]])
+    common = dict(samples=64, iters=4, sigma=1.0, seed=2, **kw)
+    e = minimize(ebm, {"x": x}, over=["a"], method=method, **common)
+    c = minimize(ebm, {"x": x}, over=["a"], method=method, compile=True, **common)
+    torch.testing.assert_close(c.values["a"], e.values["a"], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(c.energy, e.energy, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(c.trace, e.trace, rtol=1e-4, atol=1e-5)
+    again = minimize(ebm, {"x": x}, over=["a"], method=method, compile=True, **common)
+    assert torch.equal(again.values["a"], c.values["a"])
+    assert len(ebm._compiled_plan_steps) == 1  # built once, reused
+
+
+def test_sampling_compile_refuses_a_wrapped_objective():
+    ebm = ebmgraph.compile(PLAN, seed=3)
+    prob = Problem(ebm, {"x": torch.zeros(1, 3)}, ["a"])
+    prob.objective_fn = lambda values, k: prob.evaluate(values, k).total * 2.0
+    with pytest.raises(ebmgraph.SpecError, match="compile=True"):
+        cem(prob, samples=8, iters=1, compile=True)

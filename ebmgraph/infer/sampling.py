@@ -160,16 +160,18 @@ def _step(prob: Problem, key: tuple, make, compile: bool):
     return cache[full]
 
 
-def _cem_step(f, project, n_elite: int, momentum: float, min_sigma: float):
-    def step(mu, sig, eps, obs):
+def _cem_step(f, project, n_elite: int, momentum: float, min_sigma: float, n_keep: int):
+    def step(mu, sig, eps, obs, kept):
         xs = project(mu[:, None] + sig[:, None] * eps[None])  # [B, K, D]
+        if n_keep:  # the best elites of the last iteration take the place of the last draws (iCEM)
+            xs = torch.cat([xs[:, :xs.shape[1] - n_keep], kept], 1)
         fs, terms = f(xs, obs)
-        idx = fs.topk(n_elite, dim=1, largest=False).indices  # [B, n_elite]
+        idx = fs.topk(n_elite, dim=1, largest=False).indices  # [B, n_elite], best first
         el = xs.gather(1, idx[..., None].expand(-1, -1, xs.shape[-1]))
         mu = momentum * mu + (1 - momentum) * el.mean(1)
         sd = el.std(1, unbiased=False) if n_elite > 1 else torch.zeros_like(sig)
         sig = (momentum * sig + (1 - momentum) * sd).clamp_min(min_sigma)
-        return xs, fs, terms, mu, sig
+        return xs, fs, terms, mu, sig, el[:, :n_keep]
 
     return step
 
@@ -186,7 +188,8 @@ def _mppi_step(f, project, temperature: float):
 
 def cem(prob: Problem, *, samples: int = 256, iters: int = 30, elite_frac: float = 0.1, momentum: float = 0.1,
         sigma: float | None = None, min_sigma: float = 1e-6, init: dict | None = None, final_mean: bool = True,
-        noise_beta: float = 0.0, compile: bool = False, generator: torch.Generator | None = None):
+        noise_beta: float = 0.0, elite_reuse: float = 0.0, compile: bool = False,
+        generator: torch.Generator | None = None):
     """Cross-entropy method: sample around a Gaussian, refit it to the elite fraction.
 
     Each iteration evaluates the model once, on ``K`` candidates per problem; the first
@@ -205,6 +208,8 @@ def cem(prob: Problem, *, samples: int = 256, iters: int = 30, elite_frac: float
             per-decision budget).
         noise_beta: colour of the sampling noise along the time axis of action arrays (0: white;
             1-3: smoother, iCEM).
+        elite_reuse: fraction of the elites carried into the next iteration's candidates, in place of as
+            many fresh draws (iCEM keeps 0.3): the best candidate so far is then always re-scored.
         compile: run each iteration (candidates from the draws, the model, the refit) through ``torch.compile``; compiled
             once per model, sizes and settings and reused by later plans (issue 14; BENCHMARKS.md).
 
@@ -218,13 +223,18 @@ def cem(prob: Problem, *, samples: int = 256, iters: int = 30, elite_frac: float
     watch = FiniteWatch(B, D, mu)
     best = _Best(prob, unpack)
     colour = _colour(prob, noise_beta, mu.dtype)
-    step = _step(prob, ("cem", K, D, n_elite, momentum, min_sigma),
-                 lambda: _cem_step(_energy_fn(prob, unpack), project, n_elite, momentum, min_sigma), compile)
+    n_keep = min(n_elite, int(round(elite_reuse * n_elite)), K - 1)
+    step = _step(prob, ("cem", K, D, n_elite, momentum, min_sigma, n_keep),
+                 lambda: _cem_step(_energy_fn(prob, unpack), project, n_elite, momentum, min_sigma, n_keep), compile)
     obs = _repeated(prob, K)
     with torch.no_grad():
         trace = []
+        kept = None
         for i in range(iters):
-            xs, fs, terms, mu, sig = step(mu, sig, _draws(generator, K, mu, colour), obs)
+            eps = _draws(generator, K, mu, colour)
+            if kept is None:  # first iteration: the fresh draws themselves
+                kept = project(mu[:, None] + sig[:, None] * eps[None, K - n_keep:])
+            xs, fs, terms, mu, sig, kept = step(mu, sig, eps, obs, kept)
             best.track(xs, fs, terms)
             watch.update(xs, fs, i)
             if i == 0:
@@ -235,7 +245,8 @@ def cem(prob: Problem, *, samples: int = 256, iters: int = 30, elite_frac: float
             watch.update(mu[:, None], best.evaluate(mu[:, None]), iters)
             trace[-1] = best.f
     watch.check(prob, unpack, "cem", unpack(best.x))
-    return best.result(trace, "cem", {"samples": K, "iters": iters, "elite": n_elite, "mean": unpack(mu)})
+    return best.result(trace, "cem", {"samples": K, "iters": iters, "elite": n_elite, "elite_reuse": n_keep,
+                                      "mean": unpack(mu)})
 
 
 def mppi(prob: Problem, *, samples: int = 256, iters: int = 30, temperature: float = 1.0,

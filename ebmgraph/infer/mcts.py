@@ -318,7 +318,7 @@ class MCTS:
             depth = t.depth[b, leaf]
             if self.policy is not None:
                 with torch.no_grad():
-                    pr = torch.as_tensor(self.policy(self.prob.observed, leaves, depth)).to(F64)
+                    pr = torch.as_tensor(self.policy(self.prob.observed, leaves, depth)).to(t.prior.device, F64)
                 t.prior[b, leaf] = pr / pr.sum(1, keepdim=True)
             E, seqs, undecided = self._leaf_energy(leaves, depth)
             backward(t, path, -E)

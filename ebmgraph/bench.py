@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from .util import cpu_name
+from .util import cpu_name, round_robin
 
 
 def device_name(device: torch.device) -> str:
@@ -30,19 +30,7 @@ def device_name(device: torch.device) -> str:
 
 def time_round_robin(fns: dict, device, reps: int, warmup: int = 2) -> dict[str, float]:
     """Median seconds per call, calling the candidates in turn each round (fair under load)."""
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    samples: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(reps):
-        for k, fn in fns.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            fn()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            samples[k].append(time.perf_counter() - t0)
+    samples, _ = round_robin(fns, reps, warmup, device)
     return {k: sorted(v)[len(v) // 2] for k, v in samples.items()}
 
 

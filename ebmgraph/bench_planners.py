@@ -25,7 +25,7 @@ import time
 import numpy as np
 import torch
 
-from .util import cpu_name
+from .util import cpu_name, round_robin
 
 MCTS_SPEC = """
 name: mcts_bench
@@ -44,26 +44,6 @@ energy:
   cost[t]: C(s[t+1])
 """
 GOAL = (1.0, -1.0, 0.5, 0.0)
-
-
-def _timed(fn):
-    t = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - t, out
-
-
-def round_robin(fns: dict, reps: int, warmup: int = 1) -> tuple[dict, dict]:
-    """``({name: [seconds per rep]}, {name: last output})`` calling the candidates in turn each round."""
-    outs = {}
-    for _ in range(warmup):
-        for k, fn in fns.items():
-            outs[k] = fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(reps):
-        for k, fn in fns.items():
-            dt, outs[k] = _timed(fn)
-            times[k].append(dt)
-    return times, outs
 
 
 def mcts_problem(L: int = 6, K: int = 4, seed: int = 0):

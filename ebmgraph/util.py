@@ -77,6 +77,29 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
+def round_robin(fns: dict, reps: int, warmup: int = 1, device: torch.device | None = None) -> tuple[dict, dict]:
+    """``({name: [seconds per call]}, {name: last output})``, calling the candidates in turn each round
+    (fair under load); on a CUDA ``device`` each call is timed between synchronisations."""
+    import time
+
+    sync = device is not None and device.type == "cuda"
+    outs = {}
+    for _ in range(warmup):
+        for k, fn in fns.items():
+            outs[k] = fn()
+    samples: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(reps):
+        for k, fn in fns.items():
+            if sync:
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            outs[k] = fn()
+            if sync:
+                torch.cuda.synchronize()
+            samples[k].append(time.perf_counter() - t0)
+    return samples, outs
+
+
 def gc_paused(fn):
     """Run ``fn`` with Python's cyclic garbage collector paused (re-enabled after, if it was on).
 

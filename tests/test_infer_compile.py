@@ -50,7 +50,7 @@ def test_mcts_compiled_simulation_makes_the_eager_choices():
     # a second search on the same model reuses the compiled simulation (one cache entry)
     c = MCTS(ebm, {"x": x}, ["z"], c=0.8, seed=6, compile=True)
     assert torch.equal(c.search(40).values["z"], rb.values["z"])
-    assert len(ebm._compiled_mcts) == 1
+    assert len(ebm._compiled_planners) == 1
 
 
 def test_mcts_compile_refuses_what_it_does_not_compile():
@@ -72,7 +72,7 @@ def test_sampling_compiled_iteration_matches_eager(method, kw):
     torch.testing.assert_close(c.trace, e.trace, rtol=1e-4, atol=1e-5)
     again = minimize(ebm, {"x": x}, over=["a"], method=method, compile=True, **common)
     assert torch.equal(again.values["a"], c.values["a"])
-    assert len(ebm._compiled_plan_steps) == 1  # built once, reused
+    assert len(ebm._compiled_planners) == 1  # built once, reused
 
 
 def test_sampling_compile_refuses_a_wrapped_objective():

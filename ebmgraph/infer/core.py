@@ -242,6 +242,15 @@ class FiniteWatch:
                               terms=terms, iteration=it, values=values)
 
 
+def compiled_once(ebm, key: tuple, make):
+    """``torch.compile(make(), dynamic=False)``, built once per ``key`` and kept on the model, so later
+    plans and searches with the same sizes and settings reuse the compiled code (issue 14)."""
+    cache = ebm.__dict__.setdefault("_compiled_planners", {})
+    if key not in cache:
+        cache[key] = torch.compile(make(), dynamic=False)
+    return cache[key]
+
+
 def packer(prob: Problem, names: list[str]):
     """``(pack, unpack, project)`` between ``{name: [..., *shape]}`` and one flat ``[..., D]`` tensor.
 

@@ -28,6 +28,7 @@ two make the same choices on the same seed (tests/test_infer_mcts_batched.py).
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, fields
 
 import torch
@@ -35,7 +36,7 @@ import torch
 from .. import ir
 from ..errors import SpecError
 from ..util import as_generator
-from .core import MinimizeResult, Problem, initial_values
+from .core import MinimizeResult, Problem, compiled_once, initial_values
 from .gibbs import gibbs_draws, gibbs_energy
 
 F64 = torch.float64
@@ -170,30 +171,26 @@ def backward(t: Tree, path: list, value: torch.Tensor) -> None:
         val_f.index_add_(0, flat, torch.where(on, value, 0.0))
 
 
-def _simulations(ebm, name: str, L: int, c: float, n: int):
-    """``n`` whole UCT simulations as one function of tensors (select, expand, the model on the completed
-    sequences, backward, the value range and the best sequence), for ``torch.compile``. The tree's
-    tensors are updated in place; ``(lo, hi, best, best_seq)`` are returned. ``rolls`` ``[n, 1, L]``
-    are the simulations' random completions."""
+def _simulation(ebm, name: str, L: int, c: float):
+    """One whole UCT simulation as a function of tensors — select, expand, the model on the completed
+    sequences, backward, the value range and the best sequence — run as it is, or ``torch.compile``d.
+    The tree's tensors are updated in place; ``(lo, hi, best, best_seq)`` are returned. ``roll``
+    ``[1, L]`` is the simulation's random completion."""
 
-    def sims(children, parent, visits, value_sum, prior, depth, size, root, root_prefix, lo, hi, best, best_seq,
-             rolls, obs):
+    def sim(children, parent, visits, value_sum, prior, depth, size, root, root_prefix, lo, hi, best, best_seq,
+            roll, obs):
         t = Tree(children, parent, visits, value_sum, prior, depth, size, root, root_prefix)
-        b = _rows(t)
-        for i in range(n):
-            path, node, action, leaves = select(t, L, c, False, lo, hi)
-            leaf = expand(t, node, action)
-            path.append((b * visits.shape[1] + leaf, action >= 0))
-            seqs = torch.where(leaves < 0, rolls[i], leaves)
-            E = ebm.evaluate({**obs, name: seqs}, validate=False).total.to(F64)
-            backward(t, path, -E)
-            better = E < best
-            lo, hi = torch.minimum(lo, -E), torch.maximum(hi, -E)
-            best, best_seq = torch.where(better, E, best), torch.where(better[:, None], seqs, best_seq)
-        return lo, hi, best, best_seq
+        path, node, action, leaves = select(t, L, c, False, lo, hi)
+        leaf = expand(t, node, action)
+        path.append((_rows(t) * visits.shape[1] + leaf, action >= 0))
+        seqs = torch.where(leaves < 0, roll, leaves)
+        E = ebm.evaluate({**obs, name: seqs}, validate=False).total.to(F64)
+        backward(t, path, -E)
+        better = E < best
+        return (torch.minimum(lo, -E), torch.maximum(hi, -E), torch.where(better, E, best),
+                torch.where(better[:, None], seqs, best_seq))
 
-    return sims
-
+    return sim
 
 
 class MCTS:
@@ -228,16 +225,15 @@ class MCTS:
         self.gen = generator if generator is not None else as_generator(seed)
         self.policy, self.critic, self.c = policy, critic, c
         self.simulations_done = 0
-        self._sim = None
-        if compile:
-            if policy is not None or critic is not None or self.sample:
-                raise SpecError("MCTS compile=True compiles plain UCT; a policy, a critic or chance nodes run "
-                                "eagerly: drop compile=True")
-            cache = ebm.__dict__.setdefault("_compiled_mcts", {})
-            key = (self.name, self.L, float(c), tuple(sorted(self.prob.observed)))
-            if key not in cache:
-                cache[key] = torch.compile(_simulations(ebm, self.name, self.L, float(c), 1), dynamic=False)
-            self._sim = cache[key]
+        self._sim = None  # plain UCT runs one simulation function (compiled with compile=True)
+        plain = policy is None and critic is None and not self.sample
+        if compile and not plain:
+            raise SpecError("MCTS compile=True compiles plain UCT; a policy, a critic or chance nodes run "
+                            "eagerly: drop compile=True")
+        if plain:
+            make = functools.partial(_simulation, ebm, self.name, self.L, float(c))
+            self._sim = compiled_once(ebm, ("mcts", self.name, self.L, float(c), tuple(sorted(self.prob.observed))),
+                                      make) if compile else make()
         self._new_state()
         if not self.sample:  # the start (init, else all zeros) is a candidate: the answer is never worse
             start = initial_values(self.prob, init)[self.name]
@@ -304,11 +300,11 @@ class MCTS:
         if self._sim is not None:
             obs = dict(self.prob.observed)
             with torch.no_grad():
-                for _ in range(simulations):  # the draws of the eager search, in its order
-                    rolls = torch.randint(0, self.K, (1, 1, self.L), generator=self.gen).to(t.root.device)
+                for _ in range(simulations):  # one completion per simulation, shared by all problems
+                    roll = torch.randint(0, self.K, (1, self.L), generator=self.gen).to(t.root.device)
                     self.lo, self.hi, self.best, self.best_seq = self._sim(
                         t.children, t.parent, t.visits, t.value_sum, t.prior, t.depth, t.size, t.root, t.root_prefix,
-                        self.lo, self.hi, self.best, self.best_seq, rolls, obs)
+                        self.lo, self.hi, self.best, self.best_seq, roll, obs)
             self.simulations_done += simulations
             return self.answer()
         for _ in range(simulations):
@@ -407,7 +403,3 @@ class MCTS:
         self.lo = torch.where(kept, q, float("inf"))
         self.hi = torch.where(kept, q, -float("inf"))
 
-
-def mcts(ebm, observed, over, *, simulations: int = 200, sample=(), generator=None, batch=None, **kw) -> MinimizeResult:
-    """One search from scratch with the batched tensor tree (``minimize(method="mcts")``)."""
-    return MCTS(ebm, observed, over, sample=sample, generator=generator, batch=batch, **kw).search(simulations)

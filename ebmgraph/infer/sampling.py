@@ -15,7 +15,7 @@ import torch
 
 from ..errors import SpecError
 from ..conventions import repeat_rows
-from .core import FiniteWatch, MinimizeResult, Problem, initial_values, packer
+from .core import FiniteWatch, MinimizeResult, Problem, compiled_once, initial_values, packer
 
 
 def _setup(prob: Problem, init, sigma):
@@ -45,16 +45,8 @@ class _Best:
     def __init__(self, prob: Problem, unpack):
         self.prob, self.unpack = prob, unpack
         self.plain = prob.objective_fn is None  # else a wrapped objective (risk, adversary, penalty)
+        self.score = _energy_fn(prob, unpack)
         self.x = self.f = self.terms = None
-
-    def score(self, xs: torch.Tensor):
-        """``(objective [B, K], terms {t: [B, K]})`` of candidates ``xs`` ``[B, K, D]``: one call of the model."""
-        B, K, D = xs.shape
-        flat = self.unpack(xs.reshape(B * K, D))
-        if self.plain:
-            out = self.prob.evaluate(flat, K)
-            return out.total.view(B, K), {t: v.view(B, K) for t, v in out.terms.items()}
-        return self.prob.objective(flat, K).view(B, K), {}
 
     def track(self, xs: torch.Tensor, fs: torch.Tensor, terms: dict) -> torch.Tensor:
         """Keep the lowest of ``fs`` ``[B, K]`` per problem (a NaN candidate is never the best)."""
@@ -72,7 +64,7 @@ class _Best:
 
     def evaluate(self, xs: torch.Tensor) -> torch.Tensor:
         """Objective ``[B, K]`` of candidates ``xs`` ``[B, K, D]`` (one call of the model), tracked."""
-        return self.track(xs, *self.score(xs))
+        return self.track(xs, *self.score(xs, _repeated(self.prob, xs.shape[1])))
 
     def result(self, trace: list, method: str, info: dict):
         values = self.unpack(self.x)
@@ -153,11 +145,8 @@ def _step(prob: Problem, key: tuple, make, compile: bool):
     if prob.objective_fn is not None:
         raise SpecError("compile=True compiles the plain energy; a wrapped objective (risk, adversary, "
                         "penalty) runs eagerly: drop compile=True")
-    cache = prob.ebm.__dict__.setdefault("_compiled_plan_steps", {})
-    full = (key, tuple(prob.over), tuple(sorted(prob.observed)), prob.B, str(prob.dtype), str(prob.device))
-    if full not in cache:
-        cache[full] = torch.compile(make(), dynamic=False)
-    return cache[full]
+    return compiled_once(prob.ebm, (key, tuple(prob.over), tuple(sorted(prob.observed)), prob.B, str(prob.dtype),
+                                    str(prob.device)), make)
 
 
 def _cem_step(f, project, n_elite: int, momentum: float, min_sigma: float, n_keep: int):

@@ -34,6 +34,7 @@ __all__ = [
     "CartPoleDynamics", "CartPoleCost", "cartpole_terminated",
     "MountainCarDynamics", "MountainCarCost", "mountaincar_terminated",
     "AcrobotDynamics", "AcrobotCost", "acrobot_terminated",
+    "PointPitDynamics", "PointPitCost",
 ]
 
 
@@ -294,3 +295,33 @@ class AcrobotCost(nn.Module):
 
     def forward(self, s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         return 1.0 - acrobot_terminated(self.dynamics(s, a)).to(s.dtype)
+
+
+# ============================================================================= ebmgraph/PointPitNoise-v0
+# ebmgraph's own stochastic task (agent/tasks.py, §4.8): a point moving at the point maze's speed
+# toward a goal past a pit; the env adds hidden noise to the command, the model below is noise-free
+POINTPIT_STEP = 0.2                # xy += 0.2 * clip(a, -1, 1) per step (the point maze's open-cell motion)
+POINTPIT_GOAL = (4.0, 0.0)
+POINTPIT_PIT = (1.0, 3.0, -0.1)    # the pit: x in [1, 3] and y < -0.1, just below the straight path
+POINTPIT_PENALTY = 5.0             # cost of each step ending in the pit
+
+
+class PointPitDynamics(nn.Module):
+    """``s = [x, y] [N, 2]``, ``a = [vx, vy] [N, 2]`` -> ``s + 0.2 · clip(a, -1, 1)``."""
+
+    def forward(self, s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        return s + POINTPIT_STEP * a.clamp(-1.0, 1.0)
+
+
+class PointPitCost(nn.Module):
+    """The cost of being at ``s``: distance to the goal plus 5 inside the pit -> ``[N]`` (``a`` unused).
+
+    The env charges it on the state each step ends in, so a spec reads it as ``C(s[t+1], a[t])``.
+    """
+
+    def forward(self, s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        gx, gy = POINTPIT_GOAL
+        x0, x1, y0 = POINTPIT_PIT
+        dist = torch.sqrt((s[:, 0] - gx) ** 2 + (s[:, 1] - gy) ** 2)
+        pit = (s[:, 0] >= x0) & (s[:, 0] <= x1) & (s[:, 1] < y0)
+        return dist + POINTPIT_PENALTY * pit.to(s.dtype)

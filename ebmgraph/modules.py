@@ -24,6 +24,7 @@ discrete(K)            R(z) = r . z over one-hot z (Gibbs prior of eq. 23); alia
 pendulum, cartpole,    gymnasium's true dynamics f(s, a) -> s' on the env's observation (pendulum: g=10)
 mountaincar, acrobot   (dynamics.py): s [3] / [4] / [2] / [6], a [1] / one-hot [2] / [1] /
                        one-hot [3]; inline, no sizes
+pointpit               ebmgraph/PointPitNoise-v0's noise-free motion: s [2], a [2]
 scale(f1, .., fn)      a fixed per-feature factor x * [f1..fn] (features on one scale)
 pick(i, ..)            features by position, x[..., [i, ..]]: [n] -> [k]
 mem_read(N, dk, dv)    associative memory read Mem(q) (eq. 15-17): (m [N(dk+dv+1)], q [dk]) -> [dv]
@@ -531,6 +532,8 @@ ENVS: dict[str, tuple] = {
                     dyn.MountainCarDynamics, dyn.MountainCarCost, (), ()),
     "acrobot": ("Acrobot-v1 observation [cos θ1, sin θ1, cos θ2, sin θ2, θ̇1, θ̇2]", 6,
                 "a one-hot torque (-1, 0, +1)", 3, dyn.AcrobotDynamics, dyn.AcrobotCost, (), ()),
+    "pointpit": ("ebmgraph/PointPitNoise-v0 observation [x, y]", 2, "the velocity command [vx, vy]", 2,
+                 dyn.PointPitDynamics, dyn.PointPitCost, (), ()),
 }
 
 

@@ -1,4 +1,5 @@
-"""Partially observed tasks built on gymnasium's own environments (registered under ``ebmgraph/``).
+"""ebmgraph's own tasks, registered with gymnasium under ``ebmgraph/``: two built on gymnasium's
+Pendulum-v1 (a goal seen once; a hidden motor gain) and one stochastic point task (``PointPitNoise``).
 
 ``ebmgraph/PendulumGoalCue-v0`` is Pendulum-v1 (its physics as installed, with gravity ``g = 2`` so
 that every angle can be held with the env's ±2 torque) whose goal — an angle the pendulum must be
@@ -18,12 +19,15 @@ import math
 import gymnasium as gym
 import numpy as np
 
+from .. import dynamics as dyn
+
 GOALS = (0.0, math.pi / 2, math.pi, -math.pi / 2)  # θ_g: up, left, down, right (θ = 0 is upright)
 TOLERANCE = 0.25  # rad
 HOLD = 50  # steps
 GRAVITY = 2.0
-IDS = ("ebmgraph/PendulumGoalCue-v0", "ebmgraph/PendulumGainNoise-v0")
+IDS = ("ebmgraph/PendulumGoalCue-v0", "ebmgraph/PendulumGainNoise-v0", "ebmgraph/PointPitNoise-v0")
 GAIN_NOISE = 0.5  # the std of the torque's hidden gain noise
+PIT_NOISE = 0.5  # the std of PointPitNoise's hidden command noise
 START = (0.3, 0.5)  # PendulumGainNoise starts with |θ| <= 0.3 rad, |θ̇| <= 0.5 rad/s: near upright
 
 
@@ -108,6 +112,48 @@ def make_pendulum_gain_noise(sigma: float = GAIN_NOISE, **kwargs):
     return PendulumGainNoise(gym.make("Pendulum-v1", **kwargs), sigma)
 
 
+class PointPitNoise(gym.Env):
+    """A point that moves like the point maze's (``xy += 0.2 · a`` with ``a`` in [−1, 1]²) from (0, 0)
+    to the goal (4, 0), past a pit that lies just below the straight path (x in [1, 3], y < −0.1).
+    The actuator adds hidden noise: the command applied is ``clip(a + σ·ε, −1, 1)``, ``ε ~ N(0, I)``
+    drawn afresh each step (seeded by the reset) and never observed — the stochastic variant of §4.8
+    (Figure 17) in which a plan that grazes the pit is a risky one.
+
+    Each step costs the distance of the new position to the goal, plus 5 if it lies in the pit
+    (:class:`ebmgraph.dynamics.PointPitCost`; the reward is minus that). 30 steps, no termination:
+    the achieved cost of an episode is minus its return. ``info["noise"]`` is the step's ε and
+    ``info["in_pit"]`` whether it ended in the pit (for analysis; the agent reads neither).
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, sigma: float = PIT_NOISE):
+        if not sigma >= 0:
+            raise ValueError(f"sigma must be >= 0, got {sigma}")
+        self.sigma = float(sigma)
+        self.observation_space = gym.spaces.Box(-10.0, 10.0, (2,), np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+        self.rng = np.random.default_rng(0)
+        self.pos = np.zeros(2, np.float64)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        if seed is not None:
+            self.rng = np.random.default_rng([seed, 23])
+        self.pos = np.zeros(2, np.float64)
+        return self.pos.astype(np.float32), {}
+
+    def step(self, action):
+        a = np.asarray(action, dtype=np.float64).reshape(2)
+        eps = self.rng.standard_normal(2)
+        applied = np.clip(a + self.sigma * eps, -1.0, 1.0)
+        self.pos = np.clip(self.pos + dyn.POINTPIT_STEP * applied, -10.0, 10.0)
+        (gx, gy), (x0, x1, y0) = dyn.POINTPIT_GOAL, dyn.POINTPIT_PIT
+        in_pit = bool(x0 <= self.pos[0] <= x1 and self.pos[1] < y0)
+        cost = math.hypot(self.pos[0] - gx, self.pos[1] - gy) + dyn.POINTPIT_PENALTY * in_pit
+        return self.pos.astype(np.float32), -cost, False, False, {"noise": eps, "in_pit": in_pit}
+
+
 def make_pendulum_goal_cue(g: float = GRAVITY, **kwargs):
     """The entry point gymnasium calls for ``ebmgraph/PendulumGoalCue-v0``."""
     return PendulumGoalCue(gym.make("Pendulum-v1", g=g, **kwargs))
@@ -119,3 +165,5 @@ def register() -> None:
         gym.register(id=IDS[0], entry_point="ebmgraph.agent.tasks:make_pendulum_goal_cue")
     if IDS[1] not in gym.registry:
         gym.register(id=IDS[1], entry_point="ebmgraph.agent.tasks:make_pendulum_gain_noise", max_episode_steps=200)
+    if IDS[2] not in gym.registry:
+        gym.register(id=IDS[2], entry_point="ebmgraph.agent.tasks:PointPitNoise", max_episode_steps=30)

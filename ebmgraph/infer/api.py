@@ -2,7 +2,7 @@
 
 Objective wrappers (``infer/objectives.py``) change *what* is minimized, not how:
 adversarial latents (§5, games) make the objective ``max_w E``; sampled latents
-(Figure 17) make it ``mean + λ·std`` of the energy over Gibbs draws (eq. 23).
+(Figure 17) make it ``mean + λ·std`` over Gibbs draws (eq. 23) of the energy less their priors R(z).
 """
 from __future__ import annotations
 
@@ -105,7 +105,8 @@ def minimize(ebm, observed: dict | None = None, over=None, method: str = "auto",
         seed, generator: randomness (a generator wins over the seed).
         maximize: latents to maximize over, adversarially (§5: ``min_a max_w E``).
         sample: latents drawn rather than minimized (default: those marked ``sampled: true``);
-            the objective becomes ``mean + risk·std`` over ``n_draws`` draws (Figure 17).
+            the objective becomes ``mean + risk·std`` over ``n_draws`` draws (Figure 17) of the
+            energy without the sampled latents' own priors R(z) (the draws already follow them).
         penalty: optional ``{name: value} -> [N]`` added to the objective while minimizing (not to
             the reported energy), e.g. a noisy latent's information cost (§4.5).
         fused: with ``cem``/``mppi`` on a Mode-2 spec that fits the energy-fused kernel

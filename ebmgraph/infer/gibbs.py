@@ -11,15 +11,24 @@ from ..check import ancestors_of
 from ..errors import SpecError
 
 
+def prior_terms(ebm, sample) -> list[str]:
+    """The energy terms that read only sampled latents: their regularizers R(z), whose Gibbs
+    distribution the draws come from (eq. 23)."""
+    G = ebm.checked.elements
+    names = {x.name for x in ebm.graph.variables}
+    reads: dict[str, set] = {}
+    for node in G.nodes:
+        if isinstance(node[0], str) and node[0].startswith("energy:"):
+            reads.setdefault(node[0][7:], set()).update(a[0] for a in ancestors_of(G, [node]) if a[0] in names)
+    return [t for t, vs in reads.items() if vs and vs <= set(sample)]
+
+
 def gibbs_energy(ebm, name: str, dtype, device) -> torch.Tensor:
     """``R(k)`` ``[K]``: the energy terms that read only the discrete latent ``name``, at each value."""
     v = ebm.graph.var(name)
     if v.index is not None:
         raise SpecError(f"sampled discrete arrays are not supported ({name}[t]); declare one value per step")
-    G = ebm.checked.elements
-    names = {x.name for x in ebm.graph.variables}
-    own = [node[0][7:] for node in G.nodes if isinstance(node[0], str) and node[0].startswith("energy:")
-           and {a[0] for a in ancestors_of(G, [node]) if a[0] in names} == {name}]
+    own = prior_terms(ebm, [name])
     K = v.domain.K
     if not own:
         return torch.zeros(K, dtype=dtype, device=device)

@@ -1,7 +1,8 @@
 """Objective wrappers: change what a minimizer minimizes, not how (§5, Figure 17).
 
 * :func:`with_risk`: sampled latents drawn from their Gibbs distribution (eq. 23); the
-  objective is ``mean + λ·std`` of the energy over the draws (planning under uncertainty).
+  objective is ``mean + λ·std`` over the draws of the energy less the latents' priors
+  (planning under uncertainty).
 * :func:`with_adversary`: latents maximized over (§5, games): ``min_a max_w E``.
 * :func:`with_penalty`: ``E + penalty(values)`` while minimizing (e.g. the information cost
   of a noisy latent, §4.5); the reported energy is ``E`` alone.
@@ -17,30 +18,37 @@ from ..conventions import repeat_rows, tile_rows
 from ..errors import SpecError
 from .core import Problem
 from .discrete import configs, space_size
-from .gibbs import gibbs_draws
+from .gibbs import gibbs_draws, prior_terms
 
 
 def with_risk(prob: Problem, sample: list[str], n_draws: int, lam: float, gen) -> None:
+    """The objective ``mean + λ·std`` over ``n_draws`` draws of the sampled latents of the energy
+    *without* their priors R(z): the draws already follow exp(−R), so adding R again would count the
+    prior twice and put plan-independent noise into the spread."""
     ebm = prob.ebm
     draws = {s: gibbs_draws(ebm, s, n_draws, gen, prob.dtype, prob.device) for s in sample}
     D = n_draws
+    priors = prior_terms(ebm, sample)
+
+    def plan_energy(out):
+        return out.total - sum(out.terms[t] for t in priors) if priors else out.total
 
     def energies(values: dict, k: int):
         N = prob.B * k
-        inputs = {n: repeat_rows(v, k * D) for n, v in prob.observed.items()}
+        inputs = prob.given(k * D)
         inputs.update({n: repeat_rows(v, D) for n, v in values.items()})
         inputs.update({s: tile_rows(d, N) for s, d in draws.items()})
-        return ebm.evaluate(inputs, validate=False), N
+        return ebm.evaluate(inputs, validate=False, repeat=k * D), N
 
     def objective(values, k):
         out, N = energies(values, k)
-        E = out.total.view(N, D)
+        E = plan_energy(out).view(N, D)
         return E.mean(1) + lam * E.std(1, unbiased=False)
 
     def report(values):
         with torch.no_grad():
             out, N = energies(values, 1)
-            E = out.total.view(N, D)
+            E = plan_energy(out).view(N, D)
             total = E.mean(1) + lam * E.std(1, unbiased=False)
             terms = {t: v.view(N, D).mean(1) for t, v in out.terms.items()}
         return values, total, terms

@@ -187,8 +187,10 @@ class CompiledEBM(nn.Module):
         return table[task]
 
     # ------------------------------------------------------------------ inputs
-    def prepare(self, inputs: dict, *, validate: bool = True) -> dict[str, torch.Tensor]:
+    def prepare(self, inputs: dict, *, validate: bool = True, repeat: int = 1) -> dict[str, torch.Tensor]:
         """Validate and convert inputs: shapes, one-hot for discrete values, dtype/device.
+
+        ``repeat = k``: observed inputs have ``[B]`` rows and the others ``[B*k]`` (:meth:`evaluate`).
 
         With ``validate`` (the default) values are checked too: discrete values in range (as
         integers) or exact one-hot rows (as floats), and latents and actions inside their
@@ -237,10 +239,14 @@ class CompiledEBM(nn.Module):
             if tuple(x.shape[1:]) != want:
                 raise SpecError(f"{v.name}: expected shape [B, {', '.join(map(str, want))}], got {list(x.shape)}",
                                 v.loc, (v.name,))
+            rows = x.shape[0] * (repeat if v.role == "observed" else 1)
             if B is None:
-                B = x.shape[0]
-            elif x.shape[0] != B:
-                raise SpecError(f"{v.name}: batch size {x.shape[0]} differs from {B}", v.loc, (v.name,))
+                B = rows
+            elif rows != B:
+                how = "" if repeat == 1 else (f" (with repeat={repeat}: observed inputs take [B] rows, "
+                                              f"the others [B*{repeat}])")
+                raise SpecError(f"{v.name}: batch size {x.shape[0]} differs from "
+                                f"{B // repeat if v.role == 'observed' else B}{how}", v.loc, (v.name,))
             out[v.name] = x.to(device=self.device, dtype=self.dtype)
         return out
 
@@ -268,16 +274,25 @@ class CompiledEBM(nn.Module):
         return self.evaluate(inputs, weights=weights, check_finite=check_finite)
 
     def evaluate(self, inputs: dict, *, weights: dict | None = None, validate: bool = True,
-                 check_finite: bool = False) -> EnergyResult:
+                 check_finite: bool = False, repeat: int = 1) -> EnergyResult:
         """:meth:`energy` with the inputs as a dict; ``validate=False`` skips the value checks
-        (bounds, one-hot) that need a host sync — for minimizers, which project their candidates."""
-        x = self.prepare(inputs, validate=validate)
+        (bounds, one-hot) that need a host sync — for minimizers, which project their candidates.
+
+        ``repeat = k``: the observed inputs come once per problem (``[B]`` rows) and every other
+        input once per candidate (``[B*k]``, problem ``b``'s candidates at rows ``b*k..b*k+k-1``);
+        the result is the energy with the observed inputs repeated (``repeat_rows(x, k)``), and
+        what depends on observed inputs alone (an encoder of the observation) is computed once
+        per problem, not once per candidate.
+        """
+        if not (isinstance(repeat, int) and not isinstance(repeat, bool) and repeat >= 1):
+            raise ValueError(f"repeat must be an integer >= 1, got {repeat!r}")
+        x = self.prepare(inputs, validate=validate, repeat=repeat)
         if check_finite:
             bad = [k for k, v in x.items() if not bool(torch.isfinite(v).all())]
             if bad:
                 raise SpecError(f"non-finite (NaN or Inf) values in input(s) {', '.join(bad)}", Loc(self.graph.file),
                                 tuple(bad))
-        out = self._energy(x, weights)
+        out = self._energy(x, weights, repeat)
         if check_finite:
             bad = [k for k, v in out.terms.items() if not bool(torch.isfinite(v).all())]
             if bad:
@@ -285,9 +300,9 @@ class CompiledEBM(nn.Module):
                                 Loc(self.graph.file), tuple(bad))
         return out
 
-    def _energy(self, x: dict, weights: dict | None) -> EnergyResult:
-        E, S = self._forward(self, **{pyname(k): v for k, v in x.items()}, W=self._weights(weights))
-        B = next(iter(x.values())).shape[0] if x else 1
+    def _energy(self, x: dict, weights: dict | None, repeat: int = 1) -> EnergyResult:
+        E, S = self._forward(self, **{pyname(k): v for k, v in x.items()}, W=self._weights(weights), _R=repeat)
+        B = next((v.shape[0] * (repeat if self.graph.var(k).role == "observed" else 1) for k, v in x.items()), 1)
         terms = {k: (v if isinstance(v, torch.Tensor) else torch.full((B,), float(v), device=self.device,
                                                                         dtype=self.dtype)) for k, v in E.items()}
         total = torch.stack(list(terms.values())).sum(0)

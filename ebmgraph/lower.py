@@ -25,7 +25,7 @@ from . import ir
 from .conventions import is_scalar_shape
 
 RESERVED = set(keyword.kwlist) | set(dir(builtins)) | {
-    "self", "torch", "M", "W", "E", "S", "rollout", "_rep", "_flat", "_unflat", "_stack", "_e", "_o", "_col"}
+    "self", "torch", "M", "W", "E", "S", "rollout", "_rep", "_flat", "_unflat", "_stack", "_e", "_o", "_col", "_R"}
 
 
 def pyname(name: str) -> str:
@@ -189,8 +189,45 @@ def _def_order(chk) -> list[int]:
         return []
 
 
+def _shared(chk) -> tuple[set[int], list[str]]:
+    """Definitions computed from observed variables alone, and the names they give to the rest.
+
+    A definition is *shared* when every element it defines depends on observed variables only
+    (and on no weight: a weight may differ per row). Under ``forward(..., _R=k)`` the observed
+    inputs arrive once per problem (``[B]`` rows) and everything else once per candidate
+    (``[B*k]``): shared definitions run on the ``[B]`` rows, and the names read by the rest —
+    observed inputs and shared results — are then repeated to ``[B*k]`` (``repeat_rows``), once.
+    This is how a planner encodes its observation once per decision, not once per candidate.
+    """
+    g: ir.Graph = chk.graph
+    G = chk.elements
+    observed = {v.name for v in g.variables if v.role == "observed"}
+    weighted = {fi for fi, f in enumerate(g.functions) if any(isinstance(e, ir.Weight) for e in ir.walk(f.value))}
+    leaves = {v.name for v in g.variables}
+    per_row: dict = {}  # element -> depends on a non-observed input (or a weighted definition)
+    for node in nx.topological_sort(G):
+        name = node[0]
+        if name in leaves:
+            per_row[node] = name not in observed
+        elif node in chk.producers:
+            per_row[node] = chk.producers[node][0] in weighted or any(per_row[u] for u in G.predecessors(node))
+        else:  # an energy element
+            per_row[node] = True
+    defs: dict[int, list] = {}
+    for node, (fi, _) in chk.producers.items():
+        defs.setdefault(fi, []).append(node)
+    shared = {fi for fi, nodes in defs.items() if not any(per_row[n] for n in nodes)}
+    read = {a[0] for a, b in G.edges if per_row[b] and not per_row[a]}  # crossing into per-row elements
+    names = [v.name for v in g.variables if v.name in observed] + [g.functions[fi].target.name for fi in sorted(shared)]
+    return shared, [n for n in dict.fromkeys(names) if n in read]
+
+
 def lower(chk, rollouts: tuple[ir.Rollout, ...] = ()) -> tuple[str, bool]:
-    """Source of ``forward(self, <leaves>, W)`` returning ``(E, S)``, and whether it is array-level.
+    """Source of ``forward(self, <leaves>, W, _R=1)`` returning ``(E, S)``, and whether it is array-level.
+
+    ``_R = k`` > 1: observed inputs arrive with ``[B]`` rows, all others with ``[B*k]``; the result
+    is that of the observed inputs repeated ``k`` times (``repeat_rows``), computed with the
+    definitions that read observed inputs alone run once per problem (:func:`_shared`).
 
     Args:
         chk: the checked graph.
@@ -205,9 +242,21 @@ def lower(chk, rollouts: tuple[ir.Rollout, ...] = ()) -> tuple[str, bool]:
     for name in g.derived_names:
         if name in chk.lengths:
             body.append(f"{pyname(name)} = [None] * {chk.lengths[name]}")
+    shared, given = _shared(chk) if array_level else (set(), [v.name for v in g.variables if v.role == "observed"])
     if array_level:
         for fi in order:
-            body += gen.function(fi)
+            if fi in shared:
+                body += gen.function(fi)
+    if given:
+        body.append("if _R != 1:  # observed inputs and what was computed from them alone: once per candidate from here")
+        for name in given:
+            n = pyname(name)
+            body.append(f"    {n} = [_rep(_x, _R) if _x is not None else None for _x in {n}]"
+                        if name in chk.lengths and name in g.derived_names else f"    {n} = _rep({n}, _R)")
+    if array_level:
+        for fi in order:
+            if fi not in shared:
+                body += gen.function(fi)
     else:  # definitions depend on each other both ways: evaluate element by element
         body.append("# element by element (definitions depend on each other both ways)")
         for node in nx.lexicographical_topological_sort(chk.elements, key=str):
@@ -220,5 +269,5 @@ def lower(chk, rollouts: tuple[ir.Rollout, ...] = ()) -> tuple[str, bool]:
     for e in g.energies:
         body += gen.energy(e)
     body.append("return E, S")
-    src = f"def forward(self, {params}{', ' if params else ''}W):\n" + "\n".join("    " + ln for ln in body) + "\n"
+    src = f"def forward(self, {params}{', ' if params else ''}W, _R=1):\n" + "\n".join("    " + ln for ln in body) + "\n"
     return src, array_level

@@ -197,7 +197,7 @@ def test_show_and_emit_python(capsys):
     assert "fn       s[t+1] = Pred(s[t], a[t])    for t" in out
     assert main(["compile", str(S / "fig04_mode2.yaml"), "--emit", "python"]) == 0
     code = capsys.readouterr().out
-    assert code.startswith("def forward(self, x, a, W):") and "rollout(M.Pred" in code
+    assert code.startswith("def forward(self, x, a, W, _R=1):") and "rollout(M.Pred" in code
     assert main(["check", str(S / "fig04_mode2.yaml"), "--json"]) == 0
 
 

@@ -139,9 +139,15 @@ class Problem:
         Returns:
             EnergyResult with ``total`` ``[B*k]``.
         """
-        inputs = {n: repeat_rows(v, k) for n, v in self.observed.items()}
-        inputs.update(values)
-        return self.ebm.evaluate(inputs, validate=False)  # candidates are projected by the minimizers
+        # candidates are projected by the minimizers; the observation is encoded once per problem
+        return self.ebm.evaluate({**self.given(k), **values}, validate=False, repeat=k)
+
+    def given(self, k: int) -> dict:
+        """The observed values for ``k`` candidates per problem, as ``ebm.evaluate(..., repeat=k)`` takes
+        them: the spec's observed inputs once per problem, anything else held fixed (a given latent)
+        repeated once per candidate."""
+        g = self.ebm.graph
+        return {n: (v if g.var(n).role == "observed" else repeat_rows(v, k)) for n, v in self.observed.items()}
 
     def sub(self, fixed: dict, over: list[str], k: int) -> "Problem":
         """A ``[B*k]`` problem with some of ``over`` fixed to ``fixed`` (used by mixed search)."""

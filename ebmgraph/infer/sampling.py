@@ -14,7 +14,6 @@ from __future__ import annotations
 import torch
 
 from ..errors import SpecError
-from ..conventions import repeat_rows
 from .core import FiniteWatch, MinimizeResult, Problem, compiled_once, initial_values, packer
 
 
@@ -118,8 +117,9 @@ def colour_filter(L: int, beta: float, dtype) -> torch.Tensor:
 
 
 def _energy_fn(prob: Problem, unpack):
-    """``f(xs [B, K, D], obs) -> (objective [B, K], terms)`` with the observed values repeated once per
-    plan (``obs``, from :func:`_repeated`), not once per iteration."""
+    """``f(xs [B, K, D], obs) -> (objective [B, K], terms)`` with the observed values prepared once per
+    plan (``obs``, from :func:`_repeated`), not once per iteration, and encoded once per problem
+    (``evaluate(..., repeat=K)``), not once per candidate."""
     ebm, plain = prob.ebm, prob.objective_fn is None
 
     def f(xs, obs):
@@ -127,14 +127,14 @@ def _energy_fn(prob: Problem, unpack):
         flat = unpack(xs.reshape(B * K, D))
         if not plain:
             return prob.objective(flat, K).view(B, K), {}
-        out = ebm.evaluate({**obs, **flat}, validate=False)
+        out = ebm.evaluate({**obs, **flat}, validate=False, repeat=K)
         return out.total.view(B, K), {t: v.view(B, K) for t, v in out.terms.items()}
 
     return f
 
 
 def _repeated(prob: Problem, K: int) -> dict:
-    return {n: repeat_rows(v, K) for n, v in prob.observed.items()}
+    return prob.given(K)
 
 
 def _step(prob: Problem, key: tuple, make, compile: bool):

@@ -142,8 +142,41 @@ def test_save_and_load_round_trip_and_refuse_other_files(tmp_path):
     (tmp_path / "junk").write_bytes(b"\x80\x04junk")
     with pytest.raises(SpecError, match="not an abstract graph"):
         AbstractGraph.load(tmp_path / "junk")
-    with pytest.raises(ValueError, match="unit must be"):
+    with pytest.raises(ValueError, match="give one quantizer"):
         AbstractGraph.fit(np.zeros((4, 2)), np.zeros(4), unit=0)
+    with pytest.raises(ValueError, match="give one quantizer"):
+        AbstractGraph.fit(np.zeros((4, 2)), np.zeros(4), unit=1.0, clusters=3)
+    c = AbstractGraph.fit(walk(U_CELLS), np.zeros(len(walk(U_CELLS)), int), clusters=7, dims=(0, 1))
+    c.save(tmp_path / "c.safetensors")
+    d = AbstractGraph.load(tmp_path / "c.safetensors")
+    assert d.clusters == 7 and d.unit == 0
+    np.testing.assert_array_equal(d.encode(walk(U_CELLS)), c.encode(walk(U_CELLS)))
+
+
+def _embed(xy, D=6, seed=0):
+    """xy mapped into D dimensions by a fixed random rotation (a wider representation of the same place)."""
+    q, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((D, D)))
+    return np.concatenate([xy, np.zeros((len(xy), D - 2))], 1) @ q.T
+
+
+def test_clusters_of_a_wider_representation_learn_the_same_corridor_as_the_grid():
+    """k-means in a 6-D embedding of the U-walk: one cluster per cell, the walk's moves and no move
+    across the wall; the upper minimum is the shortest path (Floyd-Warshall) and goes around."""
+    xy = walk(U_CELLS, per_cell=8)
+    g = AbstractGraph.fit(_embed(xy), np.zeros(len(xy), int), clusters=len(U_CELLS), dims=tuple(range(6)))
+    cells = [tuple(int(v) for v in np.round(xy[g.encode(_embed(xy)) == i].mean(0))[::-1]) for i in range(len(g.codes))]
+    assert sorted(cells) == sorted(U_CELLS)  # each cluster is one cell
+    moves = {(cells[i], cells[j]) for i, j in g.edges}
+    want = {(a, b) for a, b in zip(U_CELLS, U_CELLS[1:])} | {(b, a) for a, b in zip(U_CELLS, U_CELLS[1:])}
+    assert moves == want
+    d = floyd(g)
+    for goal in range(len(g.codes)):
+        np.testing.assert_allclose(g.values(goal), d[:, goal], rtol=1e-9)
+    start, goal = cells.index((0, 0)), cells.index((2, 0))
+    assert [cells[i] for i in g.path(start, goal)] == U_CELLS
+    # Pred2 with clusters: a2 picks one of the clusters the data moved to, in number order; past them, stay
+    outs = sorted({int(j) for i, j in g.edges if i == start})
+    assert [g.predict(start, a) for a in range(len(outs) + 1)] == outs + [start]
 
 
 def test_two_levels_set_the_lower_sub_goal_around_the_wall():
@@ -212,6 +245,19 @@ def test_a_toy_maze_end_to_end_two_levels_pass_the_wall_a_flat_plan_stalls_at(tm
     assert summary["successes"] == 1 and summary["lengths"][0] < 300
     assert summary["upper"]["abstract_states"] >= 20 and summary["upper"]["mode"] == "top_down"
     assert (tmp_path / "run" / "maze_paths.png").stat().st_size > 1000
+    # the same with k-means clusters of the level-1 state in place of the grid (fit-upper --clusters)
+    km = tmp_path / "upper_km.safetensors"
+    assert main(["fit-upper", str(data), "--clusters", "30", "--dims", "all", "--pool", "5", "--min-count", "2",
+                 "--out", str(km)]) == 0
+    assert "30 k-means clusters" in capsys.readouterr().out
+    rc = main(["plan", str(spec), "--env", MEDIUM, "--from-info", "goal=goal", "--reset", "task_id=3",
+               "--method", "mppi", "--set", "samples=32", "--episodes", "1", "--max-steps", "300", "--no-frames",
+               "--quiet", "--json", "--out", str(tmp_path / "run_km"), "--upper", str(km)])
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rc == 0 and summary["successes"] == 1, summary
+    with pytest.raises(SystemExit):  # a quantizer is required: --unit or --clusters
+        main(["fit-upper", str(data), "--out", str(km)])
+    assert "one of the arguments --unit --clusters is required" in capsys.readouterr().err
 
 
 def test_the_goal_may_be_a_function_of_the_lower_spec_and_the_sub_goal_its_own_variable():

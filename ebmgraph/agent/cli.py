@@ -239,8 +239,10 @@ def cmd_fit_upper(args) -> int:
         meta = read_meta(args.data)
         if args.encoder:
             obs = _encode(args.encoder, args.weights, obs)
-        dims = tuple(int(d) for d in args.dims.split(","))
-        g = AbstractGraph.fit(obs, ep, unit=args.unit, pool=args.pool, dims=dims, min_count=args.min_count,
+        dims = (tuple(range(obs.reshape(len(obs), -1).shape[1])) if args.dims == "all"
+                else tuple(int(d) for d in args.dims.split(",")))
+        g = AbstractGraph.fit(obs, ep, unit=args.unit or 0.0, clusters=args.clusters or 0, pool=args.pool, dims=dims,
+                              min_count=args.min_count, seed=args.seed,
                               meta={"data": str(args.data), "env_id": meta.get("env_id"), "steps": int(len(obs))})
         g.save(args.out)
     except SpecError as exc:
@@ -255,7 +257,8 @@ def cmd_fit_upper(args) -> int:
         pic = report.maze_paths(meta["env_id"], None, Path(args.out).with_suffix(".png"), upper=g,
                                 title=f"{meta['env_id']}: {s['abstract_states']} abstract states, {s['moves']} moves "
                                       f"learned from {len(obs)} steps")
-    print(f"wrote {args.out}: {s['abstract_states']} abstract states, {s['moves']} moves (grid {g.unit}, pooled over "
+    how = f"{g.clusters} k-means clusters" if g.clusters else f"grid {g.unit}"
+    print(f"wrote {args.out}: {s['abstract_states']} abstract states, {s['moves']} moves ({how}, pooled over "
           f"{g.pool} steps) from {len(obs)} transitions of {meta.get('env_id')}" + (f"; picture {pic}" if pic else ""))
     return 0
 
@@ -339,9 +342,14 @@ def register_cli(subparsers) -> None:
 
     u = subparsers.add_parser("fit-upper", help="learn a level-2 model (abstract states, moves) from collected data")
     u.add_argument("data", help="an .npz from ebmgraph collect")
-    u.add_argument("--unit", type=float, required=True, help="the grid's side in level-1 units (a maze's cell: 4)")
+    q = u.add_mutually_exclusive_group(required=True)
+    q.add_argument("--unit", type=float, help="the grid's side in level-1 units (a maze's cell: 4)")
+    q.add_argument("--clusters", type=int, help="k-means clusters of the level-1 states instead of a grid (a wider "
+                                                "learned representation)")
+    u.add_argument("--seed", type=int, default=0, help="the k-means seed (--clusters)")
     u.add_argument("--pool", type=int, default=5, help="steps averaged into one level-2 state (temporal pooling)")
-    u.add_argument("--dims", default="0,1", help="the level-1 features the grid reads (default 0,1)")
+    u.add_argument("--dims", default="0,1", help="the level-1 features the grid or the clusters read (default 0,1; "
+                                                 "all: every feature)")
     u.add_argument("--min-count", type=int, default=1, help="keep moves seen at least this often")
     u.add_argument("--encoder", metavar="SPEC:FUNCTION", help="fit on the observations' representations, e.g. a "
                                                                "JEPA's s_x (with --weights): level 1 from pixels")

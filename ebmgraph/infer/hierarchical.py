@@ -5,11 +5,14 @@ predictor and its energy toward a *sub-goal* (an observed variable of the lower 
 is an :class:`AbstractGraph` learned from trajectories:
 
 - ``Enc2``: a level-1 state, pooled over ``pool`` steps in training (temporal pooling, §4.6),
-  quantized on a grid of side ``unit`` over chosen features; the abstract state is the cell.
-- ``Pred2(s2, a2)``: the abstract action ``a2`` is a move to one of the 8 neighbouring cells; the
-  predicted next abstract state is that cell when the move was seen in the data, else ``s2``
-  itself (the move is blocked). Nothing about the environment is given: walls are what the data
-  never crossed.
+  quantized on a grid of side ``unit`` over chosen features (the abstract state is the cell), or
+  into ``clusters`` k-means clusters of them (the abstract state is the nearest centre): the grid
+  reads a low-dimensional state such as xy, the clusters a wider learned representation.
+- ``Pred2(s2, a2)``: on the grid, the abstract action ``a2`` is a move to one of the 8 neighbouring
+  cells; the predicted next abstract state is that cell when the move was seen in the data, else
+  ``s2`` itself (the move is blocked). With clusters, ``a2`` picks one of the clusters the data
+  moved to from ``s2``. Nothing about the environment is given: walls are what the data never
+  crossed.
 - The upper energy of a sequence ``a2[0..K-1]`` is the length of the path it predicts (the
   distance between the cells' level-1 centroids) plus ``C2(s2[K], goal2)``, zero at the goal's cell
   and infinite elsewhere. Its exact minimum over all sequences is dynamic programming: a shortest
@@ -43,17 +46,20 @@ FORMAT = "ebmgraph.abstract_graph/1"
 
 @dataclass
 class AbstractGraph:
-    """Level 2 learned from trajectories: abstract states (grid cells), their level-1 centroids and
-    the moves between them the data showed (§4.6, Figure 15: Enc2 with temporal pooling, Pred2).
+    """Level 2 learned from trajectories: abstract states (grid cells or k-means clusters), their
+    level-1 centroids and the moves between them the data showed (§4.6, Figure 15: Enc2 with
+    temporal pooling, Pred2).
 
     Attributes:
-        unit: the grid's side, in level-1 units.
+        unit: the grid's side, in level-1 units (0 with clusters).
         pool: steps averaged into one level-2 state when fitting (temporal pooling).
         dims: the level-1 features the grid reads.
-        codes: ``[N, len(dims)]`` integer grid coordinates of the abstract states seen.
+        codes: ``[N, len(dims)]`` integer grid coordinates of the abstract states seen (clusters:
+            ``[N, 1]``, the cluster's number).
         centroids: ``[N, D]`` the mean level-1 state of each.
         edges: ``[E, 2]`` observed moves ``i -> j`` (indices into ``codes``).
         counts: ``[E]`` how often each was seen.
+        clusters: the number of k-means clusters (0: the grid).
     """
 
     unit: float
@@ -64,6 +70,7 @@ class AbstractGraph:
     edges: np.ndarray
     counts: np.ndarray
     meta: dict = field(default_factory=dict)
+    clusters: int = 0
 
     def __post_init__(self):
         self._index = {tuple(int(v) for v in c): i for i, c in enumerate(self.codes)}
@@ -77,20 +84,25 @@ class AbstractGraph:
 
     # ------------------------------------------------------------------ fitting
     @classmethod
-    def fit(cls, states, episode, *, unit: float, pool: int = 1, dims=(0, 1), min_count: int = 1,
-            meta: dict | None = None) -> "AbstractGraph":
+    def fit(cls, states, episode, *, unit: float = 0.0, clusters: int = 0, pool: int = 1, dims=(0, 1),
+            min_count: int = 1, seed: int = 0, meta: dict | None = None) -> "AbstractGraph":
         """Learn level 2 from level-1 states ``[N, D]`` in time order, ``episode`` ``[N]`` their episode ids.
 
-        Consecutive windows of ``pool`` steps (inside one episode) are averaged and quantized; a move
-        between the cells of consecutive windows is an edge, kept when seen ``min_count`` times.
-        Only moves to the 8 neighbouring cells are kept (a window that jumps further is dropped).
+        Consecutive windows of ``pool`` steps (inside one episode) are averaged and quantized — on the
+        grid of side ``unit``, or into ``clusters`` k-means clusters (scikit-learn, ``seed``); a move
+        between the abstract states of consecutive windows is an edge, kept when seen ``min_count``
+        times. On the grid only moves to the 8 neighbouring cells are kept (a window that jumps
+        further is dropped).
         """
         s = np.asarray(states, np.float64)
         ep = np.asarray(episode)
         if s.ndim != 2 or len(s) != len(ep):
             raise ValueError(f"states must be [N, D] with one episode id each; got {s.shape} and {ep.shape}")
-        if not unit > 0 or pool < 1 or min_count < 1:
-            raise ValueError(f"unit must be > 0, pool and min_count >= 1; got {unit}, {pool}, {min_count}")
+        if (unit > 0) == (clusters > 0) or unit < 0 or clusters < 0:
+            raise ValueError(f"give one quantizer: a grid unit > 0 or a number of clusters > 0; got unit {unit}, "
+                             f"clusters {clusters}")
+        if pool < 1 or min_count < 1:
+            raise ValueError(f"pool and min_count must be >= 1; got {pool}, {min_count}")
         dims = tuple(int(d) for d in dims)
         if any(not 0 <= d < s.shape[1] for d in dims):
             raise ValueError(f"dims {dims} outside the {s.shape[1]} level-1 features")
@@ -104,25 +116,40 @@ class AbstractGraph:
         if not pooled:
             raise ValueError(f"no episode has {pool} steps to pool")
         p, pe = np.concatenate(pooled), np.concatenate(pep)
-        cells = np.floor(p[:, dims] / unit + 0.5).astype(np.int64)
-        codes, inv = np.unique(cells, axis=0, return_inverse=True)
+        if clusters:
+            if len(p) < clusters:
+                raise ValueError(f"{clusters} clusters need at least as many pooled states; got {len(p)}")
+            from sklearn.cluster import KMeans
+
+            km = KMeans(n_clusters=int(clusters), n_init=4, random_state=int(seed)).fit(p[:, dims])
+            used, inv = np.unique(km.labels_, return_inverse=True)  # drop clusters left empty
+            codes = np.arange(len(used), dtype=np.int64)[:, None]
+        else:
+            cells = np.floor(p[:, dims] / unit + 0.5).astype(np.int64)
+            codes, inv = np.unique(cells, axis=0, return_inverse=True)
         inv = inv.reshape(-1)
         cent = np.stack([p[inv == i].mean(0) for i in range(len(codes))])
         same = pe[1:] == pe[:-1]
         a, b = inv[:-1][same], inv[1:][same]
-        step = np.abs(codes[b] - codes[a]).max(1) if len(a) else np.zeros(0, np.int64)
-        keep = step == 1
+        if clusters:
+            keep = a != b
+        else:
+            step = np.abs(codes[b] - codes[a]).max(1) if len(a) else np.zeros(0, np.int64)
+            keep = step == 1
         pairs, cnt = (np.unique(np.stack([a[keep], b[keep]], 1), axis=0, return_counts=True) if keep.any()
                       else (np.zeros((0, 2), np.int64), np.zeros(0, np.int64)))
         ok = cnt >= min_count
         return cls(float(unit), int(pool), dims, codes, cent, pairs[ok].astype(np.int64), cnt[ok].astype(np.int64),
-                   dict(meta or {}))
+                   dict(meta or {}), int(clusters))
 
     # ------------------------------------------------------------------ level 2
     def encode(self, s) -> np.ndarray:
         """``Enc2``: the abstract state (index) of level-1 states ``[B, D]``; a cell never seen maps to
         the seen cell with the nearest centroid."""
         s = np.asarray(s, np.float64).reshape(-1, self.centroids.shape[1])
+        if self.clusters:  # the nearest centre, in the features the clusters read
+            d = self.dims
+            return ((s[:, None, d] - self.centroids[None, :, d]) ** 2).sum(-1).argmin(1).astype(np.int64)
         cells = np.floor(s[:, self.dims] / self.unit + 0.5).astype(np.int64)
         out = np.empty(len(s), np.int64)
         for r, c in enumerate(cells):
@@ -131,7 +158,11 @@ class AbstractGraph:
         return out
 
     def predict(self, i: int, a2: int) -> int:
-        """``Pred2(s2, a2)``: the neighbour in direction ``MOVES[a2]`` when that move was seen, else ``s2``."""
+        """``Pred2(s2, a2)``: the neighbour in direction ``MOVES[a2]`` when that move was seen, else ``s2``
+        (clusters: the ``a2``-th of the clusters the data moved to from ``s2``, in number order)."""
+        if self.clusters:
+            outs = sorted({j for _, j in self._outs[i]})
+            return outs[a2] if 0 <= a2 < len(outs) else i
         target = tuple(int(v) for v in self.codes[i][:2] + np.asarray(MOVES[a2])[:len(self.dims)])
         j = self._index.get(target)
         return j if j is not None and any(jj == j for _, jj in self._outs[i]) else i
@@ -179,7 +210,7 @@ class AbstractGraph:
         from ..util import atomic_write_bytes
 
         meta = {"format": FORMAT, "unit": repr(self.unit), "pool": str(self.pool), "dims": json.dumps(list(self.dims)),
-                "meta": json.dumps(self.meta)}
+                "meta": json.dumps(self.meta), "clusters": str(self.clusters)}
         atomic_write_bytes(path, save({"codes": self.codes, "centroids": self.centroids, "edges": self.edges,
                                        "counts": self.counts}, metadata=meta))
 
@@ -197,11 +228,12 @@ class AbstractGraph:
             raise SpecError(f"{path}: not an abstract graph (format {meta.get('format')!r}, arrays {sorted(arrays)}); "
                             f"make one with ebmgraph fit-upper")
         return cls(float(meta["unit"]), int(meta["pool"]), tuple(json.loads(meta["dims"])), arrays["codes"],
-                   arrays["centroids"], arrays["edges"], arrays["counts"], json.loads(meta.get("meta", "{}")))
+                   arrays["centroids"], arrays["edges"], arrays["counts"], json.loads(meta.get("meta", "{}")),
+                   int(meta.get("clusters", "0")))
 
     def summary(self) -> dict:
         return {"abstract_states": int(len(self.codes)), "moves": int(len(self.edges)), "unit": self.unit,
-                "pool": self.pool, "dims": list(self.dims)}
+                "clusters": self.clusters, "pool": self.pool, "dims": list(self.dims)}
 
 
 def _level1(ebm, observed: dict, state: str) -> torch.Tensor:

@@ -61,7 +61,7 @@ def _external(checked: Checked, name: str, info, given: dict) -> nn.Module:
     if isinstance(body, nn.Module):
         m = body
     elif callable(body):
-        from .modules import ExternalFunction
+        from .layers import ExternalFunction
 
         m = ExternalFunction(body)
     else:

@@ -18,7 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import ir
-from .check import Checked, ancestors_of
+from .check import Checked
+from .elements import ancestors_of
 
 
 @dataclass(frozen=True)

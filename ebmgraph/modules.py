@@ -1,4 +1,5 @@
-"""The module library: one row per kind, each with a shape rule and a builder.
+"""The module library: one row per kind, each with a shape rule and a builder (of a layer in
+``layers.py``).
 
 Every module takes per-sample tensors ``[N, *shape]`` and returns ``[N, *shape_out]``;
 energy kinds return ``[N]`` (shape ``()``), the scalar that adds to the total energy
@@ -42,11 +43,9 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-
 from . import dynamics as dyn
+from .layers import (ACTIVATIONS, MLP, Concat, ConvEncoder, DiscretePrior, Divergence, GRU, Identity, Image, Linear, Pick,
+                     Quadratic, Regularizer, Scale, Transformer)
 from .memory import MemoryRead, MemoryWrite
 
 Shape = tuple[int, ...]
@@ -56,21 +55,7 @@ class ShapeError(ValueError):
     """An argument's shape does not fit a module's signature."""
 
 
-ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
-    "relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU, "elu": nn.ELU,
-    "sigmoid": nn.Sigmoid, "softplus": nn.Softplus,
-}
-
-
-# ----------------------------------------------------------------------------- helpers
-def _cat(xs) -> torch.Tensor:
-    return xs[0] if len(xs) == 1 else torch.cat(xs, dim=-1)
-
-
-def _flat(x: torch.Tensor) -> torch.Tensor:
-    return x.reshape(x.shape[0], -1)
-
-
+# ----------------------------------------------------------------------------- shape rules
 def _concat_shape(kind: str, shapes: list[Shape]) -> Shape:
     lead = {s[:-1] for s in shapes}
     if any(len(s) == 0 for s in shapes):
@@ -94,153 +79,6 @@ def _arity(kind: str, shapes: list[Shape], lo: int, hi: int | None = None) -> No
         raise ShapeError(f"{kind} is called with {want} argument(s), got {len(shapes)}")
 
 
-# ----------------------------------------------------------------------------- function modules
-class Linear(nn.Module):
-    def __init__(self, n_in: int, n_out: int, bias: bool = True):
-        super().__init__()
-        self.lin = nn.Linear(n_in, n_out, bias=bias)
-
-    def forward(self, *xs):
-        return self.lin(_cat(xs))
-
-
-class MLP(nn.Module):
-    """Linear layers with an activation between them; ``residual`` adds the first input."""
-
-    def __init__(self, widths: list[int], act: str = "relu", residual: bool = False):
-        super().__init__()
-        layers: list[nn.Module] = []
-        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-            layers.append(nn.Linear(a, b))
-            if i < len(widths) - 2:
-                layers.append(ACTIVATIONS[act]())
-        self.net = nn.Sequential(*layers)
-        self.act = act
-        self.residual = residual
-
-    def forward(self, *xs):
-        y = self.net(_cat(xs))
-        return xs[0] + y if self.residual else y
-
-
-class ConvEncoder(nn.Module):
-    """Convolutions (stride 1, same padding) then a linear map to ``out`` features."""
-
-    def __init__(self, dims: int, in_shape: tuple[int, ...], n_out: int, channels: int, layers: int, kernel: int, act: str):
-        super().__init__()
-        conv = nn.Conv1d if dims == 1 else nn.Conv2d
-        mods: list[nn.Module] = []
-        c = in_shape[0]
-        for _ in range(layers):
-            mods += [conv(c, channels, kernel, padding=kernel // 2), ACTIVATIONS[act]()]
-            c = channels
-        self.body = nn.Sequential(*mods)
-        self.in_shape = in_shape
-        self.head = nn.Linear(channels * math.prod(in_shape[1:]), n_out)
-
-    def forward(self, x):
-        x = x.reshape(x.shape[0], *self.in_shape)
-        return self.head(_flat(self.body(x)))
-
-
-class GRU(nn.Module):
-    def __init__(self, n_in: int, hidden: int):
-        super().__init__()
-        self.cell = nn.GRUCell(n_in, hidden)
-
-    def forward(self, h, *xs):
-        return self.cell(_cat(xs), h)
-
-
-class Transformer(nn.Module):
-    """One pre-norm transformer block over tokens ``[N, n, d]``; extra args condition all tokens."""
-
-    def __init__(self, d: int, heads: int, ff: int, cond: int):
-        super().__init__()
-        self.block = nn.TransformerEncoderLayer(d, heads, ff, dropout=0.0, batch_first=True, norm_first=True)
-        self.cond = nn.Linear(cond, d) if cond else None
-
-    def forward(self, x, *cond):
-        if self.cond is not None:
-            x = x + self.cond(_cat(cond)).unsqueeze(1)
-        return self.block(x)
-
-
-class Identity(nn.Module):
-    def forward(self, x):
-        return x
-
-
-class Concat(nn.Module):
-    def forward(self, *xs):
-        return _cat(xs)
-
-
-# ----------------------------------------------------------------------------- energy modules
-class Divergence(nn.Module):
-    """D(a, b) summed over all but the batch axis; with one argument, D(a, 0)."""
-
-    def __init__(self, kind: str, delta: float = 1.0):
-        super().__init__()
-        self.kind = kind
-        self.delta = delta
-
-    def forward(self, a, b=None):
-        a = _flat(a)
-        b = torch.zeros_like(a) if b is None else _flat(b)
-        if self.kind == "sq_dist":
-            return ((a - b) ** 2).sum(-1)
-        if self.kind == "l1_dist":
-            return (a - b).abs().sum(-1)
-        if self.kind == "huber":
-            return F.huber_loss(a, b, reduction="none", delta=self.delta).sum(-1)
-        if self.kind == "cosine_dist":
-            return 1.0 - F.cosine_similarity(a, b, dim=-1, eps=1e-8)
-        raise AssertionError(self.kind)
-
-
-class Quadratic(nn.Module):
-    """(x - g)^T Q (x - g) with Q = L L^T; or (a - b)^T Q (a - b) with two arguments."""
-
-    def __init__(self, n: int):
-        super().__init__()
-        self.L = nn.Parameter(torch.eye(n))
-        self.goal = nn.Parameter(torch.zeros(n))
-
-    def forward(self, a, b=None):
-        d = _flat(a) - (self.goal if b is None else _flat(b))
-        v = d @ self.L
-        return (v * v).sum(-1)
-
-
-class Regularizer(nn.Module):
-    def __init__(self, kind: str, sigma: float = 1.0):
-        super().__init__()
-        self.kind = kind
-        self.sigma = sigma
-
-    def forward(self, z):
-        z = _flat(z)
-        if self.kind == "l1":
-            return z.abs().sum(-1)
-        if self.kind == "l2":
-            return (z * z).sum(-1)
-        if self.kind == "gaussian":
-            return (z * z).sum(-1) / (2.0 * self.sigma**2)
-        raise AssertionError(self.kind)
-
-
-class DiscretePrior(nn.Module):
-    """R(z) = r . z: for one-hot z this is the energy r_k of value k (eq. 23's Gibbs prior)."""
-
-    def __init__(self, K: int):
-        super().__init__()
-        self.r = nn.Parameter(torch.zeros(K))
-
-    def forward(self, z):
-        return _flat(z) @ self.r
-
-
 # ----------------------------------------------------------------------------- the table
 @dataclass(frozen=True)
 class Kind:
@@ -249,7 +87,7 @@ class Kind:
     name: str
     role: str  # "function" | "energy" | "regularizer"
     shape: Callable  # (args, kwargs, in_shapes) -> out shape, raises ShapeError
-    build: Callable  # (args, kwargs, in_shapes) -> nn.Module
+    build: Callable  # (args, kwargs, in_shapes) -> torch.nn.Module (layers.py)
     kwargs: tuple[str, ...] = ()
     inline: bool = False  # may be called in an expression without a declaration
     params: Callable = lambda a, kw, s: 0  # (args, kwargs, in_shapes) -> parameter count, without building
@@ -431,17 +269,6 @@ def _external_build(args, kw, shapes):
     raise ShapeError("an external module's body is supplied by the user: compile(spec, modules={name: module})")
 
 
-class Scale(nn.Module):
-    """A fixed per-feature factor: ``scale(1, 20)(x) = x * [1, 20]`` (put features on one scale)."""
-
-    def __init__(self, factors):
-        super().__init__()
-        self.register_buffer("factors", torch.tensor([float(f) for f in factors]))
-
-    def forward(self, x):
-        return x * self.factors.to(x.dtype)
-
-
 def _scale_shape(args, kw, shapes):
     _arity("scale", shapes, 1)
     if not args:
@@ -452,17 +279,6 @@ def _scale_shape(args, kw, shapes):
         raise ShapeError(f"scale({', '.join(map(str, args))}) reads a vector of {len(args)} features, "
                          f"got {list(shapes[0])}")
     return tuple(shapes[0])
-
-
-class Pick(nn.Module):
-    """Features of a vector by position: ``pick(0)(s) = s[..., [0]]`` (e.g. Pendulum's cos θ)."""
-
-    def __init__(self, idx):
-        super().__init__()
-        self.idx = [int(i) for i in idx]
-
-    def forward(self, x):
-        return x[..., self.idx]
 
 
 def _pick_shape(args, kw, shapes):
@@ -476,14 +292,6 @@ def _pick_shape(args, kw, shapes):
     if bad:
         raise ShapeError(f"pick({', '.join(str(int(a)) for a in args)}): positions {bad} are outside 0..{n - 1}")
     return (len(args),)
-
-
-class Image(nn.Module):
-    """An image ``[H, W, C]`` of 0..255 values (as environments give them) as ``[C, H, W]`` in [0, 1]."""
-
-    def forward(self, x):
-        x = x if x.is_floating_point() else x.to(torch.get_default_dtype())
-        return x.movedim(-1, -3) / 255.0
 
 
 def _image_shape(args, kw, shapes):
@@ -508,17 +316,6 @@ def _memory_shape(kind: str):
         return (dv,) if kind == "mem_read" else (width,)
 
     return rule
-
-
-class ExternalFunction(nn.Module):
-    """A plain torch function supplied as an external module's body (no parameters)."""
-
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, *xs):
-        return self.fn(*xs)
 
 
 # gymnasium's classic-control environments as true world models (dynamics.py):

@@ -11,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 
 from . import ir
-from .check import Checked, ancestors_of, check
+from .check import Checked, check
+from .elements import ancestors_of
 
 
 def _fold(e: ir.Expr) -> ir.Expr:

@@ -46,7 +46,7 @@ def _allowed(device: torch.device) -> tuple[bool, str]:
 
 def mlp_predictor(step):
     """The kernels' description of an ``mlp`` module (weights as [in, out]), or None."""
-    from .modules import MLP
+    from .layers import MLP
 
     if not isinstance(step, MLP):
         return None
@@ -102,7 +102,7 @@ def rollout(step, s0: torch.Tensor, order: str, steps: tuple, consts: tuple, T: 
 
 def _static_reason(step, device, order: str) -> tuple[bool, str]:
     """The checks that need no weights: an mlp reading (s[t], a[t]), on a device kernels may use."""
-    from .modules import MLP
+    from .layers import MLP
 
     if not isinstance(step, MLP):
         return False, f"predictor is {type(step).__name__}; fused kernels take an mlp"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from .. import ir
-from ..check import ancestors_of
+from ..elements import ancestors_of
 from ..errors import SpecError
 
 

@@ -79,6 +79,7 @@ class AbstractGraph:
         self._outs = [[] for _ in range(len(self.codes))]
         for k, (i, j) in enumerate(self.edges):
             self._outs[int(i)].append((k, int(j)))
+        self._next = [sorted({j for _, j in o}) for o in self._outs]  # Pred2's choices with clusters, in number order
         d = self.centroids[self.edges[:, 1]] - self.centroids[self.edges[:, 0]] if len(self.edges) else np.zeros((0, 1))
         self.lengths = np.linalg.norm(d, axis=1)
 
@@ -148,20 +149,23 @@ class AbstractGraph:
         the seen cell with the nearest centroid."""
         s = np.asarray(s, np.float64).reshape(-1, self.centroids.shape[1])
         if self.clusters:  # the nearest centre, in the features the clusters read
-            d = self.dims
-            return ((s[:, None, d] - self.centroids[None, :, d]) ** 2).sum(-1).argmin(1).astype(np.int64)
+            return self._nearest(s, list(self.dims))
         cells = np.floor(s[:, self.dims] / self.unit + 0.5).astype(np.int64)
-        out = np.empty(len(s), np.int64)
-        for r, c in enumerate(cells):
-            i = self._index.get(tuple(int(v) for v in c))
-            out[r] = i if i is not None else int(np.argmin(((self.centroids - s[r]) ** 2).sum(1)))
+        out = np.array([self._index.get(tuple(int(v) for v in c), -1) for c in cells], np.int64)
+        unseen = out < 0
+        if unseen.any():
+            out[unseen] = self._nearest(s[unseen], slice(None))
         return out
+
+    def _nearest(self, s: np.ndarray, dims) -> np.ndarray:
+        """The abstract state whose level-1 centroid is nearest each row of ``s``, over ``dims``."""
+        return ((s[:, None, dims] - self.centroids[None, :, dims]) ** 2).sum(-1).argmin(1).astype(np.int64)
 
     def predict(self, i: int, a2: int) -> int:
         """``Pred2(s2, a2)``: the neighbour in direction ``MOVES[a2]`` when that move was seen, else ``s2``
         (clusters: the ``a2``-th of the clusters the data moved to from ``s2``, in number order)."""
         if self.clusters:
-            outs = sorted({j for _, j in self._outs[i]})
+            outs = self._next[i]
             return outs[a2] if 0 <= a2 < len(outs) else i
         target = tuple(int(v) for v in self.codes[i][:2] + np.asarray(MOVES[a2])[:len(self.dims)])
         j = self._index.get(target)

@@ -3,12 +3,14 @@
 * **MCTS** on one discrete planning problem — an MLP world model ``s[t+1] = Pred(s[t], a[t])``
   (Figure 4 with discrete actions) and a quadratic cost, ``L`` steps of ``K`` actions — searched
   by ebmgraph's batched tensor-tree MCTS, by its per-problem reference (``impl="loop"``) and by
-  mctx's ``muzero_policy`` on a JAX port of the *same* weights (checked against the torch energy).
-  Both evaluate a node by a random rollout to the horizon through the MLP: ebmgraph scores the whole
-  sequence, mctx steps once into the new node and rolls out the rest, so mctx does no more model
-  work per simulation than ebmgraph. Simulations/s count problem-simulations (B × simulations per
-  second). The chosen action (the most visited root child) is compared between the two and with
-  the exhaustive optimum's first action.
+  mctx on a JAX port of the *same* weights (checked against the torch energy), float64 on both
+  sides. mctx runs ebmgraph's algorithm through ``mctx.search`` (:func:`mctx_uct_search`: the same
+  UCT rule, and each new node valued by the same random completion, or by the same critic with
+  ``--leaf critic``), so the chosen actions should match; its stock ``muzero_policy`` (PUCT, its
+  own rollouts) is a further row. ebmgraph scores the whole completed sequence (L MLP steps); mctx
+  steps once into the new node and rolls out the rest in a fixed-length masked loop (L + 1 steps),
+  so the two do about the same model work per simulation. Simulations/s count problem-simulations (B × simulations per second). The chosen action
+  (the most visited root child) is compared between them and with the exhaustive optimum's first action.
 * **CEM and MPPI** at ``K`` samples, horizon ``T``, on Figure 4's MLP predictor: ebmgraph (eager and
   ``compile=True``) against a plain PyTorch loop of the same algorithm and against pytorch-mppi
   0.9.1 driving the same predictor and cost; sample-steps/s = ``K·T·iterations / seconds`` of a
@@ -19,6 +21,7 @@ mctx/jax and pytorch-mppi are the ``bench`` extra; a missing one leaves its colu
 """
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 
@@ -44,6 +47,7 @@ energy:
   cost[t]: C(s[t+1])
 """
 GOAL = (1.0, -1.0, 0.5, 0.0)
+MCTX_SAME, MCTX_STOCK = "mctx search, ebmgraph's UCT (jit)", "mctx muzero_policy, PUCT (jit)"
 
 
 def mcts_problem(L: int = 6, K: int = 4, seed: int = 0):
@@ -126,44 +130,170 @@ def mctx_search(ebm, sims: int):
     return jax.jit(search)
 
 
+def stay_critic(ebm):
+    """A deterministic leaf value for both searches: ``-E`` estimated as the prefix's own costs plus
+    its last state's cost for every remaining step (the state held where it is). One pass of the
+    world model over the prefix, so a critic-valued simulation costs one model call, as a rollout does."""
+    M, L = ebm.mods, ebm.var_shape("a")[0]
+    K = ebm.graph.var("a").domain.K
+
+    def critic(obs, prefix, depth):
+        s = obs["x"]
+        acc = torch.zeros(s.shape[0], dtype=s.dtype, device=s.device)
+        for t in range(L):
+            on = prefix[:, t] >= 0
+            s = torch.where(on[:, None], M["Pred"](s, torch.nn.functional.one_hot(prefix[:, t].clamp_min(0), K)
+                                                   .to(s.dtype)), s)
+            acc = acc + torch.where(on, M["C"](s), 0.0)
+        return -(acc + (L - torch.as_tensor(depth, device=s.device)).to(s.dtype) * M["C"](s))
+
+    return critic
+
+
+def ebmgraph_completions(ebm, sims: int, seed: int) -> torch.Tensor:
+    """``[sims, L]``: the random completion each of ebmgraph's simulations uses (one per simulation,
+    shared by the batch), drawn from the generator exactly as ``MCTS(seed=seed)`` draws them."""
+    from .util import as_generator
+
+    g = as_generator(seed)
+    L, K = ebm.var_shape("a")[0], ebm.graph.var("a").domain.K
+    return torch.cat([torch.randint(0, K, (1, L), generator=g) for _ in range(sims)])
+
+
+def mctx_uct_search(ebm, sims: int, c: float = 1.4, leaf: str = "rollout", seed: int = 0):
+    """``mctx.search`` running ebmgraph's algorithm — its UCT rule and its leaf values — so the two
+    should choose the same action (a jitted ``(x, key) -> root visit counts``).
+
+    The rule, as :func:`ebmgraph.infer.mcts.select` has it: unvisited children first in index order,
+    else ``q + c·sqrt(log n / n_a)`` with ``q`` the child's mean total return normalised by the range
+    of every leaf value seen in the tree. mctx keeps returns from a node on, so each node's embedding
+    carries the return of its prefix; mctx keeps no running range, so the rule takes it over the
+    tree's expanded nodes at each step (O(nodes): work ebmgraph does not do).
+
+    Leaf values: ``"rollout"`` completes the new node with the simulation's own completion from
+    :func:`ebmgraph_completions` (ebmgraph's common random numbers), stepping the MLP from the node's
+    state; mctx passes no simulation index to ``recurrent_fn``, so the index is found by matching
+    its key against mctx's key chain (``search`` splits its key in three per simulation, the third
+    for expansion; checked by the agreement column). ``"critic"``: :func:`stay_critic`'s value.
+    """
+    import jax
+    import jax.numpy as jnp
+    import mctx
+
+    pred, cost, _ = jax_port(ebm)
+    L, K = ebm.var_shape("a")[0], ebm.graph.var("a").domain.K
+    rolls = jnp.asarray(ebmgraph_completions(ebm, sims, seed).numpy())
+
+    def key_chain(key):  # the expansion key of every simulation, as mctx.search derives them
+        out = []
+        for _ in range(sims):
+            key, _, e = jax.random.split(key, 3)
+            out.append(e)
+        return jnp.stack(out)
+
+    def recurrent_fn(chain, rng, action, emb):
+        s, d, ret = emb
+        s2, d2 = pred(s, action), d + 1
+        r = -cost(s2)
+        done = d2 >= L
+        if leaf == "critic":
+            v = -(L - d2).astype(s.dtype) * cost(s2)
+        else:  # the rest of this simulation's completion, from the new node's state
+            acts = rolls[jnp.argmax(jnp.all(chain == rng, axis=1))]
+
+            def body(t, carry):
+                x, tot = carry
+                live = t >= d2
+                x2 = pred(x, jnp.broadcast_to(acts[t], d2.shape))
+                return jnp.where(live[:, None], x2, x), tot + jnp.where(live, cost(x2), 0.0)
+
+            v = -jax.lax.fori_loop(0, L, body, (s2, jnp.zeros(s.shape[0], s.dtype)))[1]
+        out = mctx.RecurrentFnOutput(reward=r, discount=jnp.where(done, 0.0, 1.0),
+                                     prior_logits=jnp.zeros((s.shape[0], K), s.dtype), value=jnp.where(done, 0.0, v))
+        return out, (s2, d2, ret + r)
+
+    def uct(rng_key, tree, node, depth=None):  # one problem's tree (mctx vmaps the descent)
+        ret = tree.embeddings[2]
+        idx = jnp.arange(tree.node_visits.shape[0])
+        seen = (tree.node_visits > 0) & (idx != 0)
+        total = ret + tree.raw_values
+        lo = jnp.min(jnp.where(seen, total, jnp.inf))
+        span = jnp.maximum(jnp.max(jnp.where(seen, total, -jnp.inf)) - lo, 1e-12)
+        vis = tree.children_visits[node]
+        q_tot = ret[node] + tree.children_rewards[node] + tree.children_discounts[node] * tree.children_values[node]
+        q = jnp.where(vis > 0, (q_tot - lo) / span, 0.0)
+        n = jnp.maximum(tree.node_visits[node] - (node == 0), 1.0)  # mctx counts the root's own evaluation
+        ucb = q + c * jnp.sqrt(jnp.log(n) / vis)
+        missing = tree.children_index[node] < 0
+        return jnp.where(missing.any(), jnp.argmax(missing), jnp.argmax(ucb)).astype(jnp.int32)
+
+    def search(x, key):
+        B = x.shape[0]
+        root = mctx.RootFnOutput(prior_logits=jnp.zeros((B, K), x.dtype), value=jnp.zeros(B, x.dtype),
+                                 embedding=(x, jnp.zeros(B, jnp.int32), jnp.zeros(B, x.dtype)))
+        tree = mctx.search(key_chain(key), key, root=root, recurrent_fn=recurrent_fn,
+                           root_action_selection_fn=uct, interior_action_selection_fn=uct,
+                           num_simulations=sims, max_depth=L)
+        return tree.children_visits[:, 0]
+
+    return jax.jit(search)
+
+
 def bench_mcts(batches=(1, 64, 1024), sims: int = 64, L: int = 6, K: int = 4, reps: int = 3,
-               loop_max: int = 64, check: int = 64, seed: int = 0, compile: bool = True) -> dict:
-    """Simulations/s of ebmgraph's batched MCTS, its loop reference and mctx, and the chosen actions."""
+               loop_max: int = 64, check: int = 64, seed: int = 0, compile: bool = True,
+               leaf: str = "rollout") -> dict:
+    """Simulations/s of ebmgraph's batched MCTS, its loop reference and mctx, and the chosen actions.
+
+    mctx runs ebmgraph's algorithm (:func:`mctx_uct_search`: its UCT rule and its leaf values), in
+    float64 on both sides, so the two should choose the same action. ``leaf="rollout"``: nodes valued
+    by ebmgraph's random completions (and mctx's stock ``muzero_policy``, PUCT with its own random
+    rollouts, as a further row: another algorithm). ``leaf="critic"``: by :func:`stay_critic`.
+    """
     from .infer import minimize
     from .infer.mcts import MCTS
     from .infer.mcts_loop import LoopMCTS
 
+    if leaf not in ("rollout", "critic"):
+        raise ValueError(f"leaf must be 'rollout' or 'critic', not {leaf!r}")
     ebm = mcts_problem(L, K, seed)
+    ebm, dt = ebm.double(), torch.float64  # float64 on both sides: the same choices, not near-ties broken apart
+    crit = {"critic": stay_critic(ebm)} if leaf == "critic" else {}
     rows, port_err, have_mctx, compile_s = [], None, True, {}
     try:
         import jax
         import jax.numpy as jnp
 
+        jax.config.update("jax_enable_x64", True)
+
         _, _, jenergy = jax_port(ebm)
         seqs = torch.randint(0, K, (256, L), generator=torch.Generator().manual_seed(1))
-        xs = torch.randn(256, 4, generator=torch.Generator().manual_seed(2))
+        xs = torch.randn(256, 4, generator=torch.Generator().manual_seed(2)).to(dt)
         with torch.no_grad():
             ref = ebm.energy(x=xs, a=seqs).total.numpy()
         port_err = float(np.abs(np.asarray(jenergy(jnp.asarray(xs.numpy()), jnp.asarray(seqs.numpy()))) - ref).max())
     except ImportError as e:
         have_mctx = f"not installed ({e.name}); pip install 'ebmgraph[bench]'"
     for B in batches:
-        x = torch.randn(B, 4, generator=torch.Generator().manual_seed(100 + B))
-        fns = {"ebmgraph MCTS (tensor tree)": lambda: MCTS(ebm, {"x": x}, ["a"], seed=seed).search(sims)}
+        x = torch.randn(B, 4, generator=torch.Generator().manual_seed(100 + B)).to(dt)
+        fns = {"ebmgraph MCTS (tensor tree)": lambda: MCTS(ebm, {"x": x}, ["a"], seed=seed, **crit).search(sims)}
         if compile:
-            fns["ebmgraph MCTS compile=True"] = lambda: MCTS(ebm, {"x": x}, ["a"], seed=seed,
-                                                             compile=True).search(sims)
+            fns["ebmgraph MCTS compile=True"] = lambda: MCTS(ebm, {"x": x}, ["a"], seed=seed, compile=True,
+                                                             **crit).search(sims)
             t0 = time.perf_counter()
             fns["ebmgraph MCTS compile=True"]()  # compile outside the timing
             compile_s[B] = time.perf_counter() - t0
         if B <= loop_max:
-            fns["ebmgraph MCTS (loop reference)"] = lambda: LoopMCTS(ebm, {"x": x}, ["a"], seed=seed).search(sims)
+            fns["ebmgraph MCTS (loop reference)"] = lambda: LoopMCTS(ebm, {"x": x}, ["a"], seed=seed,
+                                                                     **crit).search(sims)
         if have_mctx is True:
-            search = mctx_search(ebm, sims)
             xj = jnp.asarray(x.numpy())
+            searches = {MCTX_SAME: mctx_uct_search(ebm, sims, leaf=leaf, seed=seed)}
+            if leaf == "rollout":
+                searches[MCTX_STOCK] = mctx_search(ebm, sims)
             keys = iter(range(10_000))
-            search(xj, jax.random.PRNGKey(0)).block_until_ready()  # compile outside the timing
-            fns["mctx muzero_policy (jit)"] = lambda: np.asarray(search(xj, jax.random.PRNGKey(next(keys))))
+            for k, search in searches.items():
+                search(xj, jax.random.PRNGKey(0)).block_until_ready()  # compile outside the timing
+                fns[k] = functools.partial(lambda f: np.asarray(f(xj, jax.random.PRNGKey(next(keys)))), search)
         times, outs = round_robin(fns, reps)
         n = min(B, check)
         with torch.no_grad():
@@ -179,7 +309,7 @@ def bench_mcts(batches=(1, 64, 1024), sims: int = 64, L: int = 6, K: int = 4, re
                          "agree_with_ebmgraph": float((acts[k] == ours).mean()),
                          "optimal_first_action": float((acts[k][:n] == opt).mean()), "checked": n})
     return {"rows": rows, "port_err": port_err, "mctx": have_mctx, "sims": sims, "L": L, "K": K,
-            "compile_s": compile_s}
+            "compile_s": compile_s, "leaf": leaf}
 
 
 # ----------------------------------------------------------------------------- CEM / MPPI
@@ -284,8 +414,11 @@ def bench_sampling(K: int = 1024, T: int = 32, iters: int = 5, reps: int = 5, ru
 
 # ----------------------------------------------------------------------------- printing
 def print_mcts(res: dict) -> None:
+    leaf = res.get("leaf", "rollout")
     print(f"\nMCTS: L={res['L']} steps x K={res['K']} actions, MLP world model (4 -> 64 -> 4, tanh, residual), "
-          f"{res['sims']} simulations per search")
+          f"{res['sims']} simulations per search; leaves valued by "
+          + ("ebmgraph's random completions" if leaf == "rollout" else "the stay-put critic")
+          + "; float64; mctx runs ebmgraph's UCT rule and leaf values (muzero_policy: its own PUCT and rollouts)")
     if res["mctx"] is not True:
         print(f"  mctx column skipped: {res['mctx']}")
     else:
@@ -302,8 +435,8 @@ def print_mcts(res: dict) -> None:
     for r in res["rows"]:
         by.setdefault(r["B"], {})[r["method"]] = r["sims_per_s"]
     for B, d in by.items():
-        if "mctx muzero_policy (jit)" in d:
-            m = d["mctx muzero_policy (jit)"]
+        if MCTX_SAME in d:
+            m = d[MCTX_SAME]
             print(f"  B={B}: ebmgraph / mctx = {d['ebmgraph MCTS (tensor tree)'] / m:.2f}x eager"
                   + (f", {d['ebmgraph MCTS compile=True'] / m:.2f}x compile=True" if "ebmgraph MCTS compile=True" in d
                      else ""))
@@ -358,8 +491,9 @@ def run(args) -> int:
     print(f"machine: {cpu_name()} ({torch.get_num_threads()} threads); torch {torch.__version__}; "
           f"XLA_FLAGS={__import__('os').environ.get('XLA_FLAGS', '')!r}")
     if args.what in ("all", "mcts"):
-        print_mcts(bench_mcts(tuple(args.batches), sims=args.sims, L=args.horizon_mcts, K=args.actions,
-                              reps=args.reps, compile=not args.no_compile))
+        for leaf in (["rollout", "critic"] if args.leaf == "both" else [args.leaf]):
+            print_mcts(bench_mcts(tuple(args.batches), sims=args.sims, L=args.horizon_mcts, K=args.actions,
+                                  reps=args.reps, compile=not args.no_compile, leaf=leaf))
     if args.what in ("all", "sampling"):
         print_sampling(bench_sampling(K=args.samples, T=args.horizon, iters=args.iters, reps=args.reps,
                                       runs=args.runs, compile=not args.no_compile))
@@ -373,6 +507,9 @@ def register(bsub) -> None:
     p.add_argument("--sims", type=int, default=64, help="MCTS simulations per search")
     p.add_argument("--horizon-mcts", type=int, default=6, help="MCTS plan length L")
     p.add_argument("--actions", type=int, default=4, help="MCTS actions K")
+    p.add_argument("--leaf", choices=["rollout", "critic", "both"], default="rollout",
+                   help="MCTS leaf values, in both searches: ebmgraph's random completions, or a deterministic "
+                        "stay-put critic")
     p.add_argument("--samples", type=int, default=1024, help="CEM/MPPI samples K")
     p.add_argument("--horizon", type=int, default=32, help="CEM/MPPI horizon T")
     p.add_argument("--iters", type=int, default=5, help="CEM/MPPI iterations per plan")

@@ -2,6 +2,9 @@
 import subprocess
 import sys
 
+import pytest
+import torch
+
 from conftest import ROOT
 
 
@@ -48,3 +51,26 @@ def test_bench_planners_runs_small(capsys):
     assert all(float(ln.split()[-2]) == 1.0 for ln in loop)
     for name in ("ebmgraph CEM", "plain PyTorch CEM", "ebmgraph MPPI", "plain PyTorch MPPI"):
         assert any(ln.strip().startswith(name + " ") for ln in out.splitlines()), name
+
+
+@pytest.mark.parametrize("leaf", ["rollout", "critic"])
+def test_mctx_given_ebmgraphs_rule_visits_the_root_as_ebmgraph_does(leaf):
+    """The benchmark's claim that mctx runs ebmgraph's algorithm: with ebmgraph's UCT rule and leaf
+    values (its replayed random completions, or the critic), mctx's root visit counts equal ebmgraph's
+    on every problem (skipped without the bench extra)."""
+    pytest.importorskip("mctx")
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from ebmgraph.bench_planners import mcts_problem, mctx_uct_search, stay_critic
+    from ebmgraph.infer import MCTS
+
+    jax.config.update("jax_enable_x64", True)
+    ebm = mcts_problem(L=4, K=3, seed=1).double()
+    x = torch.randn(12, 4, generator=torch.Generator().manual_seed(8)).double()
+    crit = {"critic": stay_critic(ebm)} if leaf == "critic" else {}
+    ours = MCTS(ebm, {"x": x}, ["a"], seed=3, **crit).search(30).info["root_visits"].numpy()
+    theirs = np.asarray(mctx_uct_search(ebm, 30, leaf=leaf, seed=3)(jnp.asarray(x.numpy()), jax.random.PRNGKey(5)))
+    np.testing.assert_array_equal(theirs, ours)
+    assert len({tuple(r) for r in ours.tolist()}) > 1  # the problems differ, so the equality says something

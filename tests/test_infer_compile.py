@@ -15,6 +15,7 @@ from ebmgraph.infer import MCTS, minimize
 from ebmgraph.infer.core import Problem
 from ebmgraph.infer.sampling import cem
 
+from test_infer_mcts_batched import _critic
 from test_infer_mcts_strength import potts, problems
 
 PLAN = """
@@ -53,11 +54,29 @@ def test_mcts_compiled_simulation_makes_the_eager_choices():
     assert len(ebm._compiled_planners) == 1
 
 
+def test_mcts_compiled_simulation_with_a_critic_makes_the_eager_choices():
+    """The critic is compiled into the simulation: same tree, choices and energies as the eager
+    search that calls it (and a model without it chooses differently, so the critic is used)."""
+    L, K = 5, 3
+    ebm = potts(L, K)
+    x = problems(4, L, K, seed=31)
+    a = MCTS(ebm, {"x": x}, ["z"], c=0.8, seed=4, critic=_critic, compile=True)
+    b = MCTS(ebm, {"x": x}, ["z"], c=0.8, seed=4, critic=_critic)
+    ra, rb = a.search(60), b.search(60)
+    assert torch.equal(ra.values["z"], rb.values["z"])
+    torch.testing.assert_close(ra.energy, rb.energy)
+    assert torch.equal(ra.info["root_visits"], rb.info["root_visits"])
+    torch.testing.assert_close(a.tree.value_sum, b.tree.value_sum, rtol=1e-12, atol=1e-12)
+    blind = MCTS(ebm, {"x": x}, ["z"], c=0.8, seed=4)
+    blind.search(60)
+    assert not torch.equal(blind.tree.value_sum, b.tree.value_sum)
+
+
 def test_mcts_compile_refuses_what_it_does_not_compile():
     ebm = potts(4, 3)
     x = problems(2, 4, 3, seed=0)
     with pytest.raises(ebmgraph.SpecError, match="compile=True"):
-        MCTS(ebm, {"x": x}, ["z"], compile=True, critic=lambda obs, prefix, depth: torch.zeros(2))
+        MCTS(ebm, {"x": x}, ["z"], compile=True, policy=lambda obs, prefix, depth: torch.ones(2, 3))
 
 
 @pytest.mark.parametrize("method,kw", [("cem", {"elite_frac": 0.2}), ("mppi", {"temperature": 0.5})])

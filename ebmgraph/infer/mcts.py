@@ -171,22 +171,28 @@ def backward(t: Tree, path: list, value: torch.Tensor) -> None:
         val_f.index_add_(0, flat, torch.where(on, value, 0.0))
 
 
-def _simulation(ebm, name: str, L: int, c: float):
+def _simulation(ebm, name: str, L: int, c: float, critic=None):
     """One whole UCT simulation as a function of tensors — select, expand, the model on the completed
-    sequences, backward, the value range and the best sequence — run as it is, or ``torch.compile``d.
-    The tree's tensors are updated in place; ``(lo, hi, best, best_seq)`` are returned. ``roll``
-    ``[1, L]`` is the simulation's random completion."""
+    sequences (or the ``critic`` on unfinished ones), backward, the value range and the best
+    sequence — run as it is, or ``torch.compile``d. The tree's tensors are updated in place;
+    ``(lo, hi, best, best_seq)`` are returned. ``roll`` ``[1, L]`` is the simulation's random completion."""
 
     def sim(children, parent, visits, value_sum, prior, depth, size, root, root_prefix, lo, hi, best, best_seq,
             roll, obs):
         t = Tree(children, parent, visits, value_sum, prior, depth, size, root, root_prefix)
         path, node, action, leaves = select(t, L, c, False, lo, hi)
         leaf = expand(t, node, action)
-        path.append((_rows(t) * visits.shape[1] + leaf, action >= 0))
-        seqs = torch.where(leaves < 0, roll, leaves)
+        flat = _rows(t) * visits.shape[1] + leaf
+        path.append((flat, action >= 0))
+        undecided = leaves < 0
+        seqs = torch.where(undecided, roll, leaves)
         E = ebm.evaluate({**obs, name: seqs}, validate=False).total.to(F64)
+        full = ~undecided.any(1)
+        if critic is not None:  # the critic's -E estimate where the leaf is not a full sequence
+            v = critic(obs, leaves, depth.view(-1)[flat])
+            E = torch.where(full, E, -torch.as_tensor(v).to(F64))
         backward(t, path, -E)
-        better = E < best
+        better = (E < best) if critic is None else (E < best) & full
         return (torch.minimum(lo, -E), torch.maximum(hi, -E), torch.where(better, E, best),
                 torch.where(better[:, None], seqs, best_seq))
 
@@ -204,8 +210,9 @@ class MCTS:
         critic: optional ``critic(observed, prefix, depth) -> [B]`` estimate of ``-E`` replacing rollouts.
         c: exploration constant.
         generator: randomness of rollouts and chance draws.
-        compile: run each simulation as one ``torch.compile``d function (UCT without policy, critic or
-            chance nodes); compiled once per model and sizes, kept on the model (issue 14).
+        compile: run each simulation as one ``torch.compile``d function (UCT, with or without a
+            critic, which is then compiled into it; no policy or chance nodes); compiled once per
+            model, sizes and critic, kept on the model (issue 14).
     """
 
     def __init__(self, ebm, observed: dict | None, over, *, sample=(), policy=None, critic=None, c: float = 1.4,
@@ -226,14 +233,14 @@ class MCTS:
         self.policy, self.critic, self.c = policy, critic, c
         self.simulations_done = 0
         self._sim = None  # plain UCT runs one simulation function (compiled with compile=True)
-        plain = policy is None and critic is None and not self.sample
+        plain = policy is None and not self.sample
         if compile and not plain:
-            raise SpecError("MCTS compile=True compiles plain UCT; a policy, a critic or chance nodes run "
-                            "eagerly: drop compile=True")
-        if plain:
-            make = functools.partial(_simulation, ebm, self.name, self.L, float(c))
-            self._sim = compiled_once(ebm, ("mcts", self.name, self.L, float(c), tuple(sorted(self.prob.observed))),
-                                      make) if compile else make()
+            raise SpecError("MCTS compile=True compiles UCT (with or without a critic); a policy or chance "
+                            "nodes run eagerly: drop compile=True")
+        if plain and (compile or critic is None):
+            make = functools.partial(_simulation, ebm, self.name, self.L, float(c), critic)
+            key = ("mcts", self.name, self.L, float(c), tuple(sorted(self.prob.observed)), critic)
+            self._sim = compiled_once(ebm, key, make) if compile else make()
         self._new_state()
         if not self.sample:  # the start (init, else all zeros) is a candidate: the answer is never worse
             start = initial_values(self.prob, init)[self.name]

@@ -9,8 +9,9 @@
   ``--leaf critic``), so the chosen actions should match; its stock ``muzero_policy`` (PUCT, its
   own rollouts) is a further row. ebmgraph scores the whole completed sequence (L MLP steps); mctx
   steps once into the new node and rolls out the rest in a fixed-length masked loop (L + 1 steps),
-  so the two do about the same model work per simulation. Simulations/s count problem-simulations (B × simulations per second). The chosen action
-  (the most visited root child) is compared between them and with the exhaustive optimum's first action.
+  so the two do about the same model work per simulation. Simulations/s count problem-simulations
+  (B × simulations per second). The chosen action (the most visited root child) is compared between
+  them and with the exhaustive optimum's first action.
 * **CEM and MPPI** at ``K`` samples, horizon ``T``, on Figure 4's MLP predictor: ebmgraph (eager and
   ``compile=True``) against a plain PyTorch loop of the same algorithm and against pytorch-mppi
   0.9.1 driving the same predictor and cost; sample-steps/s = ``K·T·iterations / seconds`` of a
@@ -132,8 +133,9 @@ def mctx_search(ebm, sims: int):
 
 def stay_critic(ebm):
     """A deterministic leaf value for both searches: ``-E`` estimated as the prefix's own costs plus
-    its last state's cost for every remaining step (the state held where it is). One pass of the
-    world model over the prefix, so a critic-valued simulation costs one model call, as a rollout does."""
+    its last state's cost for every remaining step (the state held where it is): one pass of the
+    world model over the prefix. (ebmgraph's compiled simulation also evaluates the full-sequence
+    energy beside it, with no host check of which leaves are full; mctx steps once.)"""
     M, L = ebm.mods, ebm.var_shape("a")[0]
     K = ebm.graph.var("a").domain.K
 
@@ -255,8 +257,7 @@ def bench_mcts(batches=(1, 64, 1024), sims: int = 64, L: int = 6, K: int = 4, re
 
     if leaf not in ("rollout", "critic"):
         raise ValueError(f"leaf must be 'rollout' or 'critic', not {leaf!r}")
-    ebm = mcts_problem(L, K, seed)
-    ebm, dt = ebm.double(), torch.float64  # float64 on both sides: the same choices, not near-ties broken apart
+    ebm, dt = mcts_problem(L, K, seed).double(), torch.float64  # float64 on both sides: no near-ties broken apart
     crit = {"critic": stay_critic(ebm)} if leaf == "critic" else {}
     rows, port_err, have_mctx, compile_s = [], None, True, {}
     try:

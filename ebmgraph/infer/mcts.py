@@ -237,6 +237,7 @@ class MCTS:
         if compile and not plain:
             raise SpecError("MCTS compile=True compiles UCT (with or without a critic); a policy or chance "
                             "nodes run eagerly: drop compile=True")
+        # eager with a critic keeps the step-by-step loop, which calls the model only where a leaf is full
         if plain and (compile or critic is None):
             make = functools.partial(_simulation, ebm, self.name, self.L, float(c), critic)
             key = ("mcts", self.name, self.L, float(c), tuple(sorted(self.prob.observed)), critic)

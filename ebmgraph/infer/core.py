@@ -248,12 +248,12 @@ class FiniteWatch:
                               terms=terms, iteration=it, values=values)
 
 
-def compiled_once(ebm, key: tuple, make):
-    """``torch.compile(make(), dynamic=False)``, built once per ``key`` and kept on the model, so later
-    plans and searches with the same sizes and settings reuse the compiled code (issue 14)."""
+def compiled_once(ebm, key: tuple, make, options: dict | None = None):
+    """``torch.compile(make(), dynamic=False, options=options)``, built once per ``key`` and kept on the
+    model, so later plans and searches with the same sizes and settings reuse the compiled code (issue 14)."""
     cache = ebm.__dict__.setdefault("_compiled_planners", {})
     if key not in cache:
-        cache[key] = torch.compile(make(), dynamic=False)
+        cache[key] = torch.compile(make(), dynamic=False, options=options)
     return cache[key]
 
 

@@ -164,11 +164,18 @@ def expand(t: Tree, node: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
 
 
 def backward(t: Tree, path: list, value: torch.Tensor) -> None:
-    """Add one visit and ``value [B]`` to every node on each problem's path."""
-    vis_f, val_f = t.visits.view(-1), t.value_sum.view(-1)
-    for flat, on in path:
-        vis_f.index_add_(0, flat, on.to(F64))
-        val_f.index_add_(0, flat, torch.where(on, value, 0.0))
+    """Add one visit and ``value [B]`` to every node on each problem's path.
+
+    One accumulating ``index_put_`` per statistic over the whole ``[B, depth]`` path: compiled, it
+    writes into the tree in place (``index_add_`` on a flat view made inductor copy the whole
+    ``[B, N]`` tensors twice per simulation)."""
+    B, N = t.visits.shape
+    rows = _rows(t)
+    nodes = torch.stack([flat - rows * N for flat, _ in path], 1)
+    on = torch.stack([m for _, m in path], 1)
+    at = (rows[:, None].expand_as(nodes), nodes)
+    t.visits.index_put_(at, on.to(F64), accumulate=True)
+    t.value_sum.index_put_(at, torch.where(on, value[:, None], 0.0), accumulate=True)
 
 
 def _simulation(ebm, name: str, L: int, c: float, critic=None):
@@ -241,7 +248,8 @@ class MCTS:
         if plain and (compile or critic is None):
             make = functools.partial(_simulation, ebm, self.name, self.L, float(c), critic)
             key = ("mcts", self.name, self.L, float(c), tuple(sorted(self.prob.observed)), critic)
-            self._sim = compiled_once(ebm, key, make) if compile else make()
+            # inductor's exp-based tanh: ~1e-16 absolute error in float64, 1.4x the search at B = 1,024 (BENCHMARKS.md)
+            self._sim = compiled_once(ebm, key, make, options={"cpp.use_decompose_tanh": True}) if compile else make()
         self._new_state()
         if not self.sample:  # the start (init, else all zeros) is a candidate: the answer is never worse
             start = initial_values(self.prob, init)[self.name]

@@ -166,16 +166,12 @@ def expand(t: Tree, node: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
 def backward(t: Tree, path: list, value: torch.Tensor) -> None:
     """Add one visit and ``value [B]`` to every node on each problem's path.
 
-    One accumulating ``index_put_`` per statistic over the whole ``[B, depth]`` path: compiled, it
-    writes into the tree in place (``index_add_`` on a flat view made inductor copy the whole
-    ``[B, N]`` tensors twice per simulation)."""
-    B, N = t.visits.shape
-    rows = _rows(t)
-    nodes = torch.stack([flat - rows * N for flat, _ in path], 1)
-    on = torch.stack([m for _, m in path], 1)
-    at = (rows[:, None].expand_as(nodes), nodes)
-    t.visits.index_put_(at, on.to(F64), accumulate=True)
-    t.value_sum.index_put_(at, torch.where(on, value[:, None], 0.0), accumulate=True)
+    One accumulating ``index_put_`` per statistic over the whole path: compiled, it writes into the
+    tree in place (``index_add_`` made inductor copy the whole ``[B, N]`` tensors twice per simulation)."""
+    flat = torch.cat([f for f, _ in path])
+    on = torch.cat([m for _, m in path])
+    t.visits.view(-1).index_put_((flat,), on.to(F64), accumulate=True)
+    t.value_sum.view(-1).index_put_((flat,), torch.where(on, value.repeat(len(path)), 0.0), accumulate=True)
 
 
 def _simulation(ebm, name: str, L: int, c: float, critic=None):

@@ -248,6 +248,12 @@ class FiniteWatch:
                               terms=terms, iteration=it, values=values)
 
 
+# Inductor's exp-based tanh on the CPU (vectorized exp instead of a scalar tanh per element): ~1e-16 absolute
+# error in float64, a few float32 ulps; the compiled MCTS search 1.4x and the compiled CEM/MPPI rollout step ~1.8x
+# faster on this CPU (BENCHMARKS.md, issue 14). Only the C++ backend reads it; Triton on a GPU ignores it.
+PLANNER_COMPILE_OPTIONS = {"cpp.use_decompose_tanh": True}
+
+
 def compiled_once(ebm, key: tuple, make, options: dict | None = None):
     """``torch.compile(make(), dynamic=False, options=options)``, built once per ``key`` and kept on the
     model, so later plans and searches with the same sizes and settings reuse the compiled code (issue 14)."""

@@ -36,7 +36,7 @@ import torch
 from .. import ir
 from ..errors import SpecError
 from ..util import as_generator
-from .core import MinimizeResult, Problem, compiled_once, initial_values
+from .core import PLANNER_COMPILE_OPTIONS, MinimizeResult, Problem, compiled_once, initial_values
 from .gibbs import gibbs_draws, gibbs_energy
 
 F64 = torch.float64
@@ -244,8 +244,7 @@ class MCTS:
         if plain and (compile or critic is None):
             make = functools.partial(_simulation, ebm, self.name, self.L, float(c), critic)
             key = ("mcts", self.name, self.L, float(c), tuple(sorted(self.prob.observed)), critic)
-            # inductor's exp-based tanh: ~1e-16 absolute error in float64, 1.4x the search at B = 1,024 (BENCHMARKS.md)
-            self._sim = compiled_once(ebm, key, make, options={"cpp.use_decompose_tanh": True}) if compile else make()
+            self._sim = compiled_once(ebm, key, make, options=PLANNER_COMPILE_OPTIONS) if compile else make()
         self._new_state()
         if not self.sample:  # the start (init, else all zeros) is a candidate: the answer is never worse
             start = initial_values(self.prob, init)[self.name]

@@ -28,25 +28,33 @@ def _flat(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(x.shape[0], -1)
 
 
-# Under torch.compile on the CPU, a linear map onto this many outputs or fewer runs as a broadcast multiply
-# and a sum over inputs, which inductor fuses into the kernels around it instead of calling an extern matmul
-# with buffers between: a predictor's read-out layer (32 -> 3) in a compiled planner rollout, 40 -> 29 µs per
-# step at K = 1,024, and a 3 x 3 quadratic cost over [32,768, 3] states, ~130 µs per call as a matmul
-# (BENCHMARKS.md, issue 14). Eager is unchanged.
-_FUSED_OUT = 8
+# Under torch.compile on the CPU, a small linear map (few outputs, each a sum over few inputs) runs as a
+# broadcast multiply and a sum over inputs, which inductor fuses into the kernels around it instead of
+# calling an extern matmul with buffers between. Measured (BENCHMARKS.md, issue 14): a predictor's read-out
+# layer (32 -> 3, float32) in a compiled planner rollout at K = 1,024, 40 -> 29 µs per step; a 3 x 3
+# quadratic cost over [32,768, 3] states, ~130 µs per call as a matmul, fused almost free. Larger maps
+# lose, since each output is a horizontal vector reduction: MCTS's 64 -> 4 read-out in float64 at B = 1,024
+# took 1.87 ms per simulation fused against 1.28 ms as a matmul, and a 4 -> 32 first layer fused made a
+# float32 rollout step 10x slower. Eager is unchanged.
+_FUSED_OUT, _FUSED_IN = 8, 32
+
+
+def _fusable(x: torch.Tensor, n_in: int, n_out: int) -> bool:
+    return (n_out <= _FUSED_OUT and n_in <= _FUSED_IN and x.device.type == "cpu"
+            and torch.compiler.is_compiling())
 
 
 def matmul(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """``x @ w`` for ``w`` ``[in, out]``; a few-output map under ``torch.compile`` on the CPU as a fusable
+    """``x @ w`` for ``w`` ``[in, out]``; a small map under ``torch.compile`` on the CPU as a fusable
     multiply-sum."""
-    if w.shape[-1] <= _FUSED_OUT and x.device.type == "cpu" and torch.compiler.is_compiling():
+    if w.dim() == 2 and _fusable(x, w.shape[0], w.shape[1]):
         return (x.unsqueeze(-2) * w.t()).sum(-1)
     return x @ w
 
 
 def linear(lin: nn.Linear, x: torch.Tensor) -> torch.Tensor:
     """``lin(x)``, through :func:`matmul`'s fusable form where that applies."""
-    if lin.out_features <= _FUSED_OUT and x.device.type == "cpu" and torch.compiler.is_compiling():
+    if _fusable(x, lin.in_features, lin.out_features):
         y = matmul(x, lin.weight.t())
         return y if lin.bias is None else y + lin.bias
     return lin(x)

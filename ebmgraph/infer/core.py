@@ -248,10 +248,16 @@ class FiniteWatch:
                               terms=terms, iteration=it, values=values)
 
 
-# Inductor's exp-based tanh on the CPU (vectorized exp instead of a scalar tanh per element): ~1e-16 absolute
-# error in float64, a few float32 ulps; the compiled MCTS search 1.4x and the compiled CEM/MPPI rollout step ~1.8x
-# faster on this CPU (BENCHMARKS.md, issue 14). Only the C++ backend reads it; Triton on a GPU ignores it.
-PLANNER_COMPILE_OPTIONS = {"cpp.use_decompose_tanh": True}
+# How the planners compile (issue 14; BENCHMARKS.md has the figures, AMD EPYC, one thread):
+# * ``cpp.use_decompose_tanh``: inductor's exp-based tanh on the CPU (a vectorized exp instead of a scalar tanh per
+#   element): ~1e-16 absolute error in float64, a few float32 ulps; the compiled CEM/MPPI rollout step ~1.8x faster.
+# * ``size_asserts`` off: the wrapper does not re-check the sizes and strides Dynamo's guards already fixed.
+# Only the C++ backend reads them; Triton on a GPU ignores the first.
+PLANNER_COMPILE_OPTIONS = {"cpp.use_decompose_tanh": True, "size_asserts": False}
+# MCTS also puts the compiled graph's wrapper (its buffers, extern matmuls and kernel calls) in C++ rather than
+# Python: with guards skipped on repeated calls (mcts._same_inputs) a B = 64 simulation 188 -> 155 µs. It costs
+# compile time (B = 64, cold cache: ~24 s against ~13 s) and did nothing measurable for CEM/MPPI's fewer, larger ops.
+MCTS_COMPILE_OPTIONS = {**PLANNER_COMPILE_OPTIONS, "cpp_wrapper": True}
 
 
 def compiled_once(ebm, key: tuple, make, options: dict | None = None):

@@ -472,6 +472,9 @@ def sampling_ratios(rows: dict) -> list[tuple[str, str, float]]:
     for ours in ("ebmgraph MPPI", "ebmgraph MPPI compile=True"):
         if ours in rows and pm:
             out.append((ours, "pytorch-mppi", rows[ours]["steps_per_s"] / pm["steps_per_s"]))
+    ours = "ebmgraph CEM compile=True"  # pytorch-mppi has no CEM: sample-steps/s of the two algorithms
+    if ours in rows and pm:
+        out.append((ours, "pytorch-mppi (its MPPI)", rows[ours]["steps_per_s"] / pm["steps_per_s"]))
     return out
 
 

@@ -44,17 +44,27 @@ def _fusable(x: torch.Tensor, n_in: int, n_out: int) -> bool:
             and torch.compiler.is_compiling())
 
 
+def _hooked(m: nn.Module) -> bool:
+    """Whether calling ``m`` does more than its ``forward`` (its own or global hooks: spectral_norm, prune, ...)."""
+    from torch.nn.modules import module as _m
+
+    return bool(m._forward_hooks or m._forward_pre_hooks or _m._global_forward_hooks
+                or _m._global_forward_pre_hooks)
+
+
 def matmul(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """``x @ w`` for ``w`` ``[in, out]``; a small map under ``torch.compile`` on the CPU as a fusable
     multiply-sum."""
-    if w.dim() == 2 and _fusable(x, w.shape[0], w.shape[1]):
+    if w.dim() == 2 and x.dtype == w.dtype and _fusable(x, w.shape[0], w.shape[1]):
         return (x.unsqueeze(-2) * w.t()).sum(-1)
     return x @ w
 
 
 def linear(lin: nn.Linear, x: torch.Tensor) -> torch.Tensor:
-    """``lin(x)``, through :func:`matmul`'s fusable form where that applies."""
-    if _fusable(x, lin.in_features, lin.out_features):
+    """``lin(x)``, through :func:`matmul`'s fusable form where that applies (a plain ``nn.Linear`` without hooks,
+    of the input's dtype; anything else is called as it is)."""
+    if (type(lin) is nn.Linear and x.dtype == lin.weight.dtype and not _hooked(lin)
+            and _fusable(x, lin.in_features, lin.out_features)):
         y = matmul(x, lin.weight.t())
         return y if lin.bias is None else y + lin.bias
     return lin(x)
@@ -85,8 +95,11 @@ class MLP(nn.Module):
 
     def forward(self, *xs):
         y = _cat(xs)
-        for m in self.net:
-            y = linear(m, y) if isinstance(m, nn.Linear) else m(y)
+        if not torch.compiler.is_compiling() or _hooked(self.net):
+            y = self.net(y)
+        else:  # compiled: each layer through linear() (small maps fused)
+            for m in self.net:
+                y = linear(m, y) if isinstance(m, nn.Linear) else m(y)
         return xs[0] + y if self.residual else y
 
 

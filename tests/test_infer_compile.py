@@ -133,17 +133,30 @@ def test_cem_elite_reuse_rescoring_the_best_makes_each_population_no_worse():
     assert rises_without > 0  # the property is not automatic
 
 
-def test_few_output_maps_compile_to_the_same_values():
-    """layers.linear / layers.matmul take a multiply-sum form under torch.compile on the CPU when the map has
-    few outputs (fused by inductor instead of an extern matmul); compiled and eager agree on both sides of
-    the threshold, and the gradient through the fused form matches too."""
+def test_few_output_maps_compile_to_the_same_values(monkeypatch):
+    """layers.linear / layers.matmul take a multiply-sum form under torch.compile on the CPU when the map is
+    small (fused by inductor instead of an extern matmul): the fused form is taken where it should be, and
+    compiled and eager agree, values and gradients, on both sides of the threshold and with a forward hook
+    on a layer that would otherwise be fused (hooked layers are called as they are)."""
+    from ebmgraph import layers
     from ebmgraph.layers import MLP, Quadratic
 
+    seen = []
+    real = layers._fusable
+
+    def spy(x, n_in, n_out):
+        out = real(x, n_in, n_out)
+        seen.append((n_in, n_out, out))
+        return out
+
+    monkeypatch.setattr(layers, "_fusable", spy)
     torch.manual_seed(0)
-    for widths in ([4, 32, 3], [4, 16, 12]):  # read-out under the threshold (fused), and over it (matmul)
+    for widths, hook in (([4, 32, 3], False), ([4, 16, 12], False), ([4, 32, 3], True)):
         net, quad = MLP(widths, act="tanh", residual=False), Quadratic(widths[-1])
         with torch.no_grad():
             quad.L.add_(0.3 * torch.randn_like(quad.L))
+        if hook:  # the read-out's output doubled: the hook must run compiled too
+            net.net[2].register_forward_hook(lambda mod, args, out: 2.0 * out)
 
         def f(x):
             return quad(net(x))
@@ -151,7 +164,10 @@ def test_few_output_maps_compile_to_the_same_values():
         x = torch.randn(64, 4, requires_grad=True)
         eager = f(x)
         (g_eager,) = torch.autograd.grad(eager.sum(), x)
+        torch._dynamo.reset()
         compiled = torch.compile(f, dynamic=False)(x)
         (g_comp,) = torch.autograd.grad(compiled.sum(), x)
         torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(g_comp, g_eager, rtol=1e-4, atol=1e-5)
+    assert (32, 3, True) in seen and (3, 3, True) in seen  # read-out and quadratic fused
+    assert (4, 32, False) in seen and (16, 12, False) in seen and (12, 12, False) in seen

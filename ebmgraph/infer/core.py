@@ -248,18 +248,18 @@ class FiniteWatch:
                               terms=terms, iteration=it, values=values)
 
 
-# How the planners compile (issue 14; BENCHMARKS.md has the figures, AMD EPYC, one thread):
+# How the planners compile (issue 14; BENCHMARKS.md "Third pass" has the figures, AMD EPYC, one thread):
 # * ``cpp.use_decompose_tanh``: inductor's exp-based tanh on the CPU (a vectorized exp instead of a scalar tanh per
-#   element): ~1e-16 absolute error in float64, a few float32 ulps; the compiled CEM/MPPI rollout step ~1.8x faster.
-# * ``size_asserts`` off: the wrapper does not re-check the sizes and strides Dynamo's guards already fixed.
-# Only the C++ backend reads them; Triton on a GPU ignores the first.
+#   element), read by the C++ backend only: at most ~3e-16 absolute error in float64 and ~1.8e-7 in float32 (the
+#   relative error grows near 0, up to ~1e-4 at |x| = 1e-3 in float32); the compiled CEM/MPPI rollout step 64 -> 36 µs.
+# * ``size_asserts`` off: the compiled wrapper does not re-check the sizes and strides Dynamo's guards already fixed.
 PLANNER_COMPILE_OPTIONS = {"cpp.use_decompose_tanh": True, "size_asserts": False}
 # MCTS also puts the compiled graph's wrapper (its buffers, extern matmuls and kernel calls) in C++ rather than
-# Python: with guards skipped on repeated calls (mcts._same_inputs) a B = 64 simulation 188 -> 155 µs. It costs
-# compile time (B = 64, cold cache: ~24 s against ~13 s) and did nothing measurable for CEM/MPPI's fewer, larger ops.
-# Its kernels also skip the bounds check of every indirect index (147 against 166 µs per simulation at B = 64):
-# the tree's ids are in range by construction (grow() makes room before a search), and the same code run eagerly,
-# as the tests do, checks every index.
+# Python (B = 64: 201 -> 162 µs per simulation, measured side by side); it costs compile time (B = 64, cold cache:
+# ~24 s against ~13 s) and did nothing measurable for CEM/MPPI's fewer, larger operations. Its kernels also skip the
+# bounds check of every indirect index (~10% of a B = 64 simulation): the tree's ids are in range by construction
+# (grow() makes room before a search) and the same code run eagerly, as the tests do, checks every index; with a
+# user's critic compiled in, the checks stay on (mcts.MCTS).
 MCTS_COMPILE_OPTIONS = {**PLANNER_COMPILE_OPTIONS, "cpp_wrapper": True, "assert_indirect_indexing": False}
 
 

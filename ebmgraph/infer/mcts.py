@@ -28,7 +28,6 @@ two make the same choices on the same seed (tests/test_infer_mcts_batched.py).
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 from dataclasses import dataclass, fields
 
@@ -175,14 +174,6 @@ def backward(t: Tree, path: list, value: torch.Tensor) -> None:
     t.value_sum.view(-1).index_put_((flat,), torch.where(on, value.repeat(len(path)), 0.0), accumulate=True)
 
 
-def _same_inputs(compiled: bool):
-    """While the compiled simulation is called again on the very tensors it was just called on: skip
-    Dynamo's guard evaluation (``torch.compiler.set_stance(skip_guard_eval_unsafe=True)``)."""
-    if not compiled:
-        return contextlib.nullcontext()
-    return torch.compiler.set_stance(skip_guard_eval_unsafe=True)
-
-
 def _simulation(ebm, name: str, L: int, c: float, critic=None):
     """One whole UCT simulation as a function of tensors — select, expand, the model on the completed
     sequences (or the ``critic`` on unfinished ones), backward, the value range and the best
@@ -253,8 +244,9 @@ class MCTS:
         if plain and (compile or critic is None):
             make = functools.partial(_simulation, ebm, self.name, self.L, float(c), critic)
             key = ("mcts", self.name, self.L, float(c), tuple(sorted(self.prob.observed)), critic)
-            self._sim = compiled_once(ebm, key, make, options=MCTS_COMPILE_OPTIONS) if compile else make()
-        self._compiled = bool(compile)
+            # a user's critic is compiled into the simulation: its indexing keeps inductor's bounds checks
+            opts = MCTS_COMPILE_OPTIONS if critic is None else {**MCTS_COMPILE_OPTIONS, "assert_indirect_indexing": True}
+            self._sim = compiled_once(ebm, key, make, options=opts) if compile else make()
         self._new_state()
         if not self.sample:  # the start (init, else all zeros) is a candidate: the answer is never worse
             start = initial_values(self.prob, init)[self.name]
@@ -321,19 +313,14 @@ class MCTS:
         if self._sim is not None:
             obs = dict(self.prob.observed)
             # one random completion per simulation, shared by all problems; drawn at once, the same numbers as
-            # one draw of [1, L] per simulation (the CPU generator fills a tensor in order)
-            rolls = torch.randint(0, self.K, (simulations, 1, self.L), generator=self.gen).to(t.root.device).unbind(0)
+            # one draw of [1, L] per simulation (the CPU generator fills a tensor serially, in order)
+            n = max(int(simulations), 0)
+            rolls = torch.randint(0, self.K, (n, 1, self.L), generator=self.gen).to(t.root.device).unbind(0)
             tree = (t.children, t.parent, t.visits, t.value_sum, t.prior, t.depth, t.size, t.root, t.root_prefix)
-            lo, hi, best, best_seq = self.lo, self.hi, self.best, self.best_seq
             with torch.no_grad():
-                for roll in rolls[:2]:  # guards checked (compiled on first use; the second call sees its outputs)
-                    lo, hi, best, best_seq = self._sim(*tree, lo, hi, best, best_seq, roll, obs)
-                # the same tensors, shapes and closure every time after: the guards that chose the compiled code
-                # still hold, so later calls skip re-checking them (~20-30 µs of a ~200 µs simulation at B = 64)
-                with _same_inputs(self._compiled):
-                    for roll in rolls[2:]:
-                        lo, hi, best, best_seq = self._sim(*tree, lo, hi, best, best_seq, roll, obs)
-            self.lo, self.hi, self.best, self.best_seq = lo, hi, best, best_seq
+                for roll in rolls:  # the tree in place, the rest returned: kept after every simulation
+                    self.lo, self.hi, self.best, self.best_seq = self._sim(
+                        *tree, self.lo, self.hi, self.best, self.best_seq, roll, obs)
             self.simulations_done += simulations
             return self.answer()
         for _ in range(simulations):

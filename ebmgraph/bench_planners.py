@@ -49,6 +49,7 @@ energy:
 """
 GOAL = (1.0, -1.0, 0.5, 0.0)
 MCTX_SAME, MCTX_STOCK = "mctx search, ebmgraph's UCT (jit)", "mctx muzero_policy, PUCT (jit)"
+AOT = "ebmgraph MCTS compile='aot'"
 
 
 def mcts_problem(L: int = 6, K: int = 4, seed: int = 0):
@@ -243,7 +244,7 @@ def mctx_uct_search(ebm, sims: int, c: float = 1.4, leaf: str = "rollout", seed:
 
 def bench_mcts(batches=(1, 64, 1024), sims: int = 64, L: int = 6, K: int = 4, reps: int = 3,
                loop_max: int = 64, check: int = 64, seed: int = 0, compile: bool = True,
-               leaf: str = "rollout") -> dict:
+               leaf: str = "rollout", aot: bool = True) -> dict:
     """Simulations/s of ebmgraph's batched MCTS, its loop reference and mctx, and the chosen actions.
 
     mctx runs ebmgraph's algorithm (:func:`mctx_uct_search`: its UCT rule and its leaf values), in
@@ -259,7 +260,7 @@ def bench_mcts(batches=(1, 64, 1024), sims: int = 64, L: int = 6, K: int = 4, re
         raise ValueError(f"leaf must be 'rollout' or 'critic', not {leaf!r}")
     ebm, dt = mcts_problem(L, K, seed).double(), torch.float64  # float64 on both sides: no near-ties broken apart
     crit = {"critic": stay_critic(ebm)} if leaf == "critic" else {}
-    rows, port_err, have_mctx, compile_s = [], None, True, {}
+    rows, port_err, have_mctx, compile_s, aot_s = [], None, True, {}, {}
     try:
         import jax
         import jax.numpy as jnp
@@ -283,6 +284,11 @@ def bench_mcts(batches=(1, 64, 1024), sims: int = 64, L: int = 6, K: int = 4, re
             t0 = time.perf_counter()
             fns["ebmgraph MCTS compile=True"]()  # compile outside the timing
             compile_s[B] = time.perf_counter() - t0
+        if compile and aot and not crit:  # AOTInductor (plain UCT only)
+            fns[AOT] = lambda: MCTS(ebm, {"x": x}, ["a"], seed=seed, compile="aot").search(sims)
+            t0 = time.perf_counter()
+            fns[AOT]()
+            aot_s[B] = time.perf_counter() - t0
         if B <= loop_max:
             fns["ebmgraph MCTS (loop reference)"] = lambda: LoopMCTS(ebm, {"x": x}, ["a"], seed=seed,
                                                                      **crit).search(sims)
@@ -310,7 +316,7 @@ def bench_mcts(batches=(1, 64, 1024), sims: int = 64, L: int = 6, K: int = 4, re
                          "agree_with_ebmgraph": float((acts[k] == ours).mean()),
                          "optimal_first_action": float((acts[k][:n] == opt).mean()), "checked": n})
     return {"rows": rows, "port_err": port_err, "mctx": have_mctx, "sims": sims, "L": L, "K": K,
-            "compile_s": compile_s, "leaf": leaf}
+            "compile_s": compile_s, "aot_s": aot_s, "leaf": leaf}
 
 
 # ----------------------------------------------------------------------------- CEM / MPPI
@@ -432,6 +438,9 @@ def print_mcts(res: dict) -> None:
     if res.get("compile_s"):
         print("  compile=True: torch.compile of one simulation, once per batch size, outside the timing: "
               + ", ".join(f"B={B} {v:.1f} s" for B, v in res["compile_s"].items()))
+    if res.get("aot_s"):
+        print("  compile='aot': torch.export + AOTInductor of one simulation, once per batch size, outside the "
+              "timing: " + ", ".join(f"B={B} {v:.1f} s" for B, v in res["aot_s"].items()))
     by = {}
     for r in res["rows"]:
         by.setdefault(r["B"], {})[r["method"]] = r["sims_per_s"]
@@ -440,7 +449,8 @@ def print_mcts(res: dict) -> None:
             m = d[MCTX_SAME]
             print(f"  B={B}: ebmgraph / mctx = {d['ebmgraph MCTS (tensor tree)'] / m:.2f}x eager"
                   + (f", {d['ebmgraph MCTS compile=True'] / m:.2f}x compile=True" if "ebmgraph MCTS compile=True" in d
-                     else ""))
+                     else "")
+                  + (f", {d[AOT] / m:.2f}x compile='aot'" if AOT in d else ""))
     print("  agree: fraction of problems whose chosen action (most visited root child) equals ebmgraph's; "
           "optimal: equals the exhaustive optimum's first action (first 64 problems)")
 
@@ -497,7 +507,7 @@ def run(args) -> int:
     if args.what in ("all", "mcts"):
         for leaf in (["rollout", "critic"] if args.leaf == "both" else [args.leaf]):
             print_mcts(bench_mcts(tuple(args.batches), sims=args.sims, L=args.horizon_mcts, K=args.actions,
-                                  reps=args.reps, compile=not args.no_compile, leaf=leaf))
+                                  reps=args.reps, compile=not args.no_compile, leaf=leaf, aot=not args.no_aot))
     if args.what in ("all", "sampling"):
         print_sampling(bench_sampling(K=args.samples, T=args.horizon, iters=args.iters, reps=args.reps,
                                       runs=args.runs, compile=not args.no_compile))
@@ -519,6 +529,8 @@ def register(bsub) -> None:
     p.add_argument("--iters", type=int, default=5, help="CEM/MPPI iterations per plan")
     p.add_argument("--reps", type=int, default=5, help="round-robin repetitions (medians reported)")
     p.add_argument("--runs", type=int, default=3, help="independent runs of the CEM/MPPI table")
-    p.add_argument("--no-compile", action="store_true", help="leave out the compile=True columns")
+    p.add_argument("--no-compile", action="store_true", help="leave out the compile=True (and 'aot') columns")
+    p.add_argument("--no-aot", action="store_true",
+                   help="leave out the MCTS compile='aot' row (AOTInductor; ~10-25 s to build per batch size)")
     p.add_argument("--threads", type=int, default=1, help="intra-op threads of torch and of XLA (both)")
     p.set_defaults(fn=run)

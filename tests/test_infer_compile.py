@@ -54,6 +54,28 @@ def test_mcts_compiled_simulation_makes_the_eager_choices():
     assert len(ebm._compiled_planners) == 1
 
 
+def test_mcts_aot_simulation_makes_the_eager_choices():
+    """compile="aot" (torch.export + AOTInductor): the tree updated in place through the C++ runner gives the
+    eager search's tree and choices, over two searches on one tree (the second continues the first)."""
+    L, K = 4, 3
+    ebm = potts(L, K)
+    x = problems(5, L, K, seed=21)
+    a = MCTS(ebm, {"x": x}, ["z"], c=0.8, seed=6, compile="aot")
+    b = MCTS(ebm, {"x": x}, ["z"], c=0.8, seed=6)
+    for _ in range(2):
+        ra, rb = a.search(30), b.search(30)
+        assert torch.equal(ra.values["z"], rb.values["z"])
+        torch.testing.assert_close(ra.energy, rb.energy)
+        assert torch.equal(ra.info["root_visits"], rb.info["root_visits"])
+        assert torch.equal(a.tree.size, b.tree.size)
+        torch.testing.assert_close(a.tree.value_sum, b.tree.value_sum, rtol=1e-12, atol=1e-12)
+    assert len(ebm._aot_planners) == 1  # one runner for these sizes, reused by the second search
+    with pytest.raises(ebmgraph.SpecError, match="aot"):
+        MCTS(ebm, {"x": x}, ["z"], compile="aot", critic=_critic)
+    with pytest.raises(ebmgraph.SpecError, match="compile="):
+        MCTS(ebm, {"x": x}, ["z"], compile="fast")
+
+
 def test_mcts_compiled_simulation_with_a_critic_makes_the_eager_choices():
     """The critic is compiled into the simulation: same tree, choices and energies as the eager
     search that calls it (and a model without it chooses differently, so the critic is used)."""

@@ -202,6 +202,53 @@ def _simulation(ebm, name: str, L: int, c: float, critic=None):
     return sim
 
 
+_AOT_DIR: list = []  # this process's directory of AOTInductor packages, removed at exit
+
+
+class _AOTSimulation:
+    """The simulation of :func:`_simulation` exported with ``torch.export`` and compiled ahead of time by
+    AOTInductor (``compile="aot"``): called through its C++ runner, with no Dynamo guards or Python wrapper
+    per call. Built once per model, settings and input sizes (batch, tree capacity) and kept on the model;
+    the tree's tensors are updated in place as in the eager function (the same results: tests)."""
+
+    def __init__(self, ebm, key: tuple, make, names: tuple):
+        self.ebm, self.key, self.fn, self.names = ebm, key, make(), names
+
+    def __call__(self, *args):
+        return self.runner(*args)(*args[:-1], *(args[-1][k] for k in self.names))
+
+    def runner(self, *args):
+        """The compiled runner for these inputs' sizes (built on first use); it takes the observed tensors
+        flat, in ``names`` order, in place of the dict. :meth:`MCTS.search` looks it up once per search."""
+        *tensors, obs = args
+        flat = tuple(tensors) + tuple(obs[k] for k in self.names)
+        sig = tuple((tuple(a.shape), a.dtype, str(a.device)) for a in flat)
+        cache = self.ebm.__dict__.setdefault("_aot_planners", {})
+        if (self.key, sig) not in cache:
+            cache[(self.key, sig)] = self._build(flat, len(cache))
+        return cache[(self.key, sig)]
+
+    def _build(self, flat: tuple, n: int):
+        import atexit
+        import shutil
+        import tempfile
+
+        fn, names, k = self.fn, self.names, len(flat) - len(self.names)
+
+        class Sim(torch.nn.Module):
+            def forward(self, *xs):
+                return fn(*xs[:k], dict(zip(names, xs[k:])))
+
+        if not _AOT_DIR:
+            _AOT_DIR.append(tempfile.mkdtemp(prefix="ebmgraph-aoti-"))
+            atexit.register(shutil.rmtree, _AOT_DIR[0], True)
+        ep = torch.export.export(Sim(), tuple(a.clone() for a in flat), strict=False)
+        path = torch._inductor.aoti_compile_and_package(
+            ep, package_path=f"{_AOT_DIR[0]}/mcts_{id(self.ebm)}_{n}.pt2",
+            inductor_configs={"cpp.use_decompose_tanh": True, "assert_indirect_indexing": False})
+        return torch._inductor.aoti_load_package(path)
+
+
 class MCTS:
     """UCT/PUCT search that minimizes the energy over a discrete action array ``a[t]``.
 
@@ -215,12 +262,15 @@ class MCTS:
         generator: randomness of rollouts and chance draws.
         compile: run each simulation as one ``torch.compile``d function (UCT, with or without a
             critic, which is then compiled into it; no policy or chance nodes); compiled once per
-            model, sizes and critic, kept on the model (issue 14).
+            model, sizes and critic, kept on the model (issue 14). ``"aot"``: the simulation exported
+            (``torch.export``) and compiled ahead of time by AOTInductor instead (plain UCT, no critic):
+            no Dynamo on each call, ~10% faster per simulation at B = 64, but ~25 s to compile each
+            batch size and tree capacity (BENCHMARKS.md).
     """
 
     def __init__(self, ebm, observed: dict | None, over, *, sample=(), policy=None, critic=None, c: float = 1.4,
                  generator: torch.Generator | None = None, seed: int = 0, batch: int | None = None,
-                 init: dict | None = None, compile: bool = False):
+                 init: dict | None = None, compile: bool | str = False):
         over = [over] if isinstance(over, str) else list(over)
         self.prob = Problem(ebm, observed, over, batch=batch, handled=tuple(sample))
         if len(over) != 1 or not self.prob.is_discrete(over[0]) or len(self.prob.shape(over[0])) != 1:
@@ -237,6 +287,10 @@ class MCTS:
         self.simulations_done = 0
         self._sim = None  # plain UCT runs one simulation function (compiled with compile=True)
         plain = policy is None and not self.sample
+        if compile not in (False, True, "aot"):
+            raise SpecError(f"MCTS compile={compile!r}: choose False, True (torch.compile) or 'aot' (AOTInductor)")
+        if compile == "aot" and critic is not None:
+            raise SpecError("MCTS compile='aot' compiles plain UCT; with a critic use compile=True")
         if compile and not plain:
             raise SpecError("MCTS compile=True compiles UCT (with or without a critic); a policy or chance "
                             "nodes run eagerly: drop compile=True")
@@ -246,7 +300,10 @@ class MCTS:
             key = ("mcts", self.name, self.L, float(c), tuple(sorted(self.prob.observed)), critic)
             # a user's critic is compiled into the simulation: its indexing keeps inductor's bounds checks
             opts = MCTS_COMPILE_OPTIONS if critic is None else {**MCTS_COMPILE_OPTIONS, "assert_indirect_indexing": True}
-            self._sim = compiled_once(ebm, key, make, options=opts) if compile else make()
+            if compile == "aot":
+                self._sim = _AOTSimulation(ebm, key, make, tuple(sorted(self.prob.observed)))
+            else:
+                self._sim = compiled_once(ebm, key, make, options=opts) if compile else make()
         self._new_state()
         if not self.sample:  # the start (init, else all zeros) is a candidate: the answer is never worse
             start = initial_values(self.prob, init)[self.name]
@@ -317,10 +374,14 @@ class MCTS:
             n = max(int(simulations), 0)
             rolls = torch.randint(0, self.K, (n, 1, self.L), generator=self.gen).to(t.root.device).unbind(0)
             tree = (t.children, t.parent, t.visits, t.value_sum, t.prior, t.depth, t.size, t.root, t.root_prefix)
+            sim, extra = self._sim, (obs,)
+            if isinstance(sim, _AOTSimulation) and rolls:  # its runner looked up once: the sizes are fixed here
+                sim = sim.runner(*tree, self.lo, self.hi, self.best, self.best_seq, rolls[0], obs)
+                extra = tuple(obs[k] for k in self._sim.names)
             with torch.no_grad():
                 for roll in rolls:  # the tree in place, the rest returned: kept after every simulation
-                    self.lo, self.hi, self.best, self.best_seq = self._sim(
-                        *tree, self.lo, self.hi, self.best, self.best_seq, roll, obs)
+                    self.lo, self.hi, self.best, self.best_seq = sim(
+                        *tree, self.lo, self.hi, self.best, self.best_seq, roll, *extra)
             self.simulations_done += simulations
             return self.answer()
         for _ in range(simulations):

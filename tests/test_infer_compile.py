@@ -70,6 +70,22 @@ def test_mcts_aot_simulation_makes_the_eager_choices():
         assert torch.equal(a.tree.size, b.tree.size)
         torch.testing.assert_close(a.tree.value_sum, b.tree.value_sum, rtol=1e-12, atol=1e-12)
     assert len(ebm._aot_planners) == 1  # one runner for these sizes, reused by the second search
+    # observed tensors that are views (strided, broadcast) are read as the eager search reads them
+    big = problems(5, L, K, seed=22)
+    for view in (torch.cat([big, big], 1)[:, ::2], big[:1].expand_as(big)):
+        r_aot = MCTS(ebm, {"x": view}, ["z"], c=0.8, seed=6, compile="aot").search(30)
+        r_eager = MCTS(ebm, {"x": view.contiguous()}, ["z"], c=0.8, seed=6).search(30)
+        assert torch.equal(r_aot.info["root_visits"], r_eager.info["root_visits"])
+    # the model's state is an input of the runner, not baked in: a change between searches is seen
+    before = MCTS(ebm, {"x": x}, ["z"], c=0.8, seed=6).search(30).info["root_visits"]
+    with torch.no_grad():
+        ebm.weight_lam.mul_(4.0)  # the pairwise term's weight (a buffer; this model has no parameters)
+    ra = MCTS(ebm, {"x": x}, ["z"], c=0.8, seed=6, compile="aot").search(30)
+    rb = MCTS(ebm, {"x": x}, ["z"], c=0.8, seed=6).search(30)
+    assert not torch.equal(rb.info["root_visits"], before)  # the change matters to the search
+    assert torch.equal(ra.info["root_visits"], rb.info["root_visits"]) and torch.equal(ra.values["z"], rb.values["z"])
+    with pytest.raises(ebmgraph.SpecError, match="loop"):
+        minimize(ebm, {"x": x}, over=["z"], method="mcts", impl="loop", compile="aot")
     with pytest.raises(ebmgraph.SpecError, match="aot"):
         MCTS(ebm, {"x": x}, ["z"], compile="aot", critic=_critic)
     with pytest.raises(ebmgraph.SpecError, match="compile="):

@@ -29,6 +29,8 @@ two make the same choices on the same seed (tests/test_infer_mcts_batched.py).
 from __future__ import annotations
 
 import functools
+import itertools
+import threading
 from dataclasses import dataclass, fields
 
 import torch
@@ -203,48 +205,81 @@ def _simulation(ebm, name: str, L: int, c: float, critic=None):
 
 
 _AOT_DIR: list = []  # this process's directory of AOTInductor packages, removed at exit
+_AOT_LOCK = threading.Lock()
+_AOT_COUNT = itertools.count()
+
+
+class _Run(torch.nn.Module):
+    """``fn(*tensors, observed)`` as a module over the model, so ``functional_call`` can hand it the weights."""
+
+    def __init__(self, ebm, fn, names: tuple, n: int):
+        super().__init__()
+        self.ebm, self.fn, self.names, self.n = ebm, fn, names, n
+
+    def forward(self, *xs):
+        return self.fn(*xs[:self.n], dict(zip(self.names, xs[self.n:])))
 
 
 class _AOTSimulation:
     """The simulation of :func:`_simulation` exported with ``torch.export`` and compiled ahead of time by
     AOTInductor (``compile="aot"``): called through its C++ runner, with no Dynamo guards or Python wrapper
-    per call. Built once per model, settings and input sizes (batch, tree capacity) and kept on the model;
-    the tree's tensors are updated in place as in the eager function (the same results: tests)."""
+    per call. Built once per model, settings and input sizes and strides (batch, tree capacity) and kept on
+    the model. The model's parameters and buffers are runner inputs, read as they are at each search (never
+    baked in: training or loading weights between searches is seen), the observed tensors are passed
+    contiguous, and the tree's tensors are updated in place as in the eager function (tests)."""
+
+    N_ARGS = 14  # the tree's 9 tensors, lo, hi, best, best_seq, roll
 
     def __init__(self, ebm, key: tuple, make, names: tuple):
-        self.ebm, self.key, self.fn, self.names = ebm, key, make(), names
+        self.ebm, self.key, self.names = ebm, key, names
+        self.run = _Run(ebm, make(), names, self.N_ARGS)
+        self.state_names = tuple(f"ebm.{n}" for n, _ in ebm.named_parameters()) + tuple(
+            f"ebm.{n}" for n, _ in ebm.named_buffers())
 
-    def __call__(self, *args):
-        return self.runner(*args)(*args[:-1], *(args[-1][k] for k in self.names))
+    def _state(self) -> tuple:
+        live = dict(self.run.named_parameters())
+        live.update(self.run.named_buffers())
+        return tuple(live[n].detach() for n in self.state_names)
 
-    def runner(self, *args):
-        """The compiled runner for these inputs' sizes (built on first use); it takes the observed tensors
-        flat, in ``names`` order, in place of the dict. :meth:`MCTS.search` looks it up once per search."""
-        *tensors, obs = args
-        flat = tuple(tensors) + tuple(obs[k] for k in self.names)
-        sig = tuple((tuple(a.shape), a.dtype, str(a.device)) for a in flat)
+    def bind(self, tree: tuple, lo, hi, best, best_seq, roll, obs: dict):
+        """``step(lo, hi, best, best_seq, roll)`` for one search: the runner for these sizes, with the
+        observed tensors and the model's current weights bound (looked up once, called per simulation)."""
+        extra = tuple(obs[k].contiguous() for k in self.names) + self._state()
+        flat = (*tree, lo, hi, best, best_seq, roll, *extra)
+        sig = tuple((tuple(a.shape), tuple(a.stride()), a.dtype, str(a.device)) for a in flat)
         cache = self.ebm.__dict__.setdefault("_aot_planners", {})
-        if (self.key, sig) not in cache:
-            cache[(self.key, sig)] = self._build(flat, len(cache))
-        return cache[(self.key, sig)]
+        with _AOT_LOCK:
+            if (self.key, sig) not in cache:
+                cache[(self.key, sig)] = self._build(flat)
+            run = cache[(self.key, sig)]
 
-    def _build(self, flat: tuple, n: int):
+        def step(lo, hi, best, best_seq, roll):
+            return run(*tree, lo, hi, best, best_seq, roll, *extra)
+
+        return step
+
+    def __call__(self, *args):  # the signature of _simulation's function
+        *rest, obs = args
+        tree, tail = tuple(rest[:9]), rest[9:]
+        return self.bind(tree, *tail, obs)(*tail)
+
+    def _build(self, flat: tuple):
         import atexit
         import shutil
         import tempfile
 
-        fn, names, k = self.fn, self.names, len(flat) - len(self.names)
+        run, state_names, n = self.run, self.state_names, self.N_ARGS + len(self.names)
 
-        class Sim(torch.nn.Module):
+        class Sim(torch.nn.Module):  # the weights as inputs: functional_call puts them into the model
             def forward(self, *xs):
-                return fn(*xs[:k], dict(zip(names, xs[k:])))
+                return torch.func.functional_call(run, dict(zip(state_names, xs[n:])), xs[:n])
 
         if not _AOT_DIR:
             _AOT_DIR.append(tempfile.mkdtemp(prefix="ebmgraph-aoti-"))
             atexit.register(shutil.rmtree, _AOT_DIR[0], True)
         ep = torch.export.export(Sim(), tuple(a.clone() for a in flat), strict=False)
         path = torch._inductor.aoti_compile_and_package(
-            ep, package_path=f"{_AOT_DIR[0]}/mcts_{id(self.ebm)}_{n}.pt2",
+            ep, package_path=f"{_AOT_DIR[0]}/mcts_{next(_AOT_COUNT)}.pt2",
             inductor_configs={"cpp.use_decompose_tanh": True, "assert_indirect_indexing": False})
         return torch._inductor.aoti_load_package(path)
 
@@ -374,14 +409,15 @@ class MCTS:
             n = max(int(simulations), 0)
             rolls = torch.randint(0, self.K, (n, 1, self.L), generator=self.gen).to(t.root.device).unbind(0)
             tree = (t.children, t.parent, t.visits, t.value_sum, t.prior, t.depth, t.size, t.root, t.root_prefix)
-            sim, extra = self._sim, (obs,)
-            if isinstance(sim, _AOTSimulation) and rolls:  # its runner looked up once: the sizes are fixed here
-                sim = sim.runner(*tree, self.lo, self.hi, self.best, self.best_seq, rolls[0], obs)
-                extra = tuple(obs[k] for k in self._sim.names)
+            if isinstance(self._sim, _AOTSimulation) and rolls:  # its runner bound once: the sizes are fixed here
+                bound = self._sim.bind(tree, self.lo, self.hi, self.best, self.best_seq, rolls[0], obs)
+                sim, args = (lambda *tail: bound(*tail[9:14])), ()
+            else:
+                sim, args = self._sim, (obs,)
             with torch.no_grad():
                 for roll in rolls:  # the tree in place, the rest returned: kept after every simulation
                     self.lo, self.hi, self.best, self.best_seq = sim(
-                        *tree, self.lo, self.hi, self.best, self.best_seq, roll, *extra)
+                        *tree, self.lo, self.hi, self.best, self.best_seq, roll, *args)
             self.simulations_done += simulations
             return self.answer()
         for _ in range(simulations):

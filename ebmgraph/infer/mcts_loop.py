@@ -101,6 +101,12 @@ def backward_one(t: LoopTree, b: int, path: list[int], value: float) -> None:
 class LoopMCTS(MCTS):
     """:class:`~ebmgraph.infer.mcts.MCTS` with the tree in numpy and selection/backup per problem."""
 
+    def __init__(self, *args, compile: bool | str = False, **kw):
+        if compile:
+            raise SpecError(f"MCTS impl='loop' is the per-problem reference and runs eagerly; compile={compile!r} "
+                            f"applies to impl='tensor'")
+        super().__init__(*args, **kw)
+
     def _new_state(self):
         self.tree = new_loop_tree(self.B, 256, self.K, self.L)
         self.best = np.full(self.B, np.inf)

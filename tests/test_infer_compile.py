@@ -209,3 +209,26 @@ def test_few_output_maps_compile_to_the_same_values(monkeypatch):
         torch.testing.assert_close(g_comp, g_eager, rtol=1e-4, atol=1e-5)
     assert (32, 3, True) in seen and (3, 3, True) in seen  # read-out and quadratic fused
     assert (4, 32, False) in seen and (16, 12, False) in seen and (12, 12, False) in seen
+
+
+def test_compiled_planners_each_get_their_own_recompile_budget():
+    """compiled_once gives every key its own code object: Dynamo's recompile limit (8 per code object) would
+    otherwise make the 9th configuration built by one closure factory run eagerly, without a word."""
+    from torch._dynamo.utils import counters
+
+    from ebmgraph.infer.core import compiled_once
+
+    class Holder:
+        pass
+
+    def make(k):
+        def step(x):
+            return x * k + 1.0
+        return step
+
+    torch._dynamo.reset()
+    counters.clear()
+    h, x = Holder(), torch.randn(3)
+    for k in range(10):
+        torch.testing.assert_close(compiled_once(h, ("t", k), lambda k=k: make(k))(x), x * k + 1.0)
+    assert counters["stats"]["unique_graphs"] == 10

@@ -7,6 +7,7 @@ are scored in one ``[B*K]`` batch (row ``b*K + k`` is candidate ``k`` of problem
 """
 from __future__ import annotations
 
+import types
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -263,12 +264,23 @@ PLANNER_COMPILE_OPTIONS = {"cpp.use_decompose_tanh": True, "size_asserts": False
 MCTS_COMPILE_OPTIONS = {**PLANNER_COMPILE_OPTIONS, "cpp_wrapper": True, "assert_indirect_indexing": False}
 
 
+def _own_code(fn):
+    """``fn`` with its own copy of its code object. Dynamo keeps compiled entries, and its recompile limit (8),
+    per code object, so every planner closure built by one ``make`` (each model, size and setting) would share
+    one budget and fall back to eager, silently, past the 8th; a copy per key gives each its own."""
+    if not isinstance(fn, types.FunctionType):
+        return fn
+    out = types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+    out.__kwdefaults__, out.__qualname__ = fn.__kwdefaults__, fn.__qualname__
+    return out
+
+
 def compiled_once(ebm, key: tuple, make, options: dict | None = None):
     """``torch.compile(make(), dynamic=False, options=options)``, built once per ``key`` and kept on the
     model, so later plans and searches with the same sizes and settings reuse the compiled code (issue 14)."""
     cache = ebm.__dict__.setdefault("_compiled_planners", {})
     if key not in cache:
-        cache[key] = torch.compile(make(), dynamic=False, options=options)
+        cache[key] = torch.compile(_own_code(make()), dynamic=False, options=options)
     return cache[key]
 
 

@@ -230,8 +230,8 @@ class _AOTSimulation:
 
     N_ARGS = 14  # the tree's 9 tensors, lo, hi, best, best_seq, roll
 
-    def __init__(self, ebm, key: tuple, make, names: tuple):
-        self.ebm, self.key, self.names = ebm, key, names
+    def __init__(self, ebm, key: tuple, make, names: tuple, options: dict):
+        self.ebm, self.key, self.names, self.options = ebm, key, names, options
         self.run = _Run(ebm, make(), names, self.N_ARGS)
         self.state_names = tuple(f"ebm.{n}" for n, _ in ebm.named_parameters()) + tuple(
             f"ebm.{n}" for n, _ in ebm.named_buffers())
@@ -258,11 +258,6 @@ class _AOTSimulation:
 
         return step
 
-    def __call__(self, *args):  # the signature of _simulation's function
-        *rest, obs = args
-        tree, tail = tuple(rest[:9]), rest[9:]
-        return self.bind(tree, *tail, obs)(*tail)
-
     def _build(self, flat: tuple):
         import atexit
         import shutil
@@ -280,7 +275,7 @@ class _AOTSimulation:
         ep = torch.export.export(Sim(), tuple(a.clone() for a in flat), strict=False)
         path = torch._inductor.aoti_compile_and_package(
             ep, package_path=f"{_AOT_DIR[0]}/mcts_{next(_AOT_COUNT)}.pt2",
-            inductor_configs={"cpp.use_decompose_tanh": True, "assert_indirect_indexing": False})
+            inductor_configs=self.options)
         return torch._inductor.aoti_load_package(path)
 
 
@@ -299,7 +294,7 @@ class MCTS:
             critic, which is then compiled into it; no policy or chance nodes); compiled once per
             model, sizes and critic, kept on the model (issue 14). ``"aot"``: the simulation exported
             (``torch.export``) and compiled ahead of time by AOTInductor instead (plain UCT, no critic):
-            no Dynamo on each call, ~10% faster per simulation at B = 64, but ~25 s to compile each
+            no Dynamo on each call, ~15% faster per simulation at B = 64, but ~10 s to build for each
             batch size and tree capacity (BENCHMARKS.md).
     """
 
@@ -333,12 +328,14 @@ class MCTS:
         if plain and (compile or critic is None):
             make = functools.partial(_simulation, ebm, self.name, self.L, float(c), critic)
             key = ("mcts", self.name, self.L, float(c), tuple(sorted(self.prob.observed)), critic)
-            # a user's critic is compiled into the simulation: its indexing keeps inductor's bounds checks
-            opts = MCTS_COMPILE_OPTIONS if critic is None else {**MCTS_COMPILE_OPTIONS, "assert_indirect_indexing": True}
-            if compile == "aot":
-                self._sim = _AOTSimulation(ebm, key, make, tuple(sorted(self.prob.observed)))
+            if compile == "aot":  # AOTInductor's wrapper is C++ already
+                opts = {k: v for k, v in MCTS_COMPILE_OPTIONS.items() if k != "cpp_wrapper"}
+                self._sim = _AOTSimulation(ebm, key, make, tuple(sorted(self.prob.observed)), opts)
+            elif compile:  # a user's critic is compiled into the simulation: its indexing keeps the bounds checks
+                opts = MCTS_COMPILE_OPTIONS if critic is None else {**MCTS_COMPILE_OPTIONS, "assert_indirect_indexing": True}
+                self._sim = compiled_once(ebm, key, make, options=opts)
             else:
-                self._sim = compiled_once(ebm, key, make, options=opts) if compile else make()
+                self._sim = make()
         self._new_state()
         if not self.sample:  # the start (init, else all zeros) is a candidate: the answer is never worse
             start = initial_values(self.prob, init)[self.name]
@@ -410,14 +407,13 @@ class MCTS:
             rolls = torch.randint(0, self.K, (n, 1, self.L), generator=self.gen).to(t.root.device).unbind(0)
             tree = (t.children, t.parent, t.visits, t.value_sum, t.prior, t.depth, t.size, t.root, t.root_prefix)
             if isinstance(self._sim, _AOTSimulation) and rolls:  # its runner bound once: the sizes are fixed here
-                bound = self._sim.bind(tree, self.lo, self.hi, self.best, self.best_seq, rolls[0], obs)
-                sim, args = (lambda *tail: bound(*tail[9:14])), ()
+                step = self._sim.bind(tree, self.lo, self.hi, self.best, self.best_seq, rolls[0], obs)
             else:
-                sim, args = self._sim, (obs,)
+                def step(lo, hi, best, best_seq, roll):
+                    return self._sim(*tree, lo, hi, best, best_seq, roll, obs)
             with torch.no_grad():
                 for roll in rolls:  # the tree in place, the rest returned: kept after every simulation
-                    self.lo, self.hi, self.best, self.best_seq = sim(
-                        *tree, self.lo, self.hi, self.best, self.best_seq, roll, *args)
+                    self.lo, self.hi, self.best, self.best_seq = step(self.lo, self.hi, self.best, self.best_seq, roll)
             self.simulations_done += simulations
             return self.answer()
         for _ in range(simulations):

@@ -50,7 +50,7 @@ def mlp_predictor(step):
 
     if not isinstance(step, MLP):
         return None
-    from kernels.rollout import MLPPredictor
+    from .kernels.rollout import MLPPredictor
 
     lins = [m for m in step.net if isinstance(m, torch.nn.Linear)]
     return MLPPredictor(tuple((m.weight.t(), m.bias) for m in lins), act=step.act, residual=step.residual)
@@ -73,7 +73,7 @@ def rollout(step, s0: torch.Tensor, order: str, steps: tuple, consts: tuple, T: 
         ``(s[t], a[t])`` runs as one fused Triton kernel where :func:`kernel_reason` allows.
     """
     if _static_reason(step, s0.device, order)[0]:
-        from kernels.rollout import RolloutCost, dispatch, mlp_rollout
+        from .kernels.rollout import RolloutCost, dispatch, mlp_rollout
 
         pred = mlp_predictor(step)
         cost = RolloutCost(goal=s0.new_zeros(s0.shape[-1]), w_goal=0.0)
@@ -120,7 +120,7 @@ def kernel_reason(step, device, order: str = "sp") -> tuple[bool, str]:
     if not allowed:
         return False, why
     try:
-        from kernels.rollout import RolloutCost, supports
+        from .kernels.rollout import RolloutCost, supports
     except Exception as exc:  # pragma: no cover - depends on the install
         return False, f"kernels unavailable: {exc}"
     pred = mlp_predictor(step)

@@ -1,6 +1,6 @@
 """Fused Triton kernels, each beside its plain torch reference.
 
-Imported lazily, so that ``import kernels`` (or the CLI) does not import triton before
+Imported lazily, so that ``import ebmgraph.kernels`` (or the CLI) does not import triton before
 ``TRITON_INTERPRET`` is decided.
 """
 _EXPORTS = {
@@ -16,4 +16,4 @@ def __getattr__(name):
         import importlib
 
         return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module 'kernels' has no attribute {name!r}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,8 +10,8 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 import pytest
 import torch
 
-from kernels.mppi import plan_cem, plan_mppi
-from kernels.rollout import MLPPredictor, RolloutCost, mlp_rollout_reference
+from ebmgraph.kernels.mppi import plan_cem, plan_mppi
+from ebmgraph.kernels.rollout import MLPPredictor, RolloutCost, mlp_rollout_reference
 
 P, T, S, A = 3, 5, 4, 4
 

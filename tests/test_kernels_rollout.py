@@ -11,7 +11,7 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 import pytest
 import torch
 
-from kernels.rollout import (
+from ebmgraph.kernels.rollout import (
     MLPPredictor,
     RolloutCost,
     dispatch,

@@ -24,7 +24,7 @@ def _analysis(ebm) -> FusedRollout:
 
 def kernel_problem(ebm, fr: FusedRollout, inputs: dict):
     """(s0 [B,S], actions [B,T,A], MLPPredictor, RolloutCost) for the kernels, from spec inputs."""
-    from kernels.rollout import RolloutCost
+    from ..kernels.rollout import RolloutCost
 
     x = ebm.prepare(inputs)
     chk = ebm.checked
@@ -64,7 +64,7 @@ def kernel_problem(ebm, fr: FusedRollout, inputs: dict):
 
 def fused_energy(ebm, *, impl: str = "auto", **inputs) -> torch.Tensor:
     """Total energy ``[B]`` through the energy-fused kernel (falls back to its torch reference)."""
-    from kernels.rollout import mlp_rollout
+    from ..kernels.rollout import mlp_rollout
 
     fr = _analysis(ebm)
     s0, actions, pred, cost = kernel_problem(ebm, fr, inputs)
@@ -76,7 +76,7 @@ def plan_fused(ebm, observed: dict, *, method: str = "mppi", init=None, generato
 
     Returns the kernels' ``PlanResult`` (mean, std, best_actions, best_energy, history).
     """
-    from kernels.mppi import plan_cem, plan_mppi
+    from ..kernels.mppi import plan_cem, plan_mppi
 
     fr = _analysis(ebm)
     dummy = ebm.random_inputs(1, only=[fr.action])[fr.action]

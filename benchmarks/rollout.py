@@ -5,7 +5,7 @@ MPPI plan (kernels/mppi.py) and pytorch-mppi 0.9.1 driving the same predictor.
     ebmgraph bench rollout                                 # CUDA, N in {1024,4096,16384,65536}
     ebmgraph bench rollout --sizes 4096 --save recompute
     ebmgraph bench rollout --quick --device cpu            # smoke run in the Triton interpreter
-    (or: python examples/bench_rollout.py ..., python -m kernels.bench_rollout ...)
+    (or: python -m benchmarks rollout ...)
 
 Problem: 2-layer tanh residual predictor, S=64, A=16, H=256, T=32, squared-distance cost.
 Columns: us/call (CUDA events after a warm-up), TFLOP/s (model flops: fwd = 2*N*T*params,
@@ -66,8 +66,8 @@ def run(args):
         sys.exit("torch is not installed")
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
     try:
-        from kernels.rollout import MLPPredictor, RolloutCost, dispatch, mlp_rollout, mlp_rollout_reference
-        from kernels.mppi import plan_mppi
+        from ebmgraph.kernels.rollout import MLPPredictor, RolloutCost, dispatch, mlp_rollout, mlp_rollout_reference
+        from ebmgraph.kernels.mppi import plan_mppi
     except ImportError as e:
         sys.exit(f"cannot import kernels ({e})")
     dev = torch.device(dev_name)

@@ -13,7 +13,7 @@ out T = 32 steps for K = 1,024 samples under torch.compile, five ways, round-rob
 
 Prints the median µs per step over 15 rounds and the largest relative energy error against the eager rollout.
 
-    .venv/bin/python examples/bench_mppi_step.py
+    .venv/bin/python benchmarks/mppi_step.py
 """
 import time
 

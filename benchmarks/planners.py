@@ -29,7 +29,7 @@ import time
 import numpy as np
 import torch
 
-from .util import cpu_name, round_robin
+from ebmgraph.util import cpu_name, round_robin
 
 MCTS_SPEC = """
 name: mcts_bench
@@ -156,7 +156,7 @@ def stay_critic(ebm):
 def ebmgraph_completions(ebm, sims: int, seed: int) -> torch.Tensor:
     """``[sims, L]``: the random completion each of ebmgraph's simulations uses (one per simulation,
     shared by the batch), drawn from the generator exactly as ``MCTS(seed=seed)`` draws them."""
-    from .util import as_generator
+    from ebmgraph.util import as_generator
 
     g = as_generator(seed)
     L, K = ebm.var_shape("a")[0], ebm.graph.var("a").domain.K
@@ -252,9 +252,9 @@ def bench_mcts(batches=(1, 64, 1024), sims: int = 64, L: int = 6, K: int = 4, re
     by ebmgraph's random completions (and mctx's stock ``muzero_policy``, PUCT with its own random
     rollouts, as a further row: another algorithm). ``leaf="critic"``: by :func:`stay_critic`.
     """
-    from .infer import minimize
-    from .infer.mcts import MCTS
-    from .infer.mcts_loop import LoopMCTS
+    from ebmgraph.infer import minimize
+    from ebmgraph.infer.mcts import MCTS
+    from ebmgraph.infer.mcts_loop import LoopMCTS
 
     if leaf not in ("rollout", "critic"):
         raise ValueError(f"leaf must be 'rollout' or 'critic', not {leaf!r}")
@@ -362,8 +362,8 @@ def bench_sampling(K: int = 1024, T: int = 32, iters: int = 5, reps: int = 5, ru
     """sample-steps/s of whole CEM and MPPI plans: ebmgraph vs a plain loop vs pytorch-mppi 0.9.1."""
     import ebmgraph
 
-    from .demo import specs_dir
-    from .infer import minimize
+    from ebmgraph.demo import specs_dir
+    from ebmgraph.infer import minimize
 
     ebm = ebmgraph.compile(specs_dir() / "fig04_mode2.yaml", sizes={"T": T}, seed=seed)
     x = torch.tensor([[0.8, -0.3, 0.5]])

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from . import ir
+from .elements import ancestors_of
 from .errors import Loc, SpecError
 from .modules import KINDS
 
@@ -117,11 +118,7 @@ def analyze(chk) -> ArchReport:
         return {(r.name, chk.position(r, loop, t)) for r in ir.refs(expr)}
 
     def anc_nodes(expr, loop=None, t=None) -> set:
-        ns = nodes(expr, loop, t)
-        out = set(ns)
-        for n in ns:
-            out |= nx.ancestors(EG, n)
-        return out
+        return ancestors_of(EG, [n for n in nodes(expr, loop, t) if n in EG]) | nodes(expr, loop, t)
 
     def anc(expr, loop=None, t=None) -> set[str]:
         return {n for n, _ in anc_nodes(expr, loop, t)}

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..elements import ancestors_of
 from ..errors import SpecError
 from ..infer import minimize
-from ..interp import evaluate_elements
 from ..util import as_generator
 from .envs import Binding, bind, make_env
 
@@ -29,11 +29,16 @@ ACTING_DEFAULTS = {"mppi": {"samples": 256, "iters": 1, "final_mean": False},
                    "beam": {"width": 16}, "mcts": {"simulations": 200}}
 
 
-def _upstream(graph, node) -> set:
-    """``node`` and everything it is computed from."""
-    import networkx as nx
+_MODE_DEPENDENT = (torch.nn.modules.dropout._DropoutNd, torch.nn.modules.batchnorm._NormBase)
 
-    return nx.ancestors(graph, node) | {node}
+
+def check_eval_mode(ebm) -> None:
+    """Planning evaluates the model as the user left it (nothing is switched on it): refuse a model whose
+    layers behave differently in training mode (dropout, batch or instance norm) while it is training."""
+    bad = [n for n, m in ebm.named_modules() if isinstance(m, _MODE_DEPENDENT) and m.training]
+    if bad:
+        raise SpecError(f"{ebm.graph.name}: {', '.join(bad[:4])} behave differently while training (dropout or "
+                        f"batch statistics); call .eval() on the model before planning or acting with it")
 
 
 class PlanError(SpecError):
@@ -71,7 +76,8 @@ class Planner:
         binding: from :func:`ebmgraph.agent.envs.bind`.
         method: any :func:`ebmgraph.minimize` method the action domain allows.
         settings: the method's settings; :data:`ACTING_DEFAULTS` fill what is not given.
-        seed: seeds the planner's sampling (one generator for the whole run).
+        seed: seeds the planner's sampling (one random stream for the whole run, carried in
+            :class:`PlanState` from decision to decision and episode to episode).
         warm_start: start each plan from the previous one, shifted one step.
         warm_policy: a :class:`Mode1` policy that proposes each plan instead (§3.1.3, Figure 5:
             Mode-1 proposes, Mode-2 refines): ``a[t] = A(s[t])`` rolled through this spec's own
@@ -96,12 +102,18 @@ class Planner:
 
     def __post_init__(self):
         self.settings = {**ACTING_DEFAULTS.get(self.method, {}), **self.settings}
-        self.generator = as_generator(self.seed)
-        self.ebm.eval()
-        elements = self.ebm.checked.elements
-        self._carry_need = set().union(*(_upstream(elements, (fn, 0)) for fn in self.binding.carry.values()))
+        check_eval_mode(self.ebm)
         if self.warm_policy is not None:
             self._check_warm_policy()
+
+    def initial_rng(self) -> torch.Tensor:
+        """The planner's random state at the start of a run (seeded by ``seed``), as a value
+        (``torch.Generator.get_state()``): it lives in :class:`PlanState`, not here."""
+        return as_generator(self.seed).get_state()
+
+    def initial_state(self, given: dict | None = None, rng: torch.Tensor | None = None) -> "PlanState":
+        """The state before the first decision of an episode."""
+        return PlanState(given=given, rng=self.initial_rng() if rng is None else rng)
 
     def _check_warm_policy(self):
         from .envs import EnvMismatch
@@ -123,19 +135,19 @@ class Planner:
         if tuple(self.warm_policy.out_shape) != act:
             raise EnvMismatch(f"warm start: the policy's {self.warm_policy.output} is {list(self.warm_policy.out_shape)}"
                               f", but {b.action}[t] is {list(act)}")
-        self._warm_need = [_upstream(chk.elements, (name, t)) for t in range(b.T)]
 
     def policy_plan(self, observed: dict) -> dict:
-        """``{action: [1, T, A]}``: the warm policy's actions along this spec's predicted states."""
+        """``{action: [1, T, A]}``: the warm policy's actions along this spec's predicted states.
+
+        Each state comes from the generated code given the states and actions so far (one predictor
+        step per action, ``ebm.evaluate(..., outputs=["s[t+1]"])``), nothing recomputed."""
         ebm, b, s = self.ebm, self.binding, self.warm_state
-        env = {(k, 0): v for k, v in observed.items()}
-        acts = []
+        acts, known = [], dict(observed)
         with torch.no_grad():
-            weights = ebm.weights()
             for t in range(b.T):
-                env = evaluate_elements(ebm.checked, ebm.mods, env, weights, self._warm_need[t])
-                a = self.warm_policy.act(env[(s, t)]).to(ebm.dtype)
-                env[(b.action, t)] = a
+                state = ebm.evaluate(known, outputs=[f"{s}[{t}]"], validate=False)[f"{s}[{t}]"]
+                a = self.warm_policy.act(state).to(ebm.dtype)
+                known[f"{s}[{t}]"], known[f"{b.action}[{t}]"] = state, a
                 acts.append(a)
         return {b.action: torch.stack(acts, 1)}
 
@@ -148,22 +160,23 @@ class Planner:
         """The carried state after this decision: each carried variable's function, from what was observed."""
         if not self.binding.carry:
             return {}
-        ebm = self.ebm
         with torch.no_grad():
-            env = evaluate_elements(ebm.checked, ebm.mods, {(k, 0): v for k, v in observed.items()}, ebm.weights(),
-                                    self._carry_need)
-        return {var: env[(fn, 0)].detach() for var, fn in self.binding.carry.items()}
+            vals = self.ebm.evaluate(observed, outputs=list(dict.fromkeys(self.binding.carry.values())),
+                                     validate=False)
+        return {var: vals[fn].detach() for var, fn in self.binding.carry.items()}
 
 
 @dataclass(frozen=True)
 class PlanState:
-    """The agent's memory between decisions: the shifted plan (a warm start), the step count, and
-    the carried state (world-state memory, :attr:`Binding.carry`)."""
+    """The agent's memory between decisions: the shifted plan (a warm start), the step count, the
+    carried state (world-state memory, :attr:`Binding.carry`) and the planner's random state, so that
+    :func:`plan_step` is a function of it: the same state in gives the same decision out."""
 
     plan: dict | None = None
     step: int = 0
     carried: dict | None = None
     given: dict | None = None  # values from the reset's info (Binding.from_info)
+    rng: torch.Tensor | None = None  # torch.Generator state (get_state()); None: seeded from the planner's seed
 
 
 @dataclass(frozen=True)
@@ -190,6 +203,8 @@ def plan_step(planner: Planner, observation, state: PlanState) -> tuple[object, 
         observed.update(state.given)
     if b.carry:
         observed.update(state.carried if state.carried is not None else planner.initial_carry())
+    gen = torch.Generator()
+    gen.set_state(state.rng if state.rng is not None else planner.initial_rng())
     settings = dict(planner.settings)
     if planner.warm_policy is not None and "init" not in settings:
         settings["init"] = planner.policy_plan(observed)
@@ -200,10 +215,9 @@ def plan_step(planner: Planner, observation, state: PlanState) -> tuple[object, 
             from ..infer.hierarchical import minimize_two_level
 
             r = minimize_two_level(planner.upper, ebm, observed, [b.action], method=planner.method,
-                                   generator=planner.generator, **planner.upper_settings, **settings)
+                                   generator=gen, **planner.upper_settings, **settings)
         else:
-            r = minimize(ebm, observed, over=[b.action], method=planner.method, generator=planner.generator,
-                         **settings)
+            r = minimize(ebm, observed, over=[b.action], method=planner.method, generator=gen, **settings)
     except SpecError as exc:
         raise PlanError(f"planning at step {state.step}: {exc.message if hasattr(exc, 'message') else exc}",
                         exc.loc, exc.symbols) from exc
@@ -213,7 +227,7 @@ def plan_step(planner: Planner, observation, state: PlanState) -> tuple[object, 
     carried = planner.next_carry(observed) if b.carry else None
     dt = time.perf_counter() - t0
     sub = r.info.get("subgoal")
-    return (action, PlanState(shift_plan(plan, b.action), state.step + 1, carried, state.given),
+    return (action, PlanState(shift_plan(plan, b.action), state.step + 1, carried, state.given, gen.get_state()),
             Decision(float(r.energy[0]), dt, plan, None if sub is None else sub[0].cpu().numpy(),
                      r.info.get("upper_path")))
 
@@ -237,10 +251,12 @@ class Episode:
     upper_path: list | None = None  # the abstract states the upper level planned at the first decision
     reset_info: dict = field(default_factory=dict)  # the reset's numeric info (a maze's goal)
     positions: list = field(default_factory=list)  # the agent's xy each step where the env tells it (mazes)
+    rng: object = None  # the planner's random state after the last decision (the next episode starts there)
 
 
 def run_episode(env, planner: Planner, *, seed: int, record: bool = False, frame_every: int = 1,
-                max_steps: int | None = None, on_step=None, policy=None, options: dict | None = None) -> Episode:
+                max_steps: int | None = None, on_step=None, policy=None, options: dict | None = None,
+                rng: torch.Tensor | None = None) -> Episode:
     """Reset with ``seed`` and act until the episode ends (or ``max_steps``).
 
     Args:
@@ -248,10 +264,13 @@ def run_episode(env, planner: Planner, *, seed: int, record: bool = False, frame
         on_step: called after every step (a progress bar's update).
         policy: ``observation -> action`` instead of planning (a baseline such as zero torque).
         options: passed to ``env.reset`` (e.g. a task's goal).
+        rng: the planner's random state to start from (``Episode.rng`` of the previous episode); default:
+            seeded from the planner's seed.
     """
     ep = Episode(seed)
     obs, info = env.reset(seed=seed, options=options)
-    state = PlanState(given=planner.binding.reset_values(info, planner.ebm) if planner is not None else None)
+    state = planner.initial_state(planner.binding.reset_values(info, planner.ebm), rng) if planner is not None \
+        else PlanState()
     ep.reset_info = {k: np.asarray(v) for k, v in info.items() if isinstance(v, (int, float, np.ndarray))}
     where = getattr(env.unwrapped, "get_xy", None)  # a maze's position, whatever the observation (pixels)
     if where is not None and hasattr(env.unwrapped, "cur_goal_xy"):
@@ -282,6 +301,7 @@ def run_episode(env, planner: Planner, *, seed: int, record: bool = False, frame
             on_step()
         if term or trunc or (max_steps is not None and ep.length >= max_steps):
             ep.terminated = bool(term)
+            ep.rng = state.rng
             ep.success = bool(info["success"]) if "success" in info else None
             if record:
                 ep.frames.append(env.render())
@@ -309,7 +329,7 @@ class Mode1:
         if not wanted or output not in {f.target.name for f in g.functions}:
             raise EnvMismatch(f"{g.name} has no function {output!r} to act with (functions: "
                               f"{', '.join(dict.fromkeys(f.target.name for f in g.functions))})")
-        need = set().union(*(_upstream(chk.elements, n) for n in wanted))
+        need = ancestors_of(chk.elements, wanted)
         leaves = sorted({n for n, _ in need} & {v.name for v in g.variables})
         if obs is None:
             if len(leaves) != 1:
@@ -331,16 +351,13 @@ class Mode1:
         self.ebm, self.output, self.obs, self.env_id = ebm, output, obs, env_id
         self.low, self.high = np.asarray(aspace.low, np.float32), np.asarray(aspace.high, np.float32)
         self.out_shape = out_shape
-        self._need, self._node = need, wanted[0]
-        self._weights = ebm.weights()
-        ebm.eval()
+        self._label = output if output not in chk.lengths else f"{output}[{wanted[0][1]}]"
+        check_eval_mode(ebm)
 
     def act(self, x: torch.Tensor) -> torch.Tensor:
         """Actions ``[B, *A]`` (inside the action box) for states ``[B, *S]`` (a planner's warm start)."""
         with torch.no_grad():
-            env = evaluate_elements(self.ebm.checked, self.ebm.mods, {(self.obs, 0): x.to(self.ebm.dtype)},
-                                    self._weights, self._need)
-            a = env[self._node]
+            a = self.ebm.evaluate({self.obs: x.to(self.ebm.dtype)}, outputs=[self._label], validate=False)[self._label]
         return torch.clamp(a, torch.as_tensor(self.low, dtype=a.dtype, device=a.device),
                            torch.as_tensor(self.high, dtype=a.dtype, device=a.device))
 
@@ -403,12 +420,13 @@ def run(env_id: str, planner: Planner | None = None, *, episodes: int = 1, seed:
     limit = getattr(getattr(env, "spec", None), "max_episode_steps", None)
     total = episodes * (max_steps or limit or 0) or None
     bar = tqdm(total=total, disable=not progress, desc=f"plan {env_id}", unit="step", dynamic_ncols=True)
-    out = []
+    out, rng = [], None
     try:
         for i in range(episodes):
             ep = run_episode(env, planner, seed=seed + i, record=record_first and i == 0, frame_every=frame_every,
                              max_steps=max_steps, on_step=bar.update, policy=policy,
-                             options=options[i % len(options)] if options else None)
+                             options=options[i % len(options)] if options else None, rng=rng)
+            rng = ep.rng
             out.append(ep)
             bar.set_postfix({"return": f"{ep.ret:.1f}", "mean": f"{np.mean([e.ret for e in out]):.1f}"})
     finally:

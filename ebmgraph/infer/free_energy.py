@@ -36,7 +36,7 @@ def _hessian(f, X: torch.Tensor) -> torch.Tensor:
 def free_energy(ebm, observed: dict | None, over, beta: float = float("inf"), *, seed: int = 0,
                 generator: torch.Generator | None = None, samples: int = 4096, proposal: str = "laplace",
                 max_configs: int = 1_000_000, batch: int | None = None, penalty=None,
-                return_values: bool = False, **min_settings):
+                return_values: bool = False, outputs=None, **min_settings):
     """``F_β`` ``[B]``: the energy with ``over`` eliminated — for inference and training alike.
 
     At ``β = ∞``, ``F(x, y) = min_z E(x, y, z)`` (eq. 4) is found by :func:`minimize` and
@@ -48,6 +48,8 @@ def free_energy(ebm, observed: dict | None, over, beta: float = float("inf"), *,
         beta: inverse temperature; ``inf`` gives ``min_z E`` (via :func:`minimize`).
         penalty: (``β = ∞``) added to the objective while minimizing, not to ``F``.
         return_values: (``β = ∞``) also return the minimizer ``{name: [B, *shape]}``.
+        outputs: (``β = ∞``) named values at the minimizer (``ebm.evaluate(..., outputs=)``), computed by the
+            same forward as ``F``, returned last: ``(F, z*, values)`` (training's regularizers read them).
         samples: Monte Carlo samples per problem (continuous latents, finite β).
         proposal: ``"laplace"`` (Gaussian around the minimizer) or ``"uniform"`` (in bounds).
         min_settings: passed to :func:`minimize` (e.g. ``method``, ``steps``).
@@ -61,11 +63,17 @@ def free_energy(ebm, observed: dict | None, over, beta: float = float("inf"), *,
     if math.isinf(beta) and beta > 0:
         r = minimize(ebm, observed, over, generator=gen, batch=batch, penalty=penalty, **min_settings)
         F = r.energy
-        if torch.is_grad_enabled() and any(p.requires_grad for p in ebm.parameters()):
+        vals = None
+        if outputs is not None:  # envelope theorem: the gradient at fixed z*, and the values from that forward
+            out = ebm.evaluate({**(observed or {}), **r.values}, outputs=list(outputs), energy=True)
+            F, vals = out.total, out.values
+        elif torch.is_grad_enabled() and any(p.requires_grad for p in ebm.parameters()):
             F = ebm.energy(**(observed or {}), **r.values).total  # envelope theorem: the gradient at fixed z*
+        if outputs is not None:
+            return F, dict(r.values), vals
         return (F, dict(r.values)) if return_values else F
-    if return_values or penalty is not None:
-        raise ValueError("return_values and penalty apply to beta=inf (minimization)")
+    if return_values or penalty is not None or outputs is not None:
+        raise ValueError("return_values, outputs and penalty apply to beta=inf (minimization)")
     if beta <= 0:
         raise ValueError(f"beta must be positive, got {beta}")
     prob = Problem(ebm, observed, over, batch=batch)

@@ -245,17 +245,13 @@ def _level1(ebm, observed: dict, state: str) -> torch.Tensor:
     ones such as ``s[0]: Enc1(x)`` or ``g: Enc1(goal)``."""
     if state in observed:
         return observed[state]
-    from ..interp import evaluate_elements
-    import networkx as nx
-
     node = (state, 0)
     if node not in ebm.checked.elements or ebm.graph.var(state) is not None:
         raise SpecError(f"{ebm.graph.name} has no function {state} (or {state}[0]) in level-1 space for the upper "
                         f"level to read")
-    need = nx.ancestors(ebm.checked.elements, node) | {node}
+    label = f"{state}[0]" if state in ebm.checked.lengths else state
     with torch.no_grad():
-        env = evaluate_elements(ebm.checked, ebm.mods, {(k, 0): v for k, v in observed.items()}, ebm.weights(), need)
-    return env[node]
+        return ebm.evaluate(observed, outputs=[label], validate=False)[label]
 
 
 def minimize_two_level(upper: AbstractGraph, ebm, observed: dict, over, *, goal: str = "goal",

@@ -98,13 +98,21 @@ class Regularized(EnergyLoss):
         self.use_regularizers, self.latent_noise, self.kl_weight = use_regularizers, latent_noise, kl_weight
         self.regs = [(r.name, r.value.fn, [a.name for a in r.value.args]) for r in ebm.graph.regularizers]
 
-    def reg_terms(self, batch: dict) -> dict[str, torch.Tensor]:
-        """Each spec regularizer's terms ``{"VR.var": scalar, ...}`` (unweighted)."""
+    @property
+    def reg_names(self) -> list[str]:
+        """The variables the spec's regularizers read (``vicreg(v_x, v_y)``: v_x, v_y)."""
+        return sorted({n for _, _, args in self.regs for n in args})
+
+    def reg_terms(self, batch: dict, vals: dict | None = None) -> dict[str, torch.Tensor]:
+        """Each spec regularizer's terms ``{"VR.var": scalar, ...}`` (unweighted), from ``vals`` (the values
+        the forward that computed the energy returned), or evaluated from ``batch`` when not given."""
         if not self.regs:
             return {}
-        names = sorted({n for _, _, args in self.regs for n in args})
-        vals = values(self.ebm, names, **{k: v for k, v in self.inputs(batch).items()
-                                          if k not in {z.name for z in latents(self.ebm)}})
+        names = self.reg_names
+        if vals is None:
+            vals = values(self.ebm, names, **{k: v for k, v in self.inputs(batch).items()
+                                              if k not in {z.name for z in latents(self.ebm)}})
+        vals = {k: vals[k] for k in names}
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             # batch statistics over the global batch, as with one process (gradients flow back)
             from torch.distributed.nn.functional import all_gather
@@ -134,15 +142,26 @@ class Regularized(EnergyLoss):
         return {"var": self.var_weight, "cov": self.cov_weight, "inv": self.inv_weight,
                 "on": self.barlow_weight, "off": self.barlow_weight}[k]
 
-    def data_energy(self, batch: dict, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
+    def data_energy(self, batch: dict, gen: torch.Generator, outputs=None):
+        """``(F [B], stats)``, and with ``outputs`` the named values from the forward that computed F."""
         inp = self.inputs(batch)
         if not self._has_latents:
+            if outputs:
+                out = self.ebm.evaluate(inp, outputs=outputs, energy=True)
+                return out.total, {}, out.values
             return self.ebm.energy(**inp).total, {}
+        if outputs and self.latent_noise > 0:  # the energy is re-evaluated at the noisy latents below
+            e, st = self.data_energy(batch, gen)
+            return e, st, None
         penalty = None
         if self.latent_noise > 0 and self.kl_weight > 0:
             # the information cost of a noisy latent shapes inference: its z-dependent part is w·½‖ž‖²
             def penalty(zs):
                 return self.kl_weight * sum(0.5 * (v * v).flatten(1).sum(1) for v in zs.values())
+        if outputs:
+            e, z, vals = training_free_energy(self.ebm, inp, steps=self.infer_steps, seed=gen, return_z=True,
+                                              penalty=penalty, outputs=outputs)
+            return e, {"z_abs": float(sum(v.float().abs().mean() for v in z.values()))}, vals
         e, z = training_free_energy(self.ebm, inp, steps=self.infer_steps, seed=gen, return_z=True, penalty=penalty)
         if self.latent_noise > 0 and z:
             noisy = {}
@@ -157,11 +176,15 @@ class Regularized(EnergyLoss):
         return e, {"z_abs": float(sum(v.float().abs().mean() for v in z.values()))}
 
     def forward(self, batch: dict, gen: torch.Generator) -> LossOut:
-        e, st = self.data_energy(batch, gen)
+        regs = self.use_regularizers and bool(self.regs)
+        if regs:  # each representation computed once: the regularizers read the energy's forward
+            e, st, vals = self.data_energy(batch, gen, outputs=self.reg_names)
+        else:
+            e, st = self.data_energy(batch, gen)
         loss = self.energy_weight * e.mean()
         stats = dict(st)
-        if self.use_regularizers:
-            for k, v in self.reg_terms(batch).items():
+        if regs:
+            for k, v in self.reg_terms(batch, vals).items():
                 loss = loss + self._weight(k) * v
                 stats[k] = float(v.detach())
         return LossOut(loss, stats, e.detach(), None)
@@ -183,7 +206,7 @@ class Amortized(Regularized):
                              f"weights of {ebm.graph.name}: {sorted(ebm.weights())}")
         self.weight = weight
 
-    def data_energy(self, batch, gen):
+    def data_energy(self, batch, gen, outputs=None):
         inp = self.inputs(batch)
         w = float(self.ebm.weights()[self.weight])
         self.ebm.set_weights(**{self.weight: 0.0})
@@ -191,5 +214,8 @@ class Amortized(Regularized):
             _, z = training_free_energy(self.ebm, inp, steps=self.infer_steps, seed=gen, return_z=True)
         finally:
             self.ebm.set_weights(**{self.weight: w})
-        e = self.ebm.energy(**inp, **z).total
-        return e, {"z_abs": float(sum(v.float().abs().mean() for v in z.values()))}
+        stats = {"z_abs": float(sum(v.float().abs().mean() for v in z.values()))}
+        if outputs:
+            out = self.ebm.evaluate({**inp, **z}, outputs=outputs, energy=True)
+            return out.total, stats, out.values
+        return self.ebm.energy(**inp, **z).total, stats

@@ -2,9 +2,9 @@
 representation, and the energy gap between data and contrastive samples."""
 from __future__ import annotations
 
-import networkx as nx
 import torch
 
+from ..elements import ancestors_of
 from .values import latents, values
 
 
@@ -36,7 +36,7 @@ def representation_names(ebm) -> list[str]:
         n = f.target.name
         if n in chk.lengths or len(chk.shapes.get(n, ())) != 1 or n in out:
             continue
-        anc = {a for a, _ in nx.ancestors(chk.elements, (n, 0))}
+        anc = {a for a, _ in ancestors_of(chk.elements, [(n, 0)])}
         if anc & lat:
             continue
         out.append(n)

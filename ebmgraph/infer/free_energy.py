@@ -57,61 +57,85 @@ def free_energy(ebm, observed: dict | None, over, beta: float = float("inf"), *,
     Returns:
         ``[B]`` free energies.
     """
-    from .api import minimize
-
     gen = as_generator(generator if generator is not None else seed)
     if math.isinf(beta) and beta > 0:
-        r = minimize(ebm, observed, over, generator=gen, batch=batch, penalty=penalty, **min_settings)
-        F = r.energy
-        vals = None
-        if outputs is not None:  # envelope theorem: the gradient at fixed z*, and the values from that forward
-            out = ebm.evaluate({**(observed or {}), **r.values}, outputs=list(outputs), energy=True)
-            F, vals = out.total, out.values
-        elif torch.is_grad_enabled() and any(p.requires_grad for p in ebm.parameters()):
-            F = ebm.energy(**(observed or {}), **r.values).total  # envelope theorem: the gradient at fixed z*
-        if outputs is not None:
-            return F, dict(r.values), vals
-        return (F, dict(r.values)) if return_values else F
+        return _minimum(ebm, observed, over, gen, batch, penalty, return_values, outputs, min_settings)
     if return_values or penalty is not None or outputs is not None:
         raise ValueError("return_values, outputs and penalty apply to beta=inf (minimization)")
     if beta <= 0:
         raise ValueError(f"beta must be positive, got {beta}")
     prob = Problem(ebm, observed, over, batch=batch)
-    B = prob.B
     disc = [n for n in prob.over if prob.is_discrete(n)]
     if disc and len(disc) != len(prob.over):
         raise SpecError("free energy at finite beta over mixed discrete/continuous latents is not supported")
-    with torch.no_grad():
-        if disc:  # exact
-            N = space_size(prob, disc)
-            if N > max_configs:
-                raise SpecError(f"{N} configurations exceed max_configs={max_configs} for an exact sum")
-            c = configs(prob, disc, 0, N)
-            E = prob.evaluate({k: tile_rows(v, B) for k, v in c.items()}, N).total.view(B, N)
-            return -torch.logsumexp(-beta * E, 1) / beta
-    pack, unpack, project = packer(prob, prob.over)
-    K = int(samples)
+    if disc:
+        return _exact(prob, disc, beta, max_configs)
     if proposal == "uniform":
-        los, his = [], []
-        for n in prob.over:
-            lo, hi = prob.bounds(n)
-            if lo is None or hi is None:
-                raise SpecError(f"proposal='uniform' needs both bounds on {n}")
-            m = int(torch.Size(prob.shape(n)).numel())
-            los.append(torch.full((m,), float(lo))), his.append(torch.full((m,), float(hi)))
-        lo, hi = torch.cat(los).to(prob.device, prob.dtype), torch.cat(his).to(prob.device, prob.dtype)
-        u = torch.rand((K, lo.numel()), generator=gen, dtype=prob.dtype).to(prob.device)
-        Z = lo + (hi - lo) * u  # shared by all problems (common random numbers)
-        with torch.no_grad():
-            E = prob.evaluate(unpack(tile_rows(Z, B)), K).total.view(B, K)
-        log_vol = torch.log(hi - lo).sum()
-        return -(torch.logsumexp(-beta * E, 1) - math.log(K) + log_vol) / beta
+        return _uniform(prob, beta, int(samples), gen)
     if proposal != "laplace":
         raise ValueError(f"proposal must be 'laplace' or 'uniform', got {proposal!r}")
+    return _laplace(prob, observed, over, beta, int(samples), gen, batch, min_settings)
+
+
+def _minimum(ebm, observed, over, gen, batch, penalty, return_values, outputs, min_settings):
+    """``F_∞ = min_z E`` by :func:`minimize`, re-evaluated at the detached minimizer when training (envelope theorem)."""
+    from .api import minimize
+
+    r = minimize(ebm, observed, over, generator=gen, batch=batch, penalty=penalty, **min_settings)
+    F = r.energy
+    vals = None
+    if outputs is not None:  # envelope theorem: the gradient at fixed z*, and the values from that forward
+        out = ebm.evaluate({**(observed or {}), **r.values}, outputs=list(outputs), energy=True)
+        F, vals = out.total, out.values
+    elif torch.is_grad_enabled() and any(p.requires_grad for p in ebm.parameters()):
+        F = ebm.energy(**(observed or {}), **r.values).total  # envelope theorem: the gradient at fixed z*
+    if outputs is not None:
+        return F, dict(r.values), vals
+    return (F, dict(r.values)) if return_values else F
+
+
+@torch.no_grad()
+def _exact(prob: Problem, disc: list[str], beta: float, max_configs: int) -> torch.Tensor:
+    """Discrete latents: ``-(1/β) logsumexp(-β E)`` over every configuration."""
+    B = prob.B
+    N = space_size(prob, disc)
+    if N > max_configs:
+        raise SpecError(f"{N} configurations exceed max_configs={max_configs} for an exact sum")
+    c = configs(prob, disc, 0, N)
+    E = prob.evaluate({k: tile_rows(v, B) for k, v in c.items()}, N).total.view(B, N)
+    return -torch.logsumexp(-beta * E, 1) / beta
+
+
+def _uniform(prob: Problem, beta: float, K: int, gen) -> torch.Tensor:
+    """Importance sampling from the uniform distribution on the box (both bounds needed)."""
+    B = prob.B
+    _, unpack, _ = packer(prob, prob.over)
+    los, his = [], []
+    for n in prob.over:
+        lo, hi = prob.bounds(n)
+        if lo is None or hi is None:
+            raise SpecError(f"proposal='uniform' needs both bounds on {n}")
+        m = int(torch.Size(prob.shape(n)).numel())
+        los.append(torch.full((m,), float(lo))), his.append(torch.full((m,), float(hi)))
+    lo, hi = torch.cat(los).to(prob.device, prob.dtype), torch.cat(his).to(prob.device, prob.dtype)
+    u = torch.rand((K, lo.numel()), generator=gen, dtype=prob.dtype).to(prob.device)
+    Z = lo + (hi - lo) * u  # shared by all problems (common random numbers)
+    with torch.no_grad():
+        E = prob.evaluate(unpack(tile_rows(Z, B)), K).total.view(B, K)
+    log_vol = torch.log(hi - lo).sum()
+    return -(torch.logsumexp(-beta * E, 1) - math.log(K) + log_vol) / beta
+
+
+def _laplace(prob: Problem, observed, over, beta: float, K: int, gen, batch, min_settings) -> torch.Tensor:
+    """Importance sampling from ``N(z*, (β H)^{-1})`` around the minimizer (exact for a quadratic energy)."""
+    from .api import minimize
+
     for n in prob.over:
         if prob.bounds(n) != (None, None):
             raise SpecError(f"{n} is bounded: use proposal='uniform' (the Laplace proposal integrates over all R^d)")
-    r = minimize(ebm, observed, over, generator=gen, batch=batch, **min_settings)
+    B = prob.B
+    pack, unpack, _ = packer(prob, prob.over)
+    r = minimize(prob.ebm, observed, over, generator=gen, batch=batch, **min_settings)
     zs = pack(dict(r.values), (B,))
     D = zs.shape[1]
     H = _hessian(lambda X: prob.evaluate(unpack(X)).total, zs)

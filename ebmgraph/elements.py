@@ -69,6 +69,51 @@ def element_graph(c, ranges, lengths) -> tuple[nx.DiGraph, dict, list]:
     and only a graph that has a cycle is searched for one.
     """
     g, d = c.g, c.d
+    owner, positions, indexed = _bind(c, ranges, lengths)
+    if d.errors:
+        return nx.DiGraph(), positions, []
+    G = nx.DiGraph()
+    for v in g.variables:
+        G.add_nodes_from(((v.name, p) for p in range(lengths.get(v.name, 1))), kind=v.role)
+    G.add_nodes_from(owner, kind="derived")
+    refs = _Refs(c, ranges, lengths, indexed)
+    for fi, f in enumerate(g.functions):
+        plist = positions.get(fi, [])
+        if not plist:
+            continue
+        ts = [t for t, _ in plist]
+        targets = [(f.target.name, pos) for _, pos in plist]
+        for srcs in refs.resolve(f.value, f.loop, ts, f.loc, ir.ref_str(f.target)):
+            G.add_edges_from(zip(srcs, targets))
+    for e in g.energies:
+        if e.loop is not None and e.loop not in ranges:
+            d.error(f"energy {e.name}[{e.loop}]: {e.loop} is not a declared index", e.loc, e.name)
+            continue
+        ts = list(c_loop_values(ranges, e.loop))
+        nodes = [("energy:" + e.name, t if e.loop else 0) for t in ts]
+        G.add_nodes_from(nodes, kind="energy")
+        for srcs in refs.resolve(e.value, e.loop, ts, e.loc, f"energy {e.name}"):
+            G.add_edges_from(zip(srcs, nodes))
+    for r in g.regularizers:
+        node = ("reg:" + r.name, 0)
+        G.add_node(node, kind="regularizer")
+        for srcs in refs.resolve(r.value, None, [None], r.loc, f"regularizer {r.name}"):
+            G.add_edges_from(zip(srcs, [node]))
+    if d.errors:
+        return G, positions, []
+    order, rest = _kahn(G)
+    if rest:
+        cyc = nx.find_cycle(G.subgraph(rest))
+        names = " -> ".join(f"{n}[{p}]" if n in lengths else n for (n, p), _ in cyc) + f" -> {cyc[0][0][0]}"
+        f = next(f for f in g.functions if f.target.name == cyc[0][1][0])
+        d.error(f"the deterministic part has a cycle: {names}", f.loc, *{n for (n, _), _ in cyc})
+    return G, positions, order
+
+
+def _bind(c, ranges, lengths) -> tuple[dict, dict, dict]:
+    """Which definition binds each element: ``(owner {(name, pos): (fi, loc)}, positions {fi: [(t, pos)]},
+    indexed {name: is an array})``; the arrays' lengths are written into ``lengths``."""
+    g, d = c.g, c.d
     owner: dict[tuple[str, int], tuple[int, Loc]] = {}
     positions: dict[int, list[tuple[int | None, int]]] = {}  # fn id -> [(t, pos)]
     indexed: dict[str, bool] = {}
@@ -111,86 +156,59 @@ def element_graph(c, ranges, lengths) -> tuple[nx.DiGraph, dict, list]:
                 d.error(f"elements of {name} must be bound for 0..n without gaps; {name}[{missing[0]}] is never bound",
                         next(f.loc for f in g.functions if f.target.name == name), name)
             lengths[name] = len(pos)
-    if d.errors:
-        return nx.DiGraph(), positions, []
+    return owner, positions, indexed
 
-    leaf = {v.name: v for v in g.variables}
-    G = nx.DiGraph()
-    for v in g.variables:
-        G.add_nodes_from(((v.name, p) for p in range(lengths.get(v.name, 1))), kind=v.role)
-    G.add_nodes_from(owner, kind="derived")
 
-    def resolve_refs(expr, loop, ts, loc, where) -> list[list[tuple[str, int]]]:
+class _Refs:
+    """Resolves the references of an expression to the elements they read, reporting what is wrong."""
+
+    def __init__(self, c, ranges, lengths, indexed):
+        self.c, self.ranges, self.lengths, self.indexed = c, ranges, lengths, indexed
+        self.leaf = {v.name: v for v in c.g.variables}
+
+    def resolve(self, expr, loop, ts, loc, where) -> list[list[tuple[str, int]]]:
         """For each reference of ``expr``, the element it reads at every loop value in ``ts``."""
         out = []
         for r in ir.refs(expr):
-            if r.name not in leaf and r.name not in indexed:
-                what = ("a module" if g.module(r.name) or r.name in KINDS else
-                        "an index" if r.name in ranges else "a size" if r.name in c.sizes else None)
-                d.error(f"{where}: {r.name} is {what}, not a variable" if what else
-                        f"{where}: {r.name} is not bound (declare it under variables: or compute it under functions:)",
-                        loc, r.name)
-                continue
-            is_arr = r.name in lengths
-            if is_arr and r.index is None:
-                d.error(f"{where}: {r.name} is an array; write {r.name}[t]", loc, r.name)
-                continue
-            if not is_arr and r.index is not None:
-                d.error(f"{where}: {r.name} is not an array and cannot be indexed", loc, r.name)
-                continue
-            if not is_arr:
-                out.append([(r.name, 0)] * len(ts))
-                continue
-            bad = {s.name for s in r.index.free_symbols} - set(c.sizes) - ({loop} if loop else set())
-            if bad:
-                d.error(f"{where}: index {', '.join(sorted(bad))} in {ir.ref_str(r)} is not bound here"
-                        + ("" if loop else " (name the term name[t] to sum over t)"), loc, r.name, *sorted(bad))
-                continue
-            try:
-                ps = _positions(c, r.index, loop, ts, loc, lambda: f"{where}: {ir.ref_str(r)}")
-            except SpecError as e:
-                d.errors.append(e)
-                continue
-            n = lengths[r.name]
-            if ps and (min(ps) < 0 or max(ps) >= n):
-                t, p = next((t, p) for t, p in zip(ts, ps) if not 0 <= p < n)
-                d.error(f"{where}: {ir.ref_str(r)} reads {r.name}[{p}] (with {loop}={t}), "
-                        f"outside 0..{n - 1}", loc, r.name)
-                continue
-            out.append([(r.name, p) for p in ps])
+            ps = self._one(r, loop, ts, loc, where)
+            if ps is not None:
+                out.append(ps)
         return out
 
-    for fi, f in enumerate(g.functions):
-        plist = positions.get(fi, [])
-        if not plist:
-            continue
-        ts = [t for t, _ in plist]
-        targets = [(f.target.name, pos) for _, pos in plist]
-        for srcs in resolve_refs(f.value, f.loop, ts, f.loc, ir.ref_str(f.target)):
-            G.add_edges_from(zip(srcs, targets))
-    for e in g.energies:
-        if e.loop is not None and e.loop not in ranges:
-            d.error(f"energy {e.name}[{e.loop}]: {e.loop} is not a declared index", e.loc, e.name)
-            continue
-        ts = list(c_loop_values(ranges, e.loop))
-        nodes = [("energy:" + e.name, t if e.loop else 0) for t in ts]
-        G.add_nodes_from(nodes, kind="energy")
-        for srcs in resolve_refs(e.value, e.loop, ts, e.loc, f"energy {e.name}"):
-            G.add_edges_from(zip(srcs, nodes))
-    for r in g.regularizers:
-        node = ("reg:" + r.name, 0)
-        G.add_node(node, kind="regularizer")
-        for srcs in resolve_refs(r.value, None, [None], r.loc, f"regularizer {r.name}"):
-            G.add_edges_from(zip(srcs, [node]))
-    if d.errors:
-        return G, positions, []
-    order, rest = _kahn(G)
-    if rest:
-        cyc = nx.find_cycle(G.subgraph(rest))
-        names = " -> ".join(f"{n}[{p}]" if n in lengths else n for (n, p), _ in cyc) + f" -> {cyc[0][0][0]}"
-        f = next(f for f in g.functions if f.target.name == cyc[0][1][0])
-        d.error(f"the deterministic part has a cycle: {names}", f.loc, *{n for (n, _), _ in cyc})
-    return G, positions, order
+    def _one(self, r: ir.Ref, loop, ts, loc, where) -> list[tuple[str, int]] | None:
+        c, d, g, lengths = self.c, self.c.d, self.c.g, self.lengths
+        if r.name not in self.leaf and r.name not in self.indexed:
+            what = ("a module" if g.module(r.name) or r.name in KINDS else
+                    "an index" if r.name in self.ranges else "a size" if r.name in c.sizes else None)
+            d.error(f"{where}: {r.name} is {what}, not a variable" if what else
+                    f"{where}: {r.name} is not bound (declare it under variables: or compute it under functions:)",
+                    loc, r.name)
+            return None
+        is_arr = r.name in lengths
+        if is_arr and r.index is None:
+            d.error(f"{where}: {r.name} is an array; write {r.name}[t]", loc, r.name)
+            return None
+        if not is_arr and r.index is not None:
+            d.error(f"{where}: {r.name} is not an array and cannot be indexed", loc, r.name)
+            return None
+        if not is_arr:
+            return [(r.name, 0)] * len(ts)
+        bad = {s.name for s in r.index.free_symbols} - set(c.sizes) - ({loop} if loop else set())
+        if bad:
+            d.error(f"{where}: index {', '.join(sorted(bad))} in {ir.ref_str(r)} is not bound here"
+                    + ("" if loop else " (name the term name[t] to sum over t)"), loc, r.name, *sorted(bad))
+            return None
+        try:
+            ps = _positions(c, r.index, loop, ts, loc, lambda: f"{where}: {ir.ref_str(r)}")
+        except SpecError as e:
+            d.errors.append(e)
+            return None
+        n = lengths[r.name]
+        if ps and (min(ps) < 0 or max(ps) >= n):
+            t, p = next((t, p) for t, p in zip(ts, ps) if not 0 <= p < n)
+            d.error(f"{where}: {ir.ref_str(r)} reads {r.name}[{p}] (with {loop}={t}), outside 0..{n - 1}", loc, r.name)
+            return None
+        return [(r.name, p) for p in ps]
 
 
 def _kahn(G: nx.DiGraph) -> tuple[list, list]:

@@ -372,134 +372,167 @@ def _declared_modules(c: _Ctx) -> dict[str, ModInfo]:
 
 # ----------------------------------------------------------------------------- shapes
 def _infer_shapes(c: _Ctx, ranges, shapes, lengths, mods, call_module, order, positions, binop_shapes) -> None:
-    g, d = c.g, c.d
-    fn_of: dict[tuple[str, int], int] = {}
-    for fi, plist in positions.items():
-        for _, pos in plist:
-            fn_of[(g.functions[fi].target.name, pos)] = fi
-    done: set[int] = set()
-    in_shapes: dict[str, tuple] = {}
-    inline_count: dict[str, int] = {}
+    """Shapes through module signatures, definitions in dependency order, then energies and regularizers."""
+    sh = _Shapes(c, shapes, mods, call_module, binop_shapes)
+    sh.functions(order, positions)
+    sh.energies()
+    sh.regularizers()
+    for m in c.g.modules:
+        if m.name not in sh.in_shapes:
+            c.d.warn(f"module {m.name} is declared but never called", m.loc, m.name)
 
-    def shape_of(e, where, loc) -> Shape | None:
+
+class _Shapes:
+    """Per-sample shapes of expressions (None for a constant), recording each call's module instance and
+    each binary operation's operand shapes in the checker's side tables."""
+
+    def __init__(self, c: _Ctx, shapes, mods, call_module, binop_shapes):
+        self.c, self.g, self.d = c, c.g, c.d
+        self.shapes, self.mods, self.call_module, self.binop_shapes = shapes, mods, call_module, binop_shapes
+        self.in_shapes: dict[str, tuple] = {}
+        self.inline_count: dict[str, int] = {}
+
+    def of(self, e, where, loc) -> Shape | None:
         """Per-sample shape of an expression; None for a constant (number or weight)."""
         if isinstance(e, ir.Ref):
-            return shapes.get(e.name, "unknown")
+            return self.shapes.get(e.name, "unknown")
         if isinstance(e, (ir.Num, ir.Weight)):
-            if isinstance(e, ir.Weight) and e.name not in g.weight_dict:
-                d.error(f"{where}: weight {e.name} is not declared", loc, e.name)
+            if isinstance(e, ir.Weight) and e.name not in self.g.weight_dict:
+                self.d.error(f"{where}: weight {e.name} is not declared", loc, e.name)
             return None
         if isinstance(e, ir.Neg):
-            return shape_of(e.operand, where, loc)
+            return self.of(e.operand, where, loc)
         if isinstance(e, ir.BinOp):
-            a, b = shape_of(e.left, where, loc), shape_of(e.right, where, loc)
-            if a == "unknown" or b == "unknown":
-                return "unknown"
-            binop_shapes[id(e)] = (a, b)
-            if a is None or b is None or a == b:
-                return b if a is None else a
-            if a == SCALAR or b == SCALAR:
-                other = a if b == SCALAR else b
-                return SCALAR if is_scalar_shape(other, in_energy=True) else other  # a [1]-output (critic)
-            d.error(f"{where}: {ir.expr_str(e)} combines shapes {list(a)} and {list(b)}", loc)
-            return "unknown"
+            return self._binop(e, where, loc)
         if isinstance(e, ir.Call):
-            arg_shapes = [shape_of(a, where, loc) for a in e.args]
-            if any(s == "unknown" for s in arg_shapes):
-                return "unknown"
-            if any(s is None for s in arg_shapes):
-                d.error(f"{where}: {e.fn}(...) takes variables, not numbers or weights", loc, e.fn)
-                return "unknown"
-            if e.fn in shapes or g.var(e.fn):
-                d.error(f"{where}: {e.fn} is a variable, not a module", loc, e.fn)
-                return "unknown"
-            if e.fn in mods:
-                name = e.fn
-                info = mods[name]
-            elif e.fn in KINDS and KINDS[e.fn].inline:
-                k = inline_count.get(e.fn, 0)
-                inline_count[e.fn] = k + 1
-                name = e.fn if k == 0 else f"{e.fn}_{k}"
-                while name in mods and not mods[name].inline:
-                    k += 1
-                    name = f"{e.fn}_{k}"
-                info = ModInfo(name, e.fn, (), {}, True, (), (), inline=True)
-                mods[name] = info
-            elif e.fn in KINDS:
-                d.error(f"{where}: {e.fn} needs its sizes; declare it under modules: (e.g. P: {e.fn}(...))", loc, e.fn)
-                return "unknown"
-            elif e.fn in BATCH_REGULARIZERS:
-                d.error(f"{where}: {e.fn} is a batch regularizer; put it under regularizers:", loc, e.fn)
-                return "unknown"
-            else:
-                d.error(f"{where}: {e.fn} is not a declared module", loc, e.fn)
-                return "unknown"
-            call_module[id(e)] = name
-            kind = KINDS[info.kind]
-            try:
-                out = tuple(kind.shape(info.args, info.kwargs, [tuple(s) for s in arg_shapes]))
-            except ShapeError as exc:
-                d.error(f"{where}: {name}({', '.join(ir.expr_str(a) for a in e.args)}): {exc}", loc, name)
-                return "unknown"
-            sig = tuple(tuple(s) for s in arg_shapes)
-            prev = in_shapes.get(name)
-            if prev is not None and prev != sig and not info.inline:
-                d.error(f"{where}: module {name} is called with shapes {[list(s) for s in sig]} here "
-                        f"and {[list(s) for s in prev]} elsewhere; one module has one signature", loc, name)
-                return "unknown"
-            if prev is None or info.inline:
-                in_shapes[name] = sig
-                mods[name] = ModInfo(name, info.kind, info.args, info.kwargs, info.trainable, sig, out, info.inline)
-            return out
+            return self._call(e, where, loc)
         raise TypeError(e)
 
-    for node in (n for n in order if n in fn_of):
-        fi = fn_of[node]
-        if fi in done:
-            continue
-        done.add(fi)
-        f = g.functions[fi]
-        where = ir.ref_str(f.target)
-        s = shape_of(f.value, where, f.loc)
-        if s == "unknown":
-            continue
-        if s is None or s == SCALAR:
-            d.error(f"{where} = {ir.expr_str(f.value)}: a function must produce a vector, not "
-                    f"{'a constant' if s is None else 'a scalar (use it as an energy term)'}", f.loc, f.target.name)
-            continue
-        name = f.target.name
-        if name in shapes and shapes[name] != s:
-            d.error(f"{where}: shape {list(s)} differs from {name}'s other elements {list(shapes[name])}", f.loc, name)
-            continue
-        shapes[name] = s
-    for f_i, f in enumerate(g.functions):  # functions unreachable in topo order (errors above)
-        if f_i not in done and not d.errors:
-            d.error(f"{ir.ref_str(f.target)} could not be ordered", f.loc, f.target.name)
-    for e in g.energies:
-        where = f"energy {e.name}"
-        s = shape_of(e.value, where, e.loc)
-        if s == "unknown":
-            continue
-        if s is None:
-            d.error(f"{where} = {ir.expr_str(e.value)} is a constant; an energy term reads variables", e.loc, e.name)
-        elif not is_scalar_shape(s, in_energy=True):
-            d.error(f"{where} = {ir.expr_str(e.value)} has shape {list(s)}; an energy term is a scalar per sample "
-                    f"(wrap it in a divergence such as sq_dist(...))", e.loc, e.name)
-    for r in g.regularizers:
-        where = f"regularizer {r.name}"
-        if not isinstance(r.value, ir.Call) or r.value.fn not in BATCH_REGULARIZERS:
-            d.error(f"{where}: write one of {', '.join(BATCH_REGULARIZERS)}(u, ...)", r.loc, r.name)
-            continue
-        for a in r.value.args:
-            if not isinstance(a, ir.Ref):
-                d.error(f"{where}: arguments are variables", r.loc, r.name)
+    def _binop(self, e: ir.BinOp, where, loc):
+        a, b = self.of(e.left, where, loc), self.of(e.right, where, loc)
+        if a == "unknown" or b == "unknown":
+            return "unknown"
+        self.binop_shapes[id(e)] = (a, b)
+        if a is None or b is None or a == b:
+            return b if a is None else a
+        if a == SCALAR or b == SCALAR:
+            other = a if b == SCALAR else b
+            return SCALAR if is_scalar_shape(other, in_energy=True) else other  # a [1]-output (critic)
+        self.d.error(f"{where}: {ir.expr_str(e)} combines shapes {list(a)} and {list(b)}", loc)
+        return "unknown"
+
+    def _instance(self, e: ir.Call, where, loc) -> ModInfo | None:
+        """The module instance a call uses (inline kinds get one per call site), or None after an error."""
+        d, g, mods = self.d, self.g, self.mods
+        if e.fn in self.shapes or g.var(e.fn):
+            d.error(f"{where}: {e.fn} is a variable, not a module", loc, e.fn)
+            return None
+        if e.fn in mods:
+            return mods[e.fn]
+        if e.fn in KINDS and KINDS[e.fn].inline:
+            k = self.inline_count.get(e.fn, 0)
+            self.inline_count[e.fn] = k + 1
+            name = e.fn if k == 0 else f"{e.fn}_{k}"
+            while name in mods and not mods[name].inline:
+                k += 1
+                name = f"{e.fn}_{k}"
+            mods[name] = ModInfo(name, e.fn, (), {}, True, (), (), inline=True)
+            return mods[name]
+        if e.fn in KINDS:
+            d.error(f"{where}: {e.fn} needs its sizes; declare it under modules: (e.g. P: {e.fn}(...))", loc, e.fn)
+        elif e.fn in BATCH_REGULARIZERS:
+            d.error(f"{where}: {e.fn} is a batch regularizer; put it under regularizers:", loc, e.fn)
+        else:
+            d.error(f"{where}: {e.fn} is not a declared module", loc, e.fn)
+        return None
+
+    def _call(self, e: ir.Call, where, loc):
+        d = self.d
+        arg_shapes = [self.of(a, where, loc) for a in e.args]
+        if any(s == "unknown" for s in arg_shapes):
+            return "unknown"
+        if any(s is None for s in arg_shapes):
+            d.error(f"{where}: {e.fn}(...) takes variables, not numbers or weights", loc, e.fn)
+            return "unknown"
+        info = self._instance(e, where, loc)
+        if info is None:
+            return "unknown"
+        name = info.name
+        self.call_module[id(e)] = name
+        try:
+            out = tuple(KINDS[info.kind].shape(info.args, info.kwargs, [tuple(s) for s in arg_shapes]))
+        except ShapeError as exc:
+            d.error(f"{where}: {name}({', '.join(ir.expr_str(a) for a in e.args)}): {exc}", loc, name)
+            return "unknown"
+        sig = tuple(tuple(s) for s in arg_shapes)
+        prev = self.in_shapes.get(name)
+        if prev is not None and prev != sig and not info.inline:
+            d.error(f"{where}: module {name} is called with shapes {[list(s) for s in sig]} here "
+                    f"and {[list(s) for s in prev]} elsewhere; one module has one signature", loc, name)
+            return "unknown"
+        if prev is None or info.inline:
+            self.in_shapes[name] = sig
+            self.mods[name] = ModInfo(name, info.kind, info.args, info.kwargs, info.trainable, sig, out, info.inline)
+        return out
+
+    def functions(self, order, positions) -> None:
+        """Each definition's shape, in dependency order (every element of an array has one shape)."""
+        g, d, shapes = self.g, self.d, self.shapes
+        fn_of: dict[tuple[str, int], int] = {}
+        for fi, plist in positions.items():
+            for _, pos in plist:
+                fn_of[(g.functions[fi].target.name, pos)] = fi
+        done: set[int] = set()
+        for node in (n for n in order if n in fn_of):
+            fi = fn_of[node]
+            if fi in done:
                 continue
-            s = shapes.get(a.name)
-            if s is not None and len(s) != 1:
-                d.error(f"{where}: {a.name} must be a vector, has shape {list(s)}", r.loc, r.name)
-    unused = [m for m in g.modules if m.name not in in_shapes]
-    for m in unused:
-        d.warn(f"module {m.name} is declared but never called", m.loc, m.name)
+            done.add(fi)
+            f = g.functions[fi]
+            where = ir.ref_str(f.target)
+            s = self.of(f.value, where, f.loc)
+            if s == "unknown":
+                continue
+            if s is None or s == SCALAR:
+                d.error(f"{where} = {ir.expr_str(f.value)}: a function must produce a vector, not "
+                        f"{'a constant' if s is None else 'a scalar (use it as an energy term)'}", f.loc, f.target.name)
+                continue
+            name = f.target.name
+            if name in shapes and shapes[name] != s:
+                d.error(f"{where}: shape {list(s)} differs from {name}'s other elements {list(shapes[name])}", f.loc,
+                        name)
+                continue
+            shapes[name] = s
+        for f_i, f in enumerate(g.functions):  # functions unreachable in topo order (errors above)
+            if f_i not in done and not d.errors:
+                d.error(f"{ir.ref_str(f.target)} could not be ordered", f.loc, f.target.name)
+
+    def energies(self) -> None:
+        for e in self.g.energies:
+            where = f"energy {e.name}"
+            s = self.of(e.value, where, e.loc)
+            if s == "unknown":
+                continue
+            if s is None:
+                self.d.error(f"{where} = {ir.expr_str(e.value)} is a constant; an energy term reads variables", e.loc,
+                             e.name)
+            elif not is_scalar_shape(s, in_energy=True):
+                self.d.error(f"{where} = {ir.expr_str(e.value)} has shape {list(s)}; an energy term is a scalar per "
+                             f"sample (wrap it in a divergence such as sq_dist(...))", e.loc, e.name)
+
+    def regularizers(self) -> None:
+        for r in self.g.regularizers:
+            where = f"regularizer {r.name}"
+            if not isinstance(r.value, ir.Call) or r.value.fn not in BATCH_REGULARIZERS:
+                self.d.error(f"{where}: write one of {', '.join(BATCH_REGULARIZERS)}(u, ...)", r.loc, r.name)
+                continue
+            for a in r.value.args:
+                if not isinstance(a, ir.Ref):
+                    self.d.error(f"{where}: arguments are variables", r.loc, r.name)
+                    continue
+                s = self.shapes.get(a.name)
+                if s is not None and len(s) != 1:
+                    self.d.error(f"{where}: {a.name} must be a vector, has shape {list(s)}", r.loc, r.name)
 
 
 def _check_sizes(c: _Ctx, shapes, lengths, mods) -> None:

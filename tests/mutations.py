@@ -5,17 +5,19 @@ Run by hand, outside CI (it copies the tree once per mutation and runs pytest th
     .venv/bin/python tests/mutations.py                 # the mutations of issue 10
     .venv/bin/python tests/mutations.py --only a d      # some of them
     .venv/bin/python tests/mutations.py --extra         # also the extra mutations below
+    .venv/bin/python tests/mutations.py --only p t u v w x y sc mb mi z   # issue 28's, with the control
     .venv/bin/python tests/mutations.py --src /path/to/tree
 
 For each mutation: copy the source tree (without .git, .venv, caches) to a temporary
 directory, apply a small textual patch to the source there, and run the relevant test files
 in the copy (``pytest -x -q -n 0``, with a timeout). The unmutated copy runs the same test
-files first: a mutation counts as caught only if the suite passes without it and fails with it.
+files first: a mutation counts as caught only if the suite passes without it and fails with it. A mutation's
+tests may name single tests (``file::test``): issue 28's each name the one test that guards them.
 
 Patches are located by small anchors, not by file and line, because the source is being
 refactored: each patch names a scope (a regular expression for the ``def``/``class`` line
-that contains the code, searched in every ``.py`` file under ebmgraph/ and kernels/) and a
-regular expression replaced inside that scope. An anchor that is not found exactly once is
+that contains the code, searched in every ``.py`` file under ebmgraph/, kernels/, benchmarks/ and
+examples/) and a regular expression replaced inside that scope. An anchor that is not found exactly once is
 an error ("ANCHOR"), reported loudly and counted as a failure of this script.
 
 Exit status: 0 when every mutation is caught, 1 when one survives, 2 on anchor/setup errors.
@@ -34,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCE_DIRS = ("ebmgraph", "kernels")
+SOURCE_DIRS = ("ebmgraph", "kernels", "benchmarks", "examples")
 IGNORE = shutil.ignore_patterns(".git", ".venv", "__pycache__", ".pytest_cache", ".hypothesis", "out", "runs",
                                 "*.pyc", ".mypy_cache", ".ruff_cache")
 
@@ -84,7 +86,7 @@ MUTATIONS = [
              [Patch(r"^class Regularizer\b", r"/ \(2\.0 \* self\.sigma\s*\*\*\s*2\)", "/ 2.0")],
              ["tests/test_module_formulas.py"], extra=True),
     Mutation("i", "quadratic uses L^T L instead of L L^T",
-             [Patch(r"^class Quadratic\b", r"v = d @ self\.L\b", "v = d @ self.L.T")],
+             [Patch(r"^class Quadratic\b", r"v = (?:d @ self\.L|matmul\(d, self\.L\))", "v = matmul(d, self.L.T)")],
              ["tests/test_module_formulas.py"], extra=True),
     Mutation("j", "conv encoders ignore act= (always relu)",
              [Patch(r"^class ConvEncoder\b", r"ACTIVATIONS\[act\]", 'ACTIVATIONS["relu"]')],
@@ -100,6 +102,49 @@ MUTATIONS = [
              [Patch(r"^def free_energy\b", r"log_vol = torch\.log\(hi - lo\)\.sum\(\)",
                     "log_vol = torch.log(hi - lo).sum() - 0.6931471805599453")],
              ["tests/test_free_energy_quadrature.py"], extra=True),
+    # ---- issue 28: each guards one test that used to pass with its feature broken (run the named test only)
+    Mutation("p", "planners ignore the action box (projection onto the bounds removed; env's clip still there)",
+             [Patch(r"^[ \t]*def project1\b",
+                    r"return X\.clamp\(min=lo, max=hi\) if \(lo is not None or hi is not None\) else X", "return X")],
+             ["tests/test_agent.py::test_pendulum_true_dynamics_beats_zero_torque"], extra=True),
+    Mutation("t", "the risk objective ignores lambda (plans minimize the mean; the report says mean + lambda*std)",
+             [Patch(r"^def with_risk\b", r"return E\.mean\(1\) \+ lam \* E\.std\(1, unbiased=False\)",
+                    "return E.mean(1) + 0.0 * lam * E.std(1, unbiased=False)")],
+             ["tests/test_uncertainty.py::test_a_risk_planner_minimizes_mean_plus_spread_over_the_same_draws"],
+             extra=True),
+    Mutation("u", "Mode1.act does not clip the policy's action to the action box",
+             [Patch(r"^[ \t]*def act\b", r"return torch\.clamp\(a, ", "return a; torch.clamp(a, ")],
+             ["tests/test_memory_task.py::test_the_warm_policy_proposes_its_actions_along_the_models_states"],
+             extra=True),
+    Mutation("v", "the sampler's random state lives in the Planner again (PlanState.rng ignored, as before issue 28)",
+             [Patch(r"^def plan_step\b", r"gen = torch\.Generator\(\)\n[ \t]*gen\.set_state\([^\n]*\)",
+                    'gen = planner.__dict__.setdefault("_gen", as_generator(planner.seed))')],
+             ["tests/test_agent.py::test_plan_step_is_a_function_of_explicit_state"], extra=True),
+    Mutation("w", "hjepa compare chains Pred1 with the window's actions one step late",
+             [Patch(r"^def compare\b", r"range\(HALF - 1, L - 1\)", "range(HALF, L)")],
+             ["tests/test_hjepa_example.py::test_the_comparison_reports_normalized_errors_of_all_three_predictions"],
+             extra=True),
+    Mutation("x", "the carried memory is emptied every decision (next_carry returns the initial carry)",
+             [Patch(r"^[ \t]*def next_carry\b",
+                    r"return \{var: (?:env\[\(fn, 0\)\]|vals\[fn\])\.detach\(\) for var, fn in "
+                    r"self\.binding\.carry\.items\(\)\}", "return self.initial_carry()")],
+             ["tests/test_memory_task.py::test_plan_cli_carries_memory_and_reports_success"], extra=True),
+    Mutation("y", "the reset's info is read as zeros (a maze's goal at the origin)",
+             [Patch(r"^[ \t]*def reset_values\b", r"out\[var\] = x\[None\]", "out[var] = torch.zeros_like(x)[None]")],
+             ["tests/test_maze.py::test_the_goal_comes_from_the_reset_and_tasks_cycle"], extra=True),
+    Mutation("sc", "bench scaling's exponent divides by the ratio of horizons, not its logarithm",
+             [Patch(r"^def bench_scaling\b", r"/ math\.log\(r\[\"T\"\] / prev\[\"T\"\]\)",
+                    '/ (r["T"] / prev["T"])')],
+             ["tests/test_bench_smoke.py::test_bench_scaling_runs_and_fits_an_exponent"], extra=True),
+    Mutation("mb", "MCTS answers its start (no simulated sequence is ever kept as the best)",
+             [Patch(r"^def (?:make_simulation|_simulation)\b", r"better = \(E < best\) if critic is None",
+                    "better = (E < best) & False if critic is None")],
+             ["tests/test_infer_mcts_strength.py::test_mcts_from_the_default_start_reaches_the_exhaustive_optimum"],
+             extra=True),
+    Mutation("mi", "MCTS ignores a given start (init): all zeros instead",
+             [Patch(r"^class MCTS\b", r"initial_values\(self\.prob, init\)", "initial_values(self.prob, None)")],
+             ["tests/test_infer_mcts_strength.py::test_mcts_from_a_given_start_reaches_the_exhaustive_optimum"],
+             extra=True),
     Mutation("z", "control: a neutral rewrite of l1_dist (|x| as ||x||)",
              [Patch(r"^class Divergence\b", r'("l1_dist"[^\n]*\n[^\n]*?\(a - b\))\.abs\(\)', r"\1.abs().abs()")],
              ["tests/test_module_formulas.py"], extra=True, notes=["must SURVIVE: checks the harness"]),

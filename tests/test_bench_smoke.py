@@ -1,4 +1,5 @@
 """The benchmark commands run end to end (their numbers are not asserted: speed is never a test)."""
+import math
 import subprocess
 import sys
 
@@ -28,12 +29,34 @@ def test_bench_rollout_quick_smoke_in_the_interpreter():
     assert relerr < 1e-5
 
 
-def test_bench_scaling_runs_and_fits_an_exponent(capsys):
+def _benchmarks(monkeypatch):
+    """The repository's benchmarks/ folder (beside ebmgraph/, not installed with it) made importable."""
+    monkeypatch.syspath_prepend(str(ROOT))
+
+
+def test_bench_scaling_runs_and_fits_an_exponent(capsys, monkeypatch):
+    """The scaling benchmark's figures: one row per horizon asked for, in order, positive times, and each
+    exponent the slope of log time against log T between neighbouring rows (recomputed here). Whether time
+    grows with T is a measurement, not asserted (speed is never a test)."""
     from ebmgraph.cli import main
 
+    _benchmarks(monkeypatch)
+    from benchmarks.suite import bench_scaling
+
+    rows = bench_scaling((16, 64, 256), reps=1)
+    assert [r["T"] for r in rows] == [16, 64, 256]
+    assert all(r[k] > 0 for r in rows for k in ("check", "compile"))
+    assert "check_exponent" not in rows[0] and "compile_exponent" not in rows[0]
+    for prev, r in zip(rows, rows[1:]):
+        for k in ("check", "compile"):
+            want = (math.log(r[k]) - math.log(prev[k])) / (math.log(r["T"]) - math.log(prev["T"]))
+            assert r[f"{k}_exponent"] == pytest.approx(want, rel=1e-9, abs=1e-12), (k, r)
     assert main(["bench", "scaling", "--T", "16", "64", "--reps", "1"]) == 0
-    rows = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| 16") or ln.startswith("| 64")]
-    assert len(rows) == 2 and float(rows[1].split("|")[4]) == float(rows[1].split("|")[4])  # an exponent (not NaN)
+    table = [ln.split("|")[1:-1] for ln in capsys.readouterr().out.splitlines() if ln.startswith("| 16 ")
+             or ln.startswith("| 64 ")]
+    assert [c[0].strip() for c in table] == ["16", "64"]
+    assert all(float(c[2]) > 0 for c in table)  # compile seconds, printed to the millisecond
+    assert table[0][3].strip() == "" and math.isfinite(float(table[1][4]))  # an exponent from the second row on
 
 
 def test_bench_planners_runs_small(capsys):
@@ -54,7 +77,7 @@ def test_bench_planners_runs_small(capsys):
 
 
 @pytest.mark.parametrize("leaf", ["rollout", "critic"])
-def test_mctx_given_ebmgraphs_rule_visits_the_root_as_ebmgraph_does(leaf):
+def test_mctx_given_ebmgraphs_rule_visits_the_root_as_ebmgraph_does(leaf, monkeypatch):
     """The benchmark's claim that mctx runs ebmgraph's algorithm: with ebmgraph's UCT rule and leaf
     values (its replayed random completions, or the critic), mctx's root visit counts equal ebmgraph's
     on every problem (skipped without the bench extra)."""
@@ -63,7 +86,8 @@ def test_mctx_given_ebmgraphs_rule_visits_the_root_as_ebmgraph_does(leaf):
     import jax.numpy as jnp
     import numpy as np
 
-    from ebmgraph.bench_planners import mcts_problem, mctx_uct_search, stay_critic
+    _benchmarks(monkeypatch)
+    from benchmarks.planners import mcts_problem, mctx_uct_search, stay_critic
     from ebmgraph.infer import MCTS
 
     jax.config.update("jax_enable_x64", True)

@@ -78,17 +78,45 @@ def test_collected_navigate_data_moves_as_the_env_and_covers_the_maze(tmp_path):
         collect("Pendulum-v1", 10, oracle=True, progress=False)
 
 
-def test_the_goal_comes_from_the_reset_and_tasks_cycle():
+def test_the_goal_comes_from_the_reset_and_tasks_cycle(monkeypatch):
+    """Every plan is made toward the goal the env's reset placed for the episode's task (read here from the
+    env itself, ``cur_goal_xy``), and the tasks cycle over episodes."""
+    from ebmgraph.agent import mpc
+
+    seen = []  # the goal each planning call was given
+    real = mpc.minimize
+
+    def spy(ebm, observed, *a, **kw):
+        seen.append(np.asarray(observed["goal"], np.float64).reshape(-1).copy())
+        return real(ebm, observed, *a, **kw)
+
+    monkeypatch.setattr(mpc, "minimize", spy)
+
+    def placed(task, seed):  # the goal the env's reset puts down for this task and seed (noise included)
+        e = make_env(MEDIUM)
+        e.reset(seed=seed, options={"task_id": task})
+        g = np.asarray(e.unwrapped.cur_goal_xy, np.float64)
+        e.close()
+        return g
+
+    goals = {(k, sd): placed(k, sd) for k, sd in [(3, 0), (1, 0), (2, 1), (1, 2)]}
+    assert len({tuple(g) for g in goals.values()}) == 4  # four different goals: a wrong one cannot pass
     ebm = ebmgraph.compile(ebmgraph.loads(KNOWN))
     p = agent.make_planner(ebm, MEDIUM, method="mppi", settings={"samples": 16}, from_info={"goal": "goal"})
     env = make_env(MEDIUM)
     ep = agent.run_episode(env, p, seed=0, options={"task_id": 3}, max_steps=3)
     env.close()
-    assert ep.length == 3
+    assert ep.length == 3 and len(seen) == 3
+    for g in seen:
+        np.testing.assert_allclose(g, goals[3, 0], rtol=0, atol=1e-5)
+    seen.clear()
     res = agent.run(MEDIUM, p, episodes=3, seed=0, max_steps=2, progress=False,
                     options=[{"task_id": 1}, {"task_id": 2}])
     starts = [np.asarray(e.observations[0]) for e in res.episodes]  # task 1 starts at (0, 0), task 2 at (0, 20)
     assert np.linalg.norm(starts[0] - starts[2]) < 1.5 and np.linalg.norm(starts[0] - starts[1]) > 15
+    assert len(seen) == 6
+    for i, key in enumerate([(1, 0), (1, 0), (2, 1), (2, 1), (1, 2), (1, 2)]):  # 2 decisions per episode (seed i)
+        np.testing.assert_allclose(seen[i], goals[key], rtol=0, atol=1e-5, err_msg=f"decision {i}, (task, seed) {key}")
     with pytest.raises(EnvMismatch, match="observes x, goal besides given values.*--from-info"):
         agent.make_planner(ebm, MEDIUM)
     with pytest.raises(EnvMismatch, match="info\\['nope'\\]"):

@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import signal
 import sys
+import threading
 
 from .cliargs import MODULE_HELP, load_modules, parse_sizes, print_errors
 from .errors import SpecError
@@ -77,8 +79,16 @@ def cmd_compile(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line (``ebmgraph plan: error: argument --episodes: must be a positive
+    integer, got 0``) pointing at ``--help``, instead of the whole usage block first."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ebmgraph", description="A graph-based energy-model compiler "
+    p = _Parser(prog="ebmgraph", description="A graph-based energy-model compiler "
                                 "(LeCun, A Path Towards Autonomous Machine Intelligence).")
     p.add_argument("--version", action="version", version=f"ebmgraph {__version__}")
     sub = p.add_subparsers(dest="verb", metavar="VERB")
@@ -110,20 +120,45 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived (``timeout``, ``kill``, a job scheduler, torchrun stopping its workers).
+
+    Raised from the signal handler :func:`main` installs, it unwinds the verb as Ctrl-C's
+    ``KeyboardInterrupt`` does: ``finally`` blocks close environments and progress bars, and an
+    atomic write in progress removes its temporary file (every file is written whole or not at
+    all). A ``BaseException``, so no ``except Exception`` on the way swallows it.
+    """
+
+
+def _on_sigterm(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one verb. Exit status: 0 done, 1 bad input (one ``error:`` line), 2 usage, 130 Ctrl-C,
+    143 SIGTERM (both one line on stderr; nothing half-written)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "fn", None):
         parser.print_help()
         return 0
+    handled = threading.current_thread() is threading.main_thread()  # only the main thread sets handlers
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if handled else None
     try:
         return int(args.fn(args) or 0)
     except SpecError as exc:
         print_errors(exc)
         return 1
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(f"ebmgraph {args.verb}: stopped (Ctrl-C)", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"ebmgraph {args.verb}: stopped (SIGTERM)", file=sys.stderr)
+        return 143
+    finally:
+        if handled:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 if __name__ == "__main__":

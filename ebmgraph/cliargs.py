@@ -2,10 +2,12 @@
 
 ``parse_sizes`` reads ``--size NAME=INT``, ``parse_settings`` reads ``--set KEY=VALUE`` (a
 JSON value, or the text itself), ``load_modules`` reads ``--module NAME=package.module:attribute``
-and ``print_errors`` prints spec errors as ``FILE:LINE:`` lines on stderr.
+and ``print_errors`` prints spec errors as ``FILE:LINE:`` lines on stderr. ``count`` and
+``positive`` are argparse types that refuse a bad count (``--episodes 0``) before any work.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
@@ -17,6 +19,41 @@ def print_errors(exc: SpecError) -> None:
     errs = exc.errors if isinstance(exc, SpecErrors) else [exc]
     for e in errs:
         print(f"{e.loc}: error: {e.message}", file=sys.stderr)
+
+
+def count(minimum: int = 1):
+    """An argparse ``type`` for counts (episodes, steps, epochs, batch...): an integer of at least
+    ``minimum``, else argparse's usage error (one line under :mod:`ebmgraph.cli`) before any work.
+
+    Example:
+        >>> count()("3"), count(0)("0")
+        (3, 0)
+    """
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"takes an integer, got {text!r}") from None
+        if v < minimum:
+            want = "a positive integer" if minimum == 1 else f"an integer of at least {minimum}"
+            raise argparse.ArgumentTypeError(f"must be {want}, got {v}")
+        return v
+
+    parse.__name__ = "count"
+    return parse
+
+
+def positive(text: str) -> float:
+    """An argparse ``type`` for a positive finite number (a grid's side, a learning rate)."""
+    import math
+
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"takes a number, got {text!r}") from None
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return v
 
 
 def parse_sizes(items: list[str] | None, flag: str = "--size") -> dict[str, int]:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from .cliargs import count
 from .util import atomic_write_text
 
 
@@ -187,8 +188,8 @@ def _cmd(args) -> int:
 def register_cli(sub) -> None:
     p = sub.add_parser("demo", help="run the main job on embedded data and write a report")
     p.add_argument("--out", default="out/demo")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs", type=int, default=None, help="epochs for the JEPA run")
+    p.add_argument("--seed", type=count(0), default=0)
+    p.add_argument("--epochs", type=count(), default=None, help="epochs for the JEPA run")
     p.add_argument("--quick", action="store_true", help="a few seconds instead of a few minutes")
     p.set_defaults(fn=_cmd)
 

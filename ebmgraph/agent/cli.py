@@ -4,14 +4,16 @@
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from ..cliargs import MODULE_HELP, load_modules, parse_settings, parse_sizes, print_errors
+from ..cliargs import MODULE_HELP, count, load_modules, parse_settings, parse_sizes, positive, print_errors
 from ..errors import SpecError
+from .envs import DEFAULT_METHOD_HELP
 
 
 def _given(items: list[str] | None) -> dict:
@@ -55,6 +57,24 @@ def _reset_options(items: list[str] | None) -> list[dict] | None:
     return [{k: v[i % len(v)] for k, v in cols.items()} for i in range(n)]
 
 
+THREADS_HELP = ("torch's CPU threads while acting (default 1: a decision's tensors are small, and on a busy 2-core "
+                "machine a second thread made each decision 7-36x slower, measured; 0: torch's default, one per core)")
+
+
+@contextlib.contextmanager
+def _threads(n: int):
+    """torch's intra-op threads set to ``n`` (0: left as they are) for the verb, restored after."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _with_weights(ebm, weights: str | None):
     """Load ``weights`` into the modules ``ebm`` shares by name with the spec that trained them."""
     if weights:
@@ -66,19 +86,21 @@ def _with_weights(ebm, weights: str | None):
     return ebm
 
 
-def load_planner(spec: str, env_id: str, *, method: str, settings: dict, seed: int, sizes: dict, horizon: int | None,
-                 weights: str | None, modules: dict, obs: str | None = None, action: str | None = None,
-                 given: dict | None = None, task: str | None = None, carry: dict | None = None,
+def load_planner(spec: str, env_id: str, *, method: str | None, settings: dict, seed: int, sizes: dict,
+                 horizon: int | None, weights: str | None, modules: dict, obs: str | None = None,
+                 action: str | None = None, given: dict | None = None, task: str | None = None,
+                 carry: dict | None = None,
                  warm_policy=None, warm_state: str = "s", from_info: dict | None = None, upper=None,
                  upper_settings: dict | None = None):
     """Compile ``spec`` (at ``horizon`` steps), load ``weights``, configure ``task``, bind it to ``env_id``.
 
-    ``settings`` keys that name a weight of the spec set that weight (the configurator's knob,
-    after ``task``); the others are the method's settings.
+    ``method`` None: :func:`ebmgraph.agent.envs.default_method` (MPPI for continuous action
+    arrays, ``auto`` for discrete ones). ``settings`` keys that name a weight of the spec set that
+    weight (the configurator's knob, after ``task``); the others are the method's settings.
     """
     from ..compiled import compile as compile_spec
     from ..compiled import read_spec
-    from .envs import horizon_sizes
+    from .envs import default_method, horizon_sizes
     from .mpc import make_planner
 
     g = read_spec(spec)
@@ -96,6 +118,8 @@ def load_planner(spec: str, env_id: str, *, method: str, settings: dict, seed: i
     if wset:
         ebm.set_weights(**wset)
     settings = {k: v for k, v in settings.items() if k not in names}
+    if method is None:
+        method = default_method(ebm, action)
     return make_planner(ebm, env_id, method=method, settings=settings, seed=seed, obs=obs, action=action, given=given,
                         carry=carry, warm_policy=warm_policy, warm_state=warm_state, from_info=from_info,
                         upper=upper, upper_settings=upper_settings)
@@ -112,12 +136,21 @@ def load_mode1(spec: str, env_id: str, output: str, *, weights: str | None, size
 
 
 def cmd_plan(args) -> int:
-    from ..util import atomic_write_text
+    with _threads(args.threads):
+        return _plan(args)
+
+
+def _plan(args) -> int:
+    from ..util import atomic_write_text, check_writable
     from . import report
     from .mpc import run
 
     upper_settings = {}
     try:
+        if args.out:  # a folder that cannot be written fails now, not after the episodes
+            check_writable(Path(args.out) / "results.json")
+        if args.memory:
+            check_writable(args.memory)
         if args.mode1:
             planner = load_mode1(args.spec, args.env, args.mode1, weights=args.weights, sizes=parse_sizes(args.size),
                                  modules=load_modules(args.module), obs=args.obs, seed=args.seed)
@@ -230,12 +263,14 @@ def _encode(encoder: str, weights: str | None, obs: np.ndarray, batch: int = 102
 def cmd_fit_upper(args) -> int:
     """Learn a level-2 model (abstract states and moves) from collected transitions."""
     from ..infer.hierarchical import AbstractGraph
+    from ..util import check_writable, read_npz
     from . import report
     from .collect import read_meta
 
     try:
-        with np.load(args.data, allow_pickle=False) as z:
-            obs, ep = z["obs"], z["episode"]
+        check_writable(args.out)
+        arrays = read_npz(args.data, ["obs", "episode"])
+        obs, ep = arrays["obs"], arrays["episode"]
         meta = read_meta(args.data)
         if args.encoder:
             obs = _encode(args.encoder, args.weights, obs)
@@ -264,6 +299,11 @@ def cmd_fit_upper(args) -> int:
 
 
 def cmd_collect(args) -> int:
+    with _threads(args.threads):
+        return _collect(args)
+
+
+def _collect(args) -> int:
     from .collect import collect
 
     try:
@@ -295,10 +335,11 @@ def register_cli(subparsers) -> None:
     p.add_argument("spec")
     p.add_argument("--env", required=True, help="gymnasium id, e.g. Pendulum-v1, CartPole-v1")
     p.add_argument("--weights", help="trained weights (.safetensors, or a run directory with model.safetensors)")
-    p.add_argument("--episodes", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0, help="episodes use seeds SEED, SEED+1, ...; also the planner's")
-    p.add_argument("--method", default="auto", help="gradient | cem | mppi | exhaustive | beam | dp | mcts | auto")
-    p.add_argument("--horizon", type=int, help="planning steps (sets the size the action array's range reads)")
+    p.add_argument("--episodes", type=count(), default=1)
+    p.add_argument("--seed", type=count(0), default=0, help="episodes use seeds SEED, SEED+1, ...; also the planner's")
+    p.add_argument("--method", help="gradient | cem | mppi | exhaustive | beam | dp | mcts | auto; "
+                                     + DEFAULT_METHOD_HELP)
+    p.add_argument("--horizon", type=count(), help="planning steps (sets the size the action array's range reads)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="a method setting (samples=256, iters=2, ...) or a weight of the spec (u_energy=0.5)")
     p.add_argument("--task", help="a task of the spec's tasks: table; the configurator sets its weights (§6)")
@@ -325,32 +366,33 @@ def register_cli(subparsers) -> None:
                                                    "fit-upper sets this spec's sub-goal each decision")
     p.add_argument("--upper-mode", choices=("top_down", "joint"), default="top_down",
                    help="top_down: upper then lower; joint: the best pair over --upper-candidates first moves")
-    p.add_argument("--upper-candidates", type=int, default=3, help="with --upper-mode joint: first moves tried")
+    p.add_argument("--upper-candidates", type=count(), default=3, help="with --upper-mode joint: first moves tried")
     p.add_argument("--upper-goal", default="goal", help="the variable holding the final goal (default goal)")
     p.add_argument("--subgoal", help="the variable receiving the sub-goal (default: the goal's variable)")
     p.add_argument("--upper-state", default="s", help="the level-1 state the upper level encodes (default s[0])")
-    p.add_argument("--max-steps", type=int, help="stop each episode after this many steps")
-    p.add_argument("--frame-every", type=int, default=2, help="record every N-th frame of the first episode")
+    p.add_argument("--max-steps", type=count(), help="stop each episode after this many steps")
+    p.add_argument("--frame-every", type=count(), default=2, help="record every N-th frame of the first episode")
     p.add_argument("--no-frames", action="store_true", help="do not render the first episode")
     p.add_argument("--out", help="directory for results.json and pictures (default runs/plan-SPEC-ENV)")
     p.add_argument("--memory", metavar="FILE.npz", help="write the short-term memory (s_tau, ic_future) of the "
                                                          "episodes: a critic's training set (Fig. 7)")
     p.add_argument("--gamma", type=float, default=0.95, help="discount of the future intrinsic energy (--memory)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.add_argument("--threads", type=count(0), default=1, help=THREADS_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(fn=cmd_plan)
 
     u = subparsers.add_parser("fit-upper", help="learn a level-2 model (abstract states, moves) from collected data")
     u.add_argument("data", help="an .npz from ebmgraph collect")
     q = u.add_mutually_exclusive_group(required=True)
-    q.add_argument("--unit", type=float, help="the grid's side in level-1 units (a maze's cell: 4)")
-    q.add_argument("--clusters", type=int, help="k-means clusters of the level-1 states instead of a grid (a wider "
+    q.add_argument("--unit", type=positive, help="the grid's side in level-1 units (a maze's cell: 4)")
+    q.add_argument("--clusters", type=count(), help="k-means clusters of the level-1 states instead of a grid (a wider "
                                                 "learned representation)")
-    u.add_argument("--seed", type=int, default=0, help="the k-means seed (--clusters)")
-    u.add_argument("--pool", type=int, default=5, help="steps averaged into one level-2 state (temporal pooling)")
+    u.add_argument("--seed", type=count(0), default=0, help="the k-means seed (--clusters)")
+    u.add_argument("--pool", type=count(), default=5, help="steps averaged into one level-2 state (temporal pooling)")
     u.add_argument("--dims", default="0,1", help="the level-1 features the grid or the clusters read (default 0,1; "
                                                  "all: every feature)")
-    u.add_argument("--min-count", type=int, default=1, help="keep moves seen at least this often")
+    u.add_argument("--min-count", type=count(), default=1, help="keep moves seen at least this often")
     u.add_argument("--encoder", metavar="SPEC:FUNCTION", help="fit on the observations' representations, e.g. a "
                                                                "JEPA's s_x (with --weights): level 1 from pixels")
     u.add_argument("--weights", help="with --encoder: the trained weights")
@@ -359,20 +401,22 @@ def register_cli(subparsers) -> None:
 
     c = subparsers.add_parser("collect", help="write environment transitions to .npz for training a world model")
     c.add_argument("env_id")
-    c.add_argument("--steps", type=int, required=True)
+    c.add_argument("--steps", type=count(), required=True)
     c.add_argument("--out", required=True, help="the .npz to write (atomically, at the end)")
     c.add_argument("--policy", choices=("random", "plan", "oracle"), default="random",
                    help="random actions, a planner (--plan SPEC), or OGBench's noisy oracle navigator (point mazes)")
     c.add_argument("--noise", type=float, default=0.2, help="with --policy oracle: the action noise's std")
     c.add_argument("--plan", metavar="SPEC", help="with --policy plan: the planning spec")
     c.add_argument("--weights", help="with --policy plan: trained weights")
-    c.add_argument("--method", default="auto")
-    c.add_argument("--horizon", type=int)
+    c.add_argument("--method", help="with --policy plan: as plan's --method (default: mppi for continuous "
+                                     "actions, auto for discrete ones)")
+    c.add_argument("--horizon", type=count())
     c.add_argument("--set", action="append", metavar="KEY=VALUE")
     c.add_argument("--size", action="append", metavar="NAME=INT")
     c.add_argument("--module", action="append", metavar="NAME=PKG.MOD:ATTR", help=MODULE_HELP)
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--repeat", type=int, default=1, help="hold each random action for N steps")
+    c.add_argument("--seed", type=count(0), default=0)
+    c.add_argument("--repeat", type=count(), default=1, help="hold each random action for N steps")
     c.add_argument("--epsilon", type=float, default=0.0, help="with --policy plan: random action with this probability")
+    c.add_argument("--threads", type=count(0), default=1, help=THREADS_HELP)
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(fn=cmd_collect)

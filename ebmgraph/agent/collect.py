@@ -28,7 +28,7 @@ import platform
 
 import numpy as np
 
-from ..util import atomic_write_bytes
+from ..util import atomic_write_bytes, check_writable, progress as progress_bar, read_npz
 from .envs import make_env
 
 
@@ -57,8 +57,6 @@ def collect(env_id: str, steps: int, *, planner=None, seed: int = 0, repeat: int
     Returns:
         the arrays (as numpy) and ``_meta`` (a dict).
     """
-    from tqdm.auto import tqdm
-
     from .mpc import PlanState, plan_step
 
     if steps < 1:
@@ -67,6 +65,8 @@ def collect(env_id: str, steps: int, *, planner=None, seed: int = 0, repeat: int
         raise ValueError(f"repeat must be a positive integer, got {repeat}")
     if not 0.0 <= epsilon <= 1.0:
         raise ValueError(f"epsilon must lie in [0, 1], got {epsilon}")
+    if out is not None:
+        check_writable(out)  # a path that cannot be written fails now, not after the last step
     rng = np.random.default_rng(seed)
     nav = None
     if oracle:
@@ -84,7 +84,7 @@ def collect(env_id: str, steps: int, *, planner=None, seed: int = 0, repeat: int
     obs, _ = nav.reset(seed=seed) if nav is not None else env.reset(seed=seed)
     episode = t = 0
     held, state = None, PlanState()
-    bar = tqdm(total=steps, disable=not progress, desc=f"collect {env_id}", unit="step", dynamic_ncols=True)
+    bar = progress_bar(total=steps, disable=not progress, desc=f"collect {env_id}", unit="step")
     try:
         for i in range(steps):
             if nav is not None:
@@ -136,6 +136,19 @@ def collect(env_id: str, steps: int, *, planner=None, seed: int = 0, repeat: int
 
 
 def read_meta(path) -> dict:
-    """The ``_meta`` record of a collected ``.npz`` (loaded without pickle)."""
-    with np.load(path, allow_pickle=False) as z:
-        return json.loads(str(z["_meta"])) if "_meta" in z.files else {}
+    """The ``_meta`` record of a collected ``.npz`` (loaded without pickle; ``{}`` when it has none).
+
+    Raises:
+        ValueError: naming ``path``: not a readable ``.npz`` (:func:`ebmgraph.util.read_npz`), or a
+            ``_meta`` that is not a JSON object.
+    """
+    rec = read_npz(path, ["_meta"], required=False).get("_meta")
+    if rec is None:
+        return {}
+    try:
+        meta = json.loads(str(rec))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: its _meta record is not JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: its _meta record is not a JSON object")
+    return meta

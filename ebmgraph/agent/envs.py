@@ -23,17 +23,35 @@ class EnvMismatch(SpecError):
     """The spec and the environment do not fit (shapes, domains, unknown id)."""
 
 
-def make_env(env_id: str, *, render: bool = False, **kwargs):
-    """``gymnasium.make(env_id)``; an unknown id is an :class:`EnvMismatch` listing ids that work here."""
-    import gymnasium as gym
+def _sdl_environment(render: bool) -> None:
+    """The one process-wide side effect of making an environment: SDL's settings, in ``os.environ``.
 
+    gymnasium's classic-control renderer is pygame, whose SDL installs its own SIGINT and SIGTERM
+    handlers at its first ``init``; they turn the signal into an SDL quit event that nothing here
+    reads, so ``timeout``, ``kill`` and job schedulers could not stop a run that records frames.
+    ``SDL_NO_SIGNAL_HANDLERS=1`` keeps Python's handlers (and the CLI's clean exit on SIGTERM).
+    Frames are drawn off screen: no display and no sound device (``dummy`` drivers), so a headless
+    machine does not complain. Each is a default (``setdefault``): a value the user set is kept.
+    """
+    import os
+
+    os.environ.setdefault("SDL_NO_SIGNAL_HANDLERS", "1")
     if render:
-        import os
-
-        kwargs["render_mode"] = "rgb_array"
-        # frames are drawn off screen: no display, no sound device (SDL otherwise complains on a headless machine)
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
         os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+
+
+def make_env(env_id: str, *, render: bool = False, **kwargs):
+    """``gymnasium.make(env_id)``; an unknown id is an :class:`EnvMismatch` listing ids that work here.
+
+    Sets SDL's environment variables first (:func:`_sdl_environment`: no signal handlers of its
+    own, off-screen drivers when rendering), the one process-wide side effect.
+    """
+    import gymnasium as gym
+
+    _sdl_environment(render)
+    if render:
+        kwargs["render_mode"] = "rgb_array"
     from . import maze, tasks
 
     if maze.is_maze(env_id):
@@ -233,6 +251,33 @@ def bind(ebm, env, *, obs: str | None = None, action: str | None = None, given: 
         return Binding(obs, action, T, False, env_id, np.asarray(aspace.low, np.float32),
                        np.asarray(aspace.high, np.float32), given, carry, from_info)
     raise EnvMismatch(f"{env_id} acts with {_space_text(aspace)}; ebmgraph plans Box or Discrete actions")
+
+
+DEFAULT_METHOD_HELP = ("default: mppi for continuous action arrays (one batched rollout of 256 sampled action "
+                       "sequences per decision, warm-started from the shifted plan: milliseconds, no gradients "
+                       "through the world model, fine with box bounds and non-smooth costs; gradient descent "
+                       "takes seconds per decision and stalls in local minima); auto for discrete ones "
+                       "(exhaustive search when small, dynamic programming on chains, beam search otherwise)")
+
+
+def default_method(ebm, action: str | None = None) -> str:
+    """The planning method used when none is named: ``mppi`` for a continuous action array,
+    ``auto`` (:func:`ebmgraph.minimize`'s choice by domain: exhaustive, DP, beam) for a discrete one.
+
+    MPPI, because receding-horizon control re-plans every step from a warm start: one
+    iteration of 256 sampled sequences (``ACTING_DEFAULTS``) costs milliseconds per decision
+    and needs no gradient through the dynamics, where ``auto``'s projected L-BFGS took 1-3.7 s
+    per decision on Pendulum-v1 and scored worse (issue 28).
+
+    Args:
+        ebm: the compiled planning spec.
+        action: the action array planned over (default: the spec's only action variable; with
+            none or several, ``auto``, and :func:`bind` says what is wrong).
+    """
+    acts = [v for v in ebm.graph.variables if v.role == "action" and (action is None or v.name == action)]
+    if len(acts) != 1:
+        return "auto"
+    return "auto" if isinstance(acts[0].domain, ir.Discrete) else "mppi"
 
 
 def horizon_sizes(graph: ir.Graph, action: str | None, H: int, compile_fn) -> dict[str, int]:

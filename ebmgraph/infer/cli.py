@@ -7,21 +7,25 @@ weights (safetensors), ``--set key=value`` passes method settings (``steps``, ``
 from __future__ import annotations
 
 import json
+import sys
 import time
 
 import numpy as np
 import torch
 
-from ..cliargs import MODULE_HELP, load_modules, parse_settings, parse_sizes, print_errors
+from ..cliargs import MODULE_HELP, count, load_modules, parse_settings, parse_sizes, print_errors
 from ..errors import SpecError
 
 
 def _load_observed(ebm, path: str, names: list[str]) -> dict:
-    with np.load(path, allow_pickle=False) as f:
-        obs = {k: torch.as_tensor(f[k]) for k in names if k in f.files}
-    missing = [k for k in names if k not in obs]
+    """The observed variables ``names`` from the ``.npz`` at ``path`` (one-line errors naming it)."""
+    from ..util import read_npz
+
+    arrays = read_npz(path, names, required=False)
+    missing = [k for k in names if k not in arrays]
     if missing:
         raise SpecError(f"{path}: missing arrays {', '.join(missing)}")
+    obs = {k: torch.as_tensor(v) for k, v in arrays.items()}
     return {k: (v.to(ebm.dtype) if v.is_floating_point() else v) for k, v in obs.items()}
 
 
@@ -56,7 +60,7 @@ def cmd_infer(args) -> int:
         if isinstance(exc, SpecError):
             print_errors(exc)
         else:
-            print(f"error: {exc}", flush=True)
+            print(f"ebmgraph infer: error: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
         return 1
     values = {k: v.detach().cpu().tolist() for k, v in r.values.items()}
     out = {"spec": g.name, "method": r.method, "explanation": r.info.get("explanation", ""), **start,
@@ -79,10 +83,10 @@ def register_cli(subparsers) -> None:
     p = subparsers.add_parser("infer", help="minimize the energy over latents and actions")
     p.add_argument("spec")
     p.add_argument("--method", default="auto")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=count(0), default=0)
     p.add_argument("--json", action="store_true", help="one JSON object: energies, values found, settings, time")
     p.add_argument("--data", help=".npz with the observed variables (loaded without pickle)")
-    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--batch", type=count(), default=2, help="random observations drawn without --data")
     p.add_argument("--size", action="append", metavar="NAME=INT", help="set a size, e.g. T=16")
     p.add_argument("--module", action="append", metavar="NAME=PKG.MOD:ATTR", help=MODULE_HELP)
     p.add_argument("--weights", metavar="FILE", help="trained weights (.safetensors, e.g. RUN/model.safetensors)")

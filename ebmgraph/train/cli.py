@@ -16,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..cliargs import MODULE_HELP, load_modules, print_errors
+from ..cliargs import MODULE_HELP, count, load_modules, positive, print_errors
 from .checkpoint import read_state
 from .losses_contrastive import ROWS
 
@@ -111,6 +111,8 @@ def resolve_settings(args, saved: dict | None) -> dict:
                              "continue the run as it was started, or train into a new --out")
         if given["epochs"] is not None:
             cfg["epochs"] = given["epochs"]
+    if cfg["epochs"] < 1:  # after the resume check, which names a smaller --epochs as a contradiction
+        raise ValueError(f"argument --epochs: must be a positive integer, got {cfg['epochs']}")
     missing = [_flag(k) for k in ("data", "loss") if not cfg[k]]
     if missing:
         raise ValueError(f"{' and '.join(missing)} required" + (f" ({args.out} holds no run to resume)"
@@ -123,7 +125,7 @@ def resolve_settings(args, saved: dict | None) -> dict:
 def cmd_train(args) -> int:
     import ebmgraph
 
-    from ..util import atomic_write_text
+    from ..util import atomic_write_text, check_writable
     from .data import get_dataset
     from .trainer import Trainer
 
@@ -137,12 +139,13 @@ def cmd_train(args) -> int:
     out = args.out
     saved = saved_settings(out) if args.resume else None
     try:
+        check_writable(Path(out) / RUN_FILE)  # a run folder that cannot be written fails now, named
         cfg = resolve_settings(args, saved)
         spec_hash = _spec_hash(args.spec)
         if saved is not None and None not in (saved.get("spec_sha256"), spec_hash) and saved["spec_sha256"] != spec_hash:
             raise ValueError(f"cannot resume {out}: {args.spec} changed since the run was started "
                              f"(train into a new --out)")
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:
         print(f"ebmgraph train: error: {exc}", file=sys.stderr)
         return 2
     if args.resume and saved is None:
@@ -168,7 +171,8 @@ def cmd_train(args) -> int:
             atomic_write_text(Path(out) / RUN_FILE, json.dumps(record, indent=1) + "\n")
         total = cfg["epochs"] * t.steps_per_epoch
         hist = t.fit(resume=args.resume)
-    except (ValueError, KeyError) as exc:  # bad input (data that do not fit the spec, ...): no traceback
+    except (ValueError, KeyError, OSError) as exc:  # bad input (data that do not fit the spec, a missing or
+        # corrupt file ...): one line, no traceback
         print(f"ebmgraph train: error: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
         return 2
     if t.rank == 0:
@@ -198,18 +202,18 @@ def register_cli(subparsers) -> None:
                                   "pendulum_sequences | latent_modes | FILE.npz (required unless resuming)")
     p.add_argument("--loss", choices=LOSSES, help="the loss (required unless resuming)")
     p.add_argument("--y", help="the variable contrastive samples replace (default y)")
-    p.add_argument("--epochs", type=int, help=f"default {DEFAULTS['epochs']}")
-    p.add_argument("--batch", type=int,
+    p.add_argument("--epochs", type=int, help=f"default {DEFAULTS['epochs']}")  # checked in resolve_settings
+    p.add_argument("--batch", type=count(),
                    help=f"global batch, split over torchrun processes (default {DEFAULTS['batch']})")
-    p.add_argument("--lr", type=float, help=f"default {DEFAULTS['lr']}")
+    p.add_argument("--lr", type=positive, help=f"default {DEFAULTS['lr']}")
     p.add_argument("--schedule", choices=("constant", "cosine"),
                    help="learning rate over the run: constant (default) or a cosine decay to 0")
     p.add_argument("--seed", type=int, help=f"default {DEFAULTS['seed']}")
-    p.add_argument("--n", type=int, help="samples of a generated data set (default: the set's own)")
+    p.add_argument("--n", type=count(), help="samples of a generated data set (default: the set's own)")
     p.add_argument("--out", help="run directory (default runs/NAME-LOSS-sSEED)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in OUT exactly where it stopped, with the settings it was started with")
-    p.add_argument("--ckpt-every", type=int, help="also checkpoint every N steps (default: end of each epoch)")
+    p.add_argument("--ckpt-every", type=count(0), help="also checkpoint every N steps (default: end of each epoch)")
     p.add_argument("--opt", action="append", metavar="KEY=VALUE", help="loss option, e.g. margin=2.0 sampler=uniform")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--module", action="append", metavar="NAME=PKG.MOD:ATTR", help=MODULE_HELP)

@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..util import as_generator
+from ..util import as_generator, read_npz
 
 
 @dataclass
@@ -265,17 +265,20 @@ def load_npz(path: str | Path) -> Dataset:
     (arrays whose names start with ``_`` are records, not data: ``ebmgraph collect`` writes ``_meta``).
 
     Raises:
-        ValueError: the file holds object (pickled) arrays, or arrays of different lengths.
+        FileNotFoundError, ValueError: one line naming ``path``: a missing, truncated or corrupt
+            file, object (pickled) or non-numeric arrays (:func:`ebmgraph.util.read_npz`), or
+            arrays of different lengths.
     """
-    try:
-        with np.load(path, allow_pickle=False) as z:  # names starting with _ are records (ebmgraph collect's _meta)
-            arrs = {k: torch.from_numpy(np.asarray(z[k])) for k in z.files if not k.startswith("_")}
-    except ValueError as exc:
-        if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
-            raise ValueError(f"{path}: holds object (pickled) arrays; only numeric arrays are loaded") from exc
-        raise
+    arrs = {k: torch.from_numpy(np.asarray(v)) for k, v in read_npz(path).items() if not k.startswith("_")}
+    if not arrs:
+        raise ValueError(f"{path} holds no data arrays")
     labels = arrs.pop("labels", None)
     ten = {k: (v.float() if v.is_floating_point() else v) for k, v in arrs.items()}
+    if not ten:
+        raise ValueError(f"{path} holds only labels, no data arrays")
+    if any(v.dim() == 0 for v in ten.values()):
+        raise ValueError(f"{path}: array(s) {', '.join(k for k, v in ten.items() if v.dim() == 0)} hold one value, "
+                         f"not one row per sample")
     n = {v.shape[0] for v in ten.values()}
     if len(n) != 1:
         raise ValueError(f"{path}: arrays differ in their first dimension: { {k: v.shape[0] for k, v in ten.items()} }")

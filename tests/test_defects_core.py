@@ -269,7 +269,9 @@ def test_nan_observations_and_energies_are_named():
         ebmgraph.minimize(ebm, {"g": g, "k": torch.tensor([0])}, over=["a"])
     with pytest.raises(SpecError, match=r"non-finite \(NaN or Inf\) values in input\(s\) g"):
         ebm.energy(check_finite=True, g=g, a=torch.zeros(1, 2), k=torch.tensor([0]))
-    out = ebm.energy(g=g, a=torch.zeros(1, 2), k=torch.tensor([0]))  # the default: no sync, no check
+    with pytest.raises(SpecError, match=r"non-finite \(NaN or Inf\) values in input\(s\) g"):
+        ebm.energy(g=g, a=torch.zeros(1, 2), k=torch.tensor([0]))  # the default names it too (issue 28)
+    out = ebm.energy(check_finite=False, g=g, a=torch.zeros(1, 2), k=torch.tensor([0]))  # hot loops: no sync
     assert math.isnan(float(out.total))
 
 

@@ -6,6 +6,7 @@ that resuming happened); and 2-process data parallel (gloo) follows the 1-proces
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -151,32 +152,30 @@ def test_kill_during_a_checkpoint_write_keeps_the_previous_checkpoint(tmp_path, 
         ["optim-000000024.safetensors", "state.json", "weights-000000024.safetensors"]
 
 
-def _torchrun(script, out, spec, tmp_path):
-    """2 gloo processes under torchrun; on failure the message carries every rank's own output.
-
-    Known flake (seen in about 1 of 4 full-suite runs on 2 loaded cores, never alone): a rank
-    aborts with "terminate called without an active exception" (SIGABRT) inside gloo/c10d. Such a
-    run is retried once, into a fresh directory, with a warning that keeps the first run's logs;
-    any other failure, or a second abort, fails the test. The results are compared only from a
-    run that completed.
-    """
-    import shutil
-    import warnings
-
-    for attempt in (1, 2):
-        logs = tmp_path / f"logs-{out.name}-{attempt}"
-        shutil.rmtree(out, ignore_errors=True)
-        r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                            str(_free_port()), "--tee", "3", "--log-dir", str(logs), str(script), str(out), spec],
-                           env=_env(), capture_output=True)
-        if r.returncode == 0:
-            return
-        ranks = "\n".join(f"--- {p.relative_to(logs)}:\n{p.read_text()[-1500:]}" for p in sorted(logs.rglob("*.log")))
-        text = f"torchrun exited {r.returncode}\n{r.stderr.decode()[-1500:]}\n{ranks}"
-        if attempt == 1 and "terminate called without an active exception" in r.stderr.decode() + ranks:
-            warnings.warn(f"gloo rank aborted; retrying once. First run:\n{text}")
-            continue
+def _torchrun(script, out, spec, tmp_path, *, expect_ok=True, timeout=600):
+    """2 gloo processes under torchrun, run once (no retry). Returns (exit code, torchrun's stderr and
+    every rank's own log); with ``expect_ok`` a non-zero exit fails the test with that text. A job still
+    running after ``timeout`` seconds (a hang: gloo itself waits 30 minutes) is stopped (SIGTERM, which
+    torchrun passes on to its ranks) and fails the test."""
+    logs = tmp_path / f"logs-{out.name}"
+    p = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                          str(_free_port()), "--tee", "3", "--log-dir", str(logs), str(script), str(out), spec],
+                         env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        _, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.terminate()
+        try:
+            p.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.communicate()
+        pytest.fail(f"torchrun still running after {timeout} s: the job hung")
+    ranks = "\n".join(f"--- {q.relative_to(logs)}:\n{q.read_text()[-1500:]}" for q in sorted(logs.rglob("*.log")))
+    text = f"torchrun exited {p.returncode}\n{err.decode()[-1500:]}\n{ranks}"
+    if expect_ok and p.returncode != 0:
         pytest.fail(text)
+    return p.returncode, text
 
 
 def _free_port() -> int:
@@ -188,7 +187,31 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-DDP = r"""
+# Written into each DDP script before the Trainer exists, so it runs after the Trainer's own exit hook
+# (atexit is last in, first out): the threads still alive then, and whether the group is still up.
+AT_EXIT = r"""
+import atexit, os, sys
+import torch.distributed as dist
+def _record_exit():
+    names = sorted(open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task"))
+    os.makedirs(sys.argv[1], exist_ok=True)
+    with open(os.path.join(sys.argv[1], f"exit-{os.environ.get('RANK', 'solo')}.txt"), "w") as f:
+        f.write(f"initialized={dist.is_initialized()}\n" + "\n".join(names))
+atexit.register(_record_exit)
+"""
+
+
+def _assert_closed_at_exit(out):
+    """Both ranks left with their group destroyed and gloo's threads (workers, socket loop) joined
+    before the interpreter began to finalize: a group kept alive past destroy_process_group() is torn
+    down inside finalization instead, where ranks aborted at random."""
+    for rank in ("0", "1"):
+        lines = (out / f"exit-{rank}.txt").read_text().splitlines()
+        assert lines[0] == "initialized=False", (rank, lines)
+        assert not [n for n in lines[1:] if "gloo" in n], (rank, lines)
+
+
+DDP = AT_EXIT + r"""
 import sys, torch
 torch.set_num_threads(1)
 import ebmgraph
@@ -209,6 +232,7 @@ def test_two_process_gloo_matches_one_process(tmp_path):
     r = subprocess.run([sys.executable, str(script), str(one), SPEC], env=_env(), capture_output=True)
     assert r.returncode == 0, r.stderr.decode()[-2000:]
     _torchrun(script, two, SPEC, tmp_path)
+    _assert_closed_at_exit(two)
     la = [float(row["loss"]) for row in csv.DictReader(open(one / "metrics.csv"))]
     lb = [float(row["loss"]) for row in csv.DictReader(open(two / "metrics.csv"))]
     assert len(la) == len(lb) == 16
@@ -227,7 +251,7 @@ def test_two_process_gloo_matches_one_process(tmp_path):
     torch.testing.assert_close(es[0], es[1], rtol=1e-3, atol=1e-3)
 
 
-DDP_VICREG = r"""
+DDP_VICREG = AT_EXIT + r"""
 import sys, torch
 torch.set_num_threads(1)
 from sklearn.datasets import load_digits
@@ -252,10 +276,41 @@ def test_two_process_vicreg_uses_the_global_batch(tmp_path):
     r = subprocess.run([sys.executable, str(script), str(one), spec], env=_env(), capture_output=True)
     assert r.returncode == 0, r.stderr.decode()[-2000:]
     _torchrun(script, two, spec, tmp_path)
+    _assert_closed_at_exit(two)
     la = [float(row["loss"]) for row in csv.DictReader(open(one / "metrics.csv"))]
     lb = [float(row["loss"]) for row in csv.DictReader(open(two / "metrics.csv"))]
     assert len(la) == len(lb) == 8
     assert la == pytest.approx(lb, rel=1e-4, abs=1e-5)
+
+
+DDP_FAILS = AT_EXIT + r"""
+import sys, torch
+torch.set_num_threads(1)
+import ebmgraph
+from ebmgraph.train import Trainer, Contrastive, get_dataset
+def fail_on_rank_1(tr, epoch, step):
+    if tr.rank == 1 and tr.global_step == 3:
+        raise RuntimeError("rank 1 fails after step 3")
+ebm = ebmgraph.compile(sys.argv[2], seed=0)
+t = Trainer(Contrastive(ebm, "ml_tractable", grid=24), get_dataset("moons", n=512), epochs=1, batch=64, lr=3e-3,
+            seed=1, out=sys.argv[1], progress=False, callbacks=[fail_on_rank_1])
+t.fit()
+"""
+
+
+def test_a_rank_that_fails_ends_the_job_instead_of_hanging_it(tmp_path):
+    # rank 1 raises between steps while rank 0 goes on into step 4's all-reduce. Leaving, rank 1 must
+    # not wait at a last barrier that rank 0 never reaches (the job then hung for gloo's 30-minute
+    # timeout): it closes its group, rank 0's all-reduce fails on the closed connection, torchrun
+    # reports the failure, and both ranks still leave with their groups destroyed
+    script = tmp_path / "ddp_fails.py"
+    script.write_text(DDP_FAILS)
+    code, text = _torchrun(script, tmp_path / "out", SPEC, tmp_path, expect_ok=False)
+    assert code != 0, text
+    assert "rank 1 fails after step 3" in text
+    # rank 0's all-reduce, ended by rank 1 leaving (gloo words it either way, as the socket saw it)
+    assert re.search(r"\[rank0\]: RuntimeError: .*gloo.*Connection (closed|reset) by peer", text), text
+    _assert_closed_at_exit(tmp_path / "out")
 
 
 def test_resume_refuses_different_settings(tmp_path):

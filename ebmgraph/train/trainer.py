@@ -17,7 +17,9 @@ import csv
 import io
 import math
 import os
+import sys
 import time
+import traceback
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -26,33 +28,69 @@ import torch
 import torch.distributed as dist
 
 from .. import ir
-from ..util import atomic_write_text
+from ..util import atomic_write_text, progress
 from .order import epoch_order, shard, step_generator
 from .checkpoint import load_checkpoint, save_checkpoint
 from .monitors import collapse_report, energy_gap
 
 
 def _dist_info(device: torch.device) -> tuple[int, int]:
-    """(rank, world) under torchrun: nccl when the model is on CUDA (one GPU per process), else gloo."""
+    """(rank, world) under torchrun: nccl when the model is on CUDA (one GPU per process), else gloo.
+
+    A group this function starts is closed by :func:`_close_group` at interpreter exit."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        # torch.distributed.nn.functional binds ``group=group.WORLD`` as default arguments when first
+        # imported. Imported after the group exists (the first torch.optim optimizer pulls it in through
+        # torch._dynamo; VICReg's all_gather too), its ten functions keep the group alive, and
+        # _close_group's destroy_process_group() then joins none of gloo's threads. A gloo worker that
+        # releases its last finished work late (a barrier holding the last all-reduces, which hold
+        # tensors whose Python objects C++ owns) then takes the GIL after the interpreter began to
+        # finalize; CPython ends such a thread with pthread_exit, whose unwinding through a noexcept
+        # destructor calls std::terminate: "terminate called without an active exception", SIGABRT.
+        # Imported here, first, the defaults are None and the group dies in _close_group.
+        import torch.distributed.nn.functional  # noqa: F401
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        # a process that leaves with its group alive can abort in gloo's teardown ("terminate called
-        # without an active exception") while another rank still writes: close it on the way out
+        _GROUP["clean_exit"] = True
         atexit.register(_close_group)
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
 
 
+# whether the ranks may meet at a last barrier when the process leaves: False once fit() raised here,
+# since the other ranks may be inside a collective this rank will never join
+_GROUP = {"clean_exit": True}
+
+
 def _close_group() -> None:
+    """At exit, close the group this module started, while the interpreter is still whole: every rank
+    meets at a barrier (skipped after an error here, when a peer may be stuck in a collective: closing
+    the sockets makes its collective fail instead of waiting), then the group is destroyed, which joins
+    gloo's worker and socket threads, so none of them touches Python during finalization."""
     if dist.is_available() and dist.is_initialized():
+        # after an uncaught error, its traceback (sys.last_value) keeps the frames of the collective that
+        # failed, whose locals hold the group: clear them, or destroying the group would free nothing
+        _clear_frames(getattr(sys, "last_value", None))
         try:
-            dist.barrier()
+            if _GROUP["clean_exit"]:
+                dist.barrier()
         finally:
             dist.destroy_process_group()
+
+
+def _clear_frames(exc: BaseException | None) -> None:
+    """Drop the locals of every finished frame in ``exc``'s traceback and in those it chains to."""
+    todo, seen = [exc], set()
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        traceback.clear_frames(e.__traceback__)
+        todo += [e.__cause__, e.__context__]
 
 
 def _step_of(row: dict) -> float:
@@ -118,7 +156,7 @@ class Trainer:
         ckpt_every: also checkpoint every this many steps (0: at the end of each epoch only).
         monitor_batch: samples used by the per-epoch collapse monitors.
         callbacks: ``fn(trainer, epoch, step)`` called after every step.
-        progress: show a tqdm bar (rank 0 only).
+        progress: show a progress bar (rank 0 only; about ten lines when stderr is not a terminal).
         weight_decay: AdamW weight decay.
         schedule: ``"constant"`` lr, or ``"cosine"``: lr·½(1 + cos(π·step/steps)) over the whole run
             (a function of the global step, so a resumed run follows it exactly).
@@ -212,104 +250,126 @@ class Trainer:
             ``{"loss": [loss of each step this call ran], "monitors": [per-epoch monitors],
             "start_step": the global step this call started from, "seconds": [wall time]}``.
         """
-        from tqdm.auto import tqdm
+        try:
+            return self._fit(resume)
+        except BaseException:
+            if self.world > 1:  # the other ranks may wait in a collective this rank left: no last barrier
+                _GROUP["clean_exit"] = False
+            raise
 
-        st = None
-        if resume and self.out is not None:
-            st = load_checkpoint(self.out / "ckpt", self.loss, self.opt)
-            if st is not None:
-                changed = {k: (st[k], v) for k, v in (("batch", self.batch), ("seed", self.seed), ("world", self.world))
-                           if st.get(k) != v}
-                if changed:
-                    raise ValueError("cannot resume exactly with different settings: " + ", ".join(
-                        f"{k} was {a}, now {b}" for k, (a, b) in changed.items()))
-                lr_ckpt = self.opt.param_groups[0]["lr"]
-                if lr_ckpt != self.lr and self.schedule == "constant":
-                    warnings.warn(f"resuming with the checkpoint's lr {lr_ckpt} (lr {self.lr} ignored)")
-                self.epoch, self.step, self.global_step = st["epoch"], st["step"], st["global_step"]
-                self.segments = [list(seg) for seg in st.get("segments", [])]
+    def _fit(self, resume: bool) -> dict[str, list]:
+        st = self._resume() if resume and self.out is not None else None
         writer = self.rank == 0 and self.out is not None
         if writer:
             self.out.mkdir(parents=True, exist_ok=True)
         keep = self.global_step if st is not None else None
         self._segment_start = self.history["start_step"] = self.global_step
-        metrics = _CSV(self.out / "metrics.csv" if writer else None, keep)
-        mons = _CSV(self.out / "monitors.csv" if writer else None, keep)
-        tb = None
+        logs = {"metrics": _CSV(self.out / "metrics.csv" if writer else None, keep),
+                "monitors": _CSV(self.out / "monitors.csv" if writer else None, keep), "tb": None}
         if writer:
             try:
                 from torch.utils.tensorboard import SummaryWriter
-                tb = SummaryWriter(str(self.out / "tb"))
+                logs["tb"] = SummaryWriter(str(self.out / "tb"))
             except Exception:  # tensorboard not installed
-                tb = None
+                pass
         spe = self.steps_per_epoch
-        bar = tqdm(total=self.epochs * spe, initial=self.global_step, disable=not (self.progress and self.rank == 0),
-                   desc=f"train {self.loss.ebm.graph.name}", dynamic_ncols=True, leave=True)
+        # a live bar on a terminal, about ten lines in a log (ebmgraph.util.progress)
+        bar = progress(total=self.epochs * spe, initial=self.global_step, desc=f"train {self.loss.ebm.graph.name}",
+                       disable=not (self.progress and self.rank == 0), leave=True)
         self.loss.train()
         t0 = time.time()
-        while self.epoch < self.epochs:
-            perm = epoch_order(len(self.data), self.seed, self.epoch)
-            while self.step < spe:
-                idx = shard(perm[self.step * self.batch:(self.step + 1) * self.batch], self.rank, self.world)
-                gen = step_generator(self.seed, self.epoch, self.step, self.rank)
-                batch = {k: v.to(self.loss.ebm.device) for k, v in self.data.batch(idx, gen).items()}
-                out = self.loss(batch, gen)
-                self.opt.zero_grad(set_to_none=False)
-                out.loss.backward()
-                lv = out.loss.detach().clone()
-                if self.world > 1:
-                    for p in self.loss.parameters():
-                        if p.requires_grad:
-                            if p.grad is None:
-                                p.grad = torch.zeros_like(p)
-                            dist.all_reduce(p.grad)
-                            p.grad /= self.world
-                    dist.all_reduce(lv)
-                    lv /= self.world
-                if self.schedule == "cosine":
-                    frac = self.global_step / max(1, self.epochs * spe)
-                    for group in self.opt.param_groups:
-                        group["lr"] = self.lr * 0.5 * (1.0 + math.cos(math.pi * frac))
-                self.opt.step()
-                self.step += 1
-                self.global_step += 1
-                row = {"epoch": self.epoch, "step": self.step, "global_step": self.global_step, "loss": float(lv),
-                       **out.stats}
-                if out.e_pos is not None:
-                    row["E_pos"] = float(out.e_pos.mean())
-                if out.e_neg is not None:
-                    row["E_neg"] = float(out.e_neg.mean())
-                if self.global_step % self.log_every == 0:
-                    row.update(self.loss.term_stats(batch) if hasattr(self.loss, "term_stats") else {})
-                    metrics.write(row)
-                    if tb is not None:
-                        for k, v in row.items():
-                            if k not in ("epoch", "step", "global_step"):
-                                tb.add_scalar(k, v, self.global_step)
-                self.history["loss"].append(float(lv))
-                bar.update(1)
-                bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k not in ("epoch", "step", "global_step")},
-                                refresh=False)
-                if self.ckpt_every and self.global_step % self.ckpt_every == 0 and self.step < spe:
-                    self.save()
-                for cb in self.callbacks:
-                    cb(self, self.epoch, self.step)
-            self.epoch += 1
-            self.step = 0
-            if self.rank == 0:
-                m = {"epoch": self.epoch, "global_step": self.global_step, **self.monitor()}
-                self.history["monitors"].append(m)
-                mons.write(m)
-                if tb is not None:
-                    for k, v in m.items():
-                        tb.add_scalar("monitor/" + k, v, self.global_step)
-            self.save()
-        bar.close()
-        if tb is not None:
-            tb.close()
+        try:
+            while self.epoch < self.epochs:
+                perm = epoch_order(len(self.data), self.seed, self.epoch)
+                while self.step < spe:
+                    row = self._step(perm, logs)
+                    bar.update(1)
+                    bar.set_postfix({k: f"{v:.3g}" for k, v in row.items()
+                                     if k not in ("epoch", "step", "global_step")}, refresh=False)
+                    if self.ckpt_every and self.global_step % self.ckpt_every == 0 and self.step < spe:
+                        self.save()
+                    for cb in self.callbacks:
+                        cb(self, self.epoch, self.step)
+                self._end_epoch(logs)
+        finally:  # a stopped run (SIGTERM, Ctrl-C) ends its bar before the message that says so
+            bar.close()
+            if logs["tb"] is not None:
+                logs["tb"].close()
         if writer:
             self.loss.ebm.save(self.out / "model.safetensors")
         if self.world > 1:  # every rank leaves together, after rank 0 has written the model
             dist.barrier()
         self.history["seconds"] = [time.time() - t0]
         return self.history
+
+    def _resume(self) -> dict | None:
+        """Restore the checkpoint in ``out/ckpt`` (if any) after checking that it was made with these settings."""
+        st = load_checkpoint(self.out / "ckpt", self.loss, self.opt)
+        if st is None:
+            return None
+        changed = {k: (st[k], v) for k, v in (("batch", self.batch), ("seed", self.seed), ("world", self.world))
+                   if st.get(k) != v}
+        if changed:
+            raise ValueError("cannot resume exactly with different settings: " + ", ".join(
+                f"{k} was {a}, now {b}" for k, (a, b) in changed.items()))
+        lr_ckpt = self.opt.param_groups[0]["lr"]
+        if lr_ckpt != self.lr and self.schedule == "constant":
+            warnings.warn(f"resuming with the checkpoint's lr {lr_ckpt} (lr {self.lr} ignored)")
+        self.epoch, self.step, self.global_step = st["epoch"], st["step"], st["global_step"]
+        self.segments = [list(seg) for seg in st.get("segments", [])]
+        return st
+
+    def _step(self, perm: torch.Tensor, logs: dict) -> dict:
+        """One optimizer step on this rank's share of the step's batch (gradients averaged over ranks);
+        returns the logged row."""
+        spe = self.steps_per_epoch
+        idx = shard(perm[self.step * self.batch:(self.step + 1) * self.batch], self.rank, self.world)
+        gen = step_generator(self.seed, self.epoch, self.step, self.rank)
+        batch = {k: v.to(self.loss.ebm.device) for k, v in self.data.batch(idx, gen).items()}
+        out = self.loss(batch, gen)
+        self.opt.zero_grad(set_to_none=False)
+        out.loss.backward()
+        lv = out.loss.detach().clone()
+        if self.world > 1:
+            for p in self.loss.parameters():
+                if p.requires_grad:
+                    if p.grad is None:
+                        p.grad = torch.zeros_like(p)
+                    dist.all_reduce(p.grad)
+                    p.grad /= self.world
+            dist.all_reduce(lv)
+            lv /= self.world
+        if self.schedule == "cosine":
+            frac = self.global_step / max(1, self.epochs * spe)
+            for group in self.opt.param_groups:
+                group["lr"] = self.lr * 0.5 * (1.0 + math.cos(math.pi * frac))
+        self.opt.step()
+        self.step += 1
+        self.global_step += 1
+        row = {"epoch": self.epoch, "step": self.step, "global_step": self.global_step, "loss": float(lv), **out.stats}
+        if out.e_pos is not None:
+            row["E_pos"] = float(out.e_pos.mean())
+        if out.e_neg is not None:
+            row["E_neg"] = float(out.e_neg.mean())
+        if self.global_step % self.log_every == 0:
+            row.update(self.loss.term_stats(batch) if hasattr(self.loss, "term_stats") else {})
+            logs["metrics"].write(row)
+            if logs["tb"] is not None:
+                for k, v in row.items():
+                    if k not in ("epoch", "step", "global_step"):
+                        logs["tb"].add_scalar(k, v, self.global_step)
+        self.history["loss"].append(float(lv))
+        return row
+
+    def _end_epoch(self, logs: dict) -> None:
+        """The epoch's monitors (rank 0) and a checkpoint."""
+        self.epoch += 1
+        self.step = 0
+        if self.rank == 0:
+            m = {"epoch": self.epoch, "global_step": self.global_step, **self.monitor()}
+            self.history["monitors"].append(m)
+            logs["monitors"].write(m)
+            if logs["tb"] is not None:
+                for k, v in m.items():
+                    logs["tb"].add_scalar("monitor/" + k, v, self.global_step)
+        self.save()

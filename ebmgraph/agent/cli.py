@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import sys
@@ -299,6 +300,14 @@ def cmd_fit_upper(args) -> int:
 
 
 def cmd_collect(args) -> int:
+    if args.env_id and args.env and args.env_id != args.env:
+        print(f"ebmgraph collect: two environments given ({args.env_id} and --env {args.env}); give one",
+              file=sys.stderr)
+        return 2
+    args.env_id = args.env or args.env_id
+    if not args.env_id:
+        print("ebmgraph collect: which environment? --env ID (e.g. --env Pendulum-v1)", file=sys.stderr)
+        return 2
     with _threads(args.threads):
         return _collect(args)
 
@@ -400,7 +409,8 @@ def register_cli(subparsers) -> None:
     u.set_defaults(fn=cmd_fit_upper)
 
     c = subparsers.add_parser("collect", help="write environment transitions to .npz for training a world model")
-    c.add_argument("env_id")
+    c.add_argument("env_id", nargs="?", help=argparse.SUPPRESS)  # the positional form, kept as an alias of --env
+    c.add_argument("--env", help="gymnasium id, e.g. Pendulum-v1 (as plan --env)")
     c.add_argument("--steps", type=count(), required=True)
     c.add_argument("--out", required=True, help="the .npz to write (atomically, at the end)")
     c.add_argument("--policy", choices=("random", "plan", "oracle"), default="random",

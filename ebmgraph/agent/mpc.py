@@ -441,7 +441,8 @@ def run(env_id: str, planner: Planner | None = None, *, episodes: int = 1, seed:
 def make_planner(ebm, env_id: str, *, method: str | None = None, settings: dict | None = None, seed: int = 0,
                  obs: str | None = None, action: str | None = None, given: dict | None = None,
                  carry: dict | None = None, warm_policy=None, warm_state: str = "s",
-                 from_info: dict | None = None, upper=None, upper_settings: dict | None = None) -> Planner:
+                 from_info: dict | None = None, upper=None, upper_settings: dict | None = None,
+                 horizon: int | None = None) -> Planner:
     """Bind ``ebm`` to ``env_id``'s spaces (checked) and build a :class:`Planner`.
 
     ``method`` None: :func:`ebmgraph.agent.envs.default_method` — MPPI for a continuous action array (one
@@ -451,6 +452,8 @@ def make_planner(ebm, env_id: str, *, method: str | None = None, settings: dict 
     With ``upper``, the sub-goal's variable (``upper_settings["subgoal"]``) is set by the upper level
     each decision; it needs no value here.
     """
+    if horizon is not None:
+        ebm = with_horizon(ebm, horizon, action)
     us = dict(upper_settings or {})
     sub = us.get("subgoal") or us.get("goal", "goal")
     given = dict(given or {})
@@ -478,5 +481,25 @@ def make_planner(ebm, env_id: str, *, method: str | None = None, settings: dict 
                    upper=upper, upper_settings=us)
 
 
+def with_horizon(ebm, horizon: int, action: str | None = None):
+    """``ebm`` recompiled so that its action array has ``horizon`` steps (the size its range reads), with the
+    same parameters and weights (``ebmgraph plan --horizon H``); ``ebm`` itself when it already has them."""
+    from ..compiled import compile as compile_spec
+    from .envs import horizon_sizes
+
+    externals = {n: ebm.mods[n] for n, i in ebm.checked.modules.items() if i.kind == "external" and n in ebm.mods}
+
+    def build(sz):
+        return compile_spec(ebm.graph, sizes={**ebm.checked.sizes, **sz}, seed=None, modules=externals or None,
+                            dtype=ebm.dtype, device=ebm.device)
+
+    acts = [v.name for v in ebm.graph.variables if v.role == "action" and (action is None or v.name == action)]
+    if len(acts) == 1 and ebm.checked.lengths.get(acts[0]) == horizon:
+        return ebm
+    out = build(horizon_sizes(ebm.graph, action, int(horizon), build))
+    out.load_state_dict(ebm.state_dict())
+    return out
+
+
 __all__ = ["Mode1", "Planner", "PlanState", "Decision", "Episode", "Results", "PlanError", "plan_step", "run_episode", "run",
-           "make_planner", "shift_plan"]
+           "make_planner", "shift_plan", "with_horizon"]

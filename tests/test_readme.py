@@ -52,7 +52,7 @@ def small(cmd: str) -> str:
     """The same command at a small size (fewer epochs, episodes, steps); nothing else changes."""
     cmd = re.sub(r"--epochs \d+", "--epochs 2", cmd)
     cmd = re.sub(r"--episodes \d+", "--episodes 1", cmd)
-    cmd = re.sub(r"collect (\S+) --steps \d+", r"collect \1 --steps 300", cmd)
+    cmd = re.sub(r"collect (.*?)--steps \d+", r"collect \1--steps 300", cmd)
     if " plan " in cmd:
         cmd += " --max-steps 5 --no-frames"
     if "/torchrun " in cmd:

@@ -133,7 +133,7 @@ def bench_mpc(episodes: int = 20, seed: int = 0, K: int = 256, T: int = 20, sigm
 
     from ebmgraph.agent import make_planner, run
     from ebmgraph.compiled import compile as compile_spec
-    from ebmgraph.agent.specs import PENDULUM_MPC
+    from ebmgraph.demo import specs_dir
     from ebmgraph.dynamics import PendulumCost, PendulumDynamics
 
     try:
@@ -141,7 +141,7 @@ def bench_mpc(episodes: int = 20, seed: int = 0, K: int = 256, T: int = 20, sigm
     except ImportError as exc:
         raise SystemExit("ebmgraph bench mpc needs the benchmark extra: .venv/bin/pip install -e '.[bench]' "
                          f"({exc})") from None
-    ebm = compile_spec(PENDULUM_MPC, sizes={"T": T})
+    ebm = compile_spec(specs_dir().parent / "examples" / "specs" / "pendulum_mpc.yaml", sizes={"T": T})
     planner = make_planner(ebm, "Pendulum-v1", method="mppi",
                            settings={"samples": K, "iters": 1, "sigma": sigma, "temperature": temperature})
     F, C = PendulumDynamics(), PendulumCost()

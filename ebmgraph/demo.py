@@ -123,7 +123,6 @@ def run_agent(out: Path, lines: list[str], seed: int, episodes: int) -> dict | N
     try:
         from .agent import make_planner, run
         from .agent import report as agent_report
-        from .agent.specs import PENDULUM_MPC
     except Exception as exc:
         lines += ["## The agent acts: Mode-2 on Pendulum-v1", "", f"skipped: {exc}", ""]
         return None
@@ -131,7 +130,7 @@ def run_agent(out: Path, lines: list[str], seed: int, episodes: int) -> dict | N
 
     from .compiled import compile as compile_spec
 
-    ebm = compile_spec(PENDULUM_MPC, seed=seed)
+    ebm = compile_spec(specs_dir().parent / "examples" / "specs" / "pendulum_mpc.yaml", seed=seed)
     settings = {"samples": 256, "iters": 1, "sigma": 1.5, "temperature": 0.1}
     planner = make_planner(ebm, "Pendulum-v1", method="mppi", settings=settings, seed=seed)
     t0 = time.perf_counter()

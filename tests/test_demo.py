@@ -24,9 +24,3 @@ def test_quick_demo_writes_a_report(tmp_path):
         assert f"agent/{name}" in report
 
 
-def test_embedded_agent_spec_equals_its_example_copy():
-    from conftest import ROOT
-
-    from ebmgraph.agent.specs import PENDULUM_MPC
-
-    assert PENDULUM_MPC == (ROOT / "examples" / "specs" / "pendulum_mpc.yaml").read_text()

@@ -29,7 +29,7 @@ import platform
 import numpy as np
 
 from ..util import atomic_write_bytes, check_writable, progress as progress_bar, read_npz
-from .envs import make_env
+from .envs import env_facts, make_env
 
 
 def _random_action(space, rng: np.random.Generator):
@@ -89,7 +89,7 @@ def collect(env_id: str, steps: int, *, planner=None, seed: int = 0, repeat: int
         for i in range(steps):
             if nav is not None:
                 if pixels:
-                    cols["xy"].append(np.asarray(env.unwrapped.get_xy(), np.float32))
+                    cols["xy"].append(np.asarray(env_facts(env)["xy"], np.float32))
                 action = nav.act(obs)
             elif planner is not None and not (epsilon and rng.random() < epsilon):
                 action, state, _ = plan_step(planner, obs, state)

@@ -41,6 +41,25 @@ def _sdl_environment(render: bool) -> None:
         os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 
 
+# Facts an environment tells an episode besides its observation (a maze: the point's xy and the goal's), one
+# function per kind of environment: ``(applies(env) -> bool, facts(env, at_reset) -> {name: array})``.
+# Environments register theirs (ebmgraph.agent.maze does); the episode loop knows no environment.
+INFO_HOOKS: list = []
+
+
+def register_facts(applies, facts) -> None:
+    """Add an environment kind's facts (``facts(env, at_reset)`` for the envs where ``applies(env)``)."""
+    INFO_HOOKS.append((applies, facts))
+
+
+def env_facts(env, at_reset: bool = False) -> dict:
+    """The facts of the first registered kind that applies to ``env`` (``{}`` when none does)."""
+    for applies, facts in INFO_HOOKS:
+        if applies(env):
+            return facts(env, at_reset)
+    return {}
+
+
 def make_env(env_id: str, *, render: bool = False, **kwargs):
     """``gymnasium.make(env_id)``; an unknown id is an :class:`EnvMismatch` listing ids that work here.
 
@@ -54,6 +73,8 @@ def make_env(env_id: str, *, render: bool = False, **kwargs):
         kwargs["render_mode"] = "rgb_array"
     from . import maze, tasks
 
+    if maze.FACTS not in INFO_HOOKS:
+        register_facts(*maze.FACTS)
     if maze.is_maze(env_id):
         try:
             return maze.make_maze(env_id, render=render, **kwargs)

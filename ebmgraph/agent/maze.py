@@ -25,6 +25,22 @@ def is_maze(env_id: str) -> bool:
     return env_id.startswith(PREFIXES)
 
 
+def _is_maze_env(env) -> bool:
+    u = env.unwrapped
+    return hasattr(u, "get_xy") and hasattr(u, "cur_goal_xy")
+
+
+def _maze_facts(env, at_reset: bool) -> dict:
+    """The point's xy at every step (whatever the observation: pixels too) and the goal's xy at the reset."""
+    out = {"xy": np.asarray(env.unwrapped.get_xy(), np.float64)}
+    if at_reset:
+        out["goal_xy"] = np.asarray(env.unwrapped.cur_goal_xy, np.float64)
+    return out
+
+
+FACTS = (_is_maze_env, _maze_facts)  # registered by envs.make_env (envs.register_facts)
+
+
 def make_maze(env_id: str, *, render: bool = False, **kwargs):
     """``ogbench.make_env_and_datasets(env_id, env_only=True)``; shadows off when rendering (5–7× faster).
 
@@ -35,6 +51,14 @@ def make_maze(env_id: str, *, render: bool = False, **kwargs):
     import os
 
     os.environ.setdefault("MUJOCO_GL", "egl")  # off-screen rendering on a headless machine (before mujoco loads)
+    # Mesa's software EGL (llvmpipe) loads the system's libLLVM with global symbols; Triton's libtriton.so loaded
+    # after it binds its own LLVM's static initializers to that library and the process dies (SIGSEGV in
+    # llvm::cl::Option::addArgument; seen in tests: a maze, then a plan that imports Triton). Loading Triton
+    # first keeps each LLVM to itself.
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        pass
     import ogbench  # an ImportError becomes make_env's EnvMismatch naming the extra
 
     pixels = env_id.startswith(VISUAL)

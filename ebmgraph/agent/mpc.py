@@ -19,7 +19,7 @@ from ..elements import ancestors_of
 from ..errors import SpecError
 from ..infer import minimize
 from ..util import as_generator
-from .envs import Binding, bind, default_method, make_env
+from .envs import Binding, bind, default_method, env_facts, make_env
 
 # methods that take a warm start (init=), and per-method settings for acting on a per-decision budget
 WARM = ("gradient", "cem", "mppi", "mcts", "auto")
@@ -252,7 +252,7 @@ class Episode:
     subgoals: list = field(default_factory=list)  # the upper level's sub-goal at each decision (two levels)
     upper_path: list | None = None  # the abstract states the upper level planned at the first decision
     reset_info: dict = field(default_factory=dict)  # the reset's numeric info (a maze's goal)
-    positions: list = field(default_factory=list)  # the agent's xy each step where the env tells it (mazes)
+    positions: list = field(default_factory=list)  # the agent's xy each step where the env tells it (env_facts)
     rng: object = None  # the planner's random state after the last decision (the next episode starts there)
 
 
@@ -274,13 +274,12 @@ def run_episode(env, planner: Planner, *, seed: int, record: bool = False, frame
     state = planner.initial_state(planner.binding.reset_values(info, planner.ebm), rng) if planner is not None \
         else PlanState()
     ep.reset_info = {k: np.asarray(v) for k, v in info.items() if isinstance(v, (int, float, np.ndarray))}
-    where = getattr(env.unwrapped, "get_xy", None)  # a maze's position, whatever the observation (pixels)
-    if where is not None and hasattr(env.unwrapped, "cur_goal_xy"):
-        ep.reset_info["goal_xy"] = np.asarray(env.unwrapped.cur_goal_xy, np.float64)
+    facts = env_facts(env, at_reset=True)  # what the environment tells besides its observation (envs.INFO_HOOKS)
+    ep.reset_info.update({k: v for k, v in facts.items() if k != "xy"})
     while True:
         ep.observations.append(np.asarray(obs))
-        if where is not None:
-            ep.positions.append(np.asarray(where(), np.float64))
+        if "xy" in facts:
+            ep.positions.append(facts["xy"])
         if record and ep.length % frame_every == 0:
             ep.frames.append(env.render())
         if policy is None:
@@ -295,6 +294,7 @@ def run_episode(env, planner: Planner, *, seed: int, record: bool = False, frame
             action = policy(obs)
             ep.seconds.append(time.perf_counter() - t0)
         obs, r, term, trunc, info = env.step(action)
+        facts = env_facts(env)
         ep.actions.append(np.asarray(action))
         ep.rewards.append(float(r))
         ep.ret += float(r)

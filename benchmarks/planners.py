@@ -2,14 +2,16 @@
 
 * **MCTS** on one discrete planning problem — an MLP world model ``s[t+1] = Pred(s[t], a[t])``
   (Figure 4 with discrete actions) and a quadratic cost, ``L`` steps of ``K`` actions — searched
-  by ebmgraph's batched tensor-tree MCTS, by its per-problem reference (``impl="loop"``) and by
-  mctx on a JAX port of the *same* weights (checked against the torch energy), float64 on both
-  sides. mctx runs ebmgraph's algorithm through ``mctx.search`` (:func:`mctx_uct_search`: the same
-  UCT rule, and each new node valued by the same random completion, or by the same critic with
-  ``--leaf critic``), so the chosen actions should match; its stock ``muzero_policy`` (PUCT, its
-  own rollouts) is a further row. ebmgraph scores the whole completed sequence (L MLP steps); mctx
-  steps once into the new node and rolls out the rest in a fixed-length masked loop (L + 1 steps),
-  so the two do about the same model work per simulation. Simulations/s count problem-simulations
+  by ebmgraph's MCTS as a user gets it (``compile="auto"``: an AOTInductor package kept on disk; the
+  run times its cold build and a new process's first search on the warm cache), eagerly, with
+  ``torch.compile``, optionally by another checkout's search (``--before``), and by mctx on a JAX
+  port of the *same* weights (checked against the torch energy), float64 on both sides. mctx runs
+  ebmgraph's algorithm through ``mctx.search`` (:func:`mctx_uct_search`: the same UCT rule, and each
+  new node valued by the same random completion, or by the same critic with ``--leaf critic``), so
+  the chosen actions should match; its stock ``muzero_policy`` (PUCT, its own rollouts) is a further
+  row. Both keep each node's predicted state: one MLP step into the new node, then the completion
+  rolled on from it (ebmgraph ``L − d`` steps eagerly for one problem, ``L − 1`` masked compiled; mctx
+  ``L`` masked), and with the critic one step per simulation. Simulations/s count problem-simulations
   (B × simulations per second). The chosen action (the most visited root child) is compared between
   them and with the exhaustive optimum's first action.
 * **CEM and MPPI** at ``K`` samples, horizon ``T``, on Figure 4's MLP predictor: ebmgraph (eager and
@@ -135,8 +137,9 @@ def mctx_search(ebm, sims: int):
 def stay_critic(ebm):
     """A deterministic leaf value for both searches: ``-E`` estimated as the prefix's own costs plus
     its last state's cost for every remaining step (the state held where it is): one pass of the
-    world model over the prefix. (ebmgraph's compiled simulation also evaluates the full-sequence
-    energy beside it, with no host check of which leaves are full; mctx steps once.)"""
+    world model over the prefix, for a search that keeps no state per node (``--before``); ebmgraph's
+    own search hands the critic the stored state and prefix energy instead (:func:`stay_critic_state`),
+    and steps once per simulation, as mctx does."""
     M, L = ebm.mods, ebm.var_shape("a")[0]
     K = ebm.graph.var("a").domain.K
 
@@ -242,26 +245,109 @@ def mctx_uct_search(ebm, sims: int, c: float = 1.4, leaf: str = "rollout", seed:
     return jax.jit(search)
 
 
-def bench_mcts(batches=(1, 64, 1024), sims: int = 64, L: int = 6, K: int = 4, reps: int = 3,
-               loop_max: int = 64, check: int = 64, seed: int = 0, compile: bool = True,
-               leaf: str = "rollout", aot: bool = True) -> dict:
-    """Simulations/s of ebmgraph's batched MCTS, its loop reference and mctx, and the chosen actions.
+def stay_critic_state(ebm):
+    """:func:`stay_critic` from what the tree stores (step-wise specs): the leaf's predicted state and its
+    prefix's energy, so no pass over the prefix (``MCTS`` hands a critic ``state=`` and ``energy=``)."""
+    C, L = ebm.mods["C"], ebm.var_shape("a")[0]
+
+    def critic(obs, prefix, depth, state, energy):
+        return -(energy + (L - depth).to(energy.dtype) * C(state).reshape(-1).to(energy.dtype))
+
+    return critic
+
+
+def load_before(path: str):
+    """The ebmgraph package of another checkout (``git worktree add /tmp/base HEAD``), imported as
+    ``ebmgraph_before`` beside this one, for side-by-side runs of two versions."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    if "ebmgraph_before" in sys.modules:
+        return sys.modules["ebmgraph_before"]
+    root = Path(path) / "ebmgraph"
+    spec = importlib.util.spec_from_file_location("ebmgraph_before", root / "__init__.py",
+                                                  submodule_search_locations=[str(root)])
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["ebmgraph_before"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _before_model(ebm, before, L: int, K: int, seed: int):
+    """The same model (spec and weights) compiled by the ``before`` package."""
+    old = before.compile(MCTS_SPEC % (L, K, 4 + K), seed=seed).double()
+    old.load_state_dict(ebm.state_dict())
+    return old
+
+
+WARM = """
+import json, sys, time
+t0 = time.perf_counter()
+import torch
+sys.path.insert(0, {root!r})
+torch.set_num_threads({threads})
+from benchmarks.planners import mcts_problem
+from ebmgraph.infer import MCTS
+ebm = mcts_problem({L}, {K}, {seed}).double()
+x = torch.randn({B}, 4, generator=torch.Generator().manual_seed({xseed})).double()
+t1 = time.perf_counter()
+r = MCTS(ebm, {{"x": x}}, ["a"], seed={seed}).search({sims})
+t2 = time.perf_counter()
+print(json.dumps({{"start_s": t1 - t0, "first_search_s": t2 - t1, "compiled": r.info["runs"]["compiled"],
+                  "inductor_imported": "torch._inductor" in sys.modules}}))
+"""
+
+
+def warm_process(B: int, L: int, K: int, sims: int, seed: int, threads: int) -> dict:
+    """A new process's first default search with the packages already on disk (the warm cache):
+    ``{"start_s": imports and model, "first_search_s": the search, loading included, "compiled": ...}``."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = WARM.format(root=str(Path(__file__).resolve().parents[1]), threads=threads, L=L, K=K, seed=seed, B=B,
+                       xseed=100 + B, sims=sims)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=1800)
+    if out.returncode != 0:
+        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+DEFAULT, EAGER, COMPILED = "ebmgraph MCTS default", "ebmgraph MCTS compile=False", "ebmgraph MCTS compile=True"
+B_EAGER, B_AOT = "before: MCTS compile=False", "before: MCTS compile='aot'"
+
+
+def bench_mcts(batches=(1, 64, 1024), sims: int = 64, L: int = 6, K: int = 4, reps: int = 3, check: int = 64,
+               seed: int = 0, compile: bool = True, leaf: str = "rollout", before: str | None = None,
+               threads: int = 1, mctx_rows: bool = True, torch_compile: bool = True) -> dict:
+    """Simulations/s of ebmgraph's MCTS as a user gets it (``compile="auto"``, the package built first: the
+    cold build timed, then a new process's first search timed on the warm cache), eagerly, with
+    ``torch.compile``, the ``before`` checkout's search (``load_before``), and mctx on the same work.
 
     mctx runs ebmgraph's algorithm (:func:`mctx_uct_search`: its UCT rule and its leaf values), in
     float64 on both sides, so the two should choose the same action. ``leaf="rollout"``: nodes valued
     by ebmgraph's random completions (and mctx's stock ``muzero_policy``, PUCT with its own random
-    rollouts, as a further row: another algorithm). ``leaf="critic"``: by :func:`stay_critic`.
+    rollouts, as a further row: another algorithm). ``leaf="critic"``: by :func:`stay_critic` (from the
+    stored state, :func:`stay_critic_state`, where the tree keeps one; the default then runs eagerly).
     """
     from ebmgraph.infer import minimize
     from ebmgraph.infer.mcts import MCTS
-    from ebmgraph.infer.mcts_loop import LoopMCTS
 
     if leaf not in ("rollout", "critic"):
         raise ValueError(f"leaf must be 'rollout' or 'critic', not {leaf!r}")
     ebm, dt = mcts_problem(L, K, seed).double(), torch.float64  # float64 on both sides: no near-ties broken apart
-    crit = {"critic": stay_critic(ebm)} if leaf == "critic" else {}
-    rows, port_err, have_mctx, compile_s, aot_s = [], None, True, {}, {}
+    old = _before_model(ebm, load_before(before), L, K, seed) if before else None
+    OldMCTS = load_before(before).infer.mcts.MCTS if before else None
+    if leaf == "critic":
+        crit, old_crit = {"critic": stay_critic_state(ebm)}, {"critic": stay_critic(old)} if old else {}
+    else:
+        crit = old_crit = {}
+    rows, port_err, have_mctx, compile_s, cold_s, warm, old_s = [], None, mctx_rows, {}, {}, {}, {}
     try:
+        if not mctx_rows:
+            raise ImportError(name="(rows not asked for)")
         import jax
         import jax.numpy as jnp
 
@@ -277,21 +363,25 @@ def bench_mcts(batches=(1, 64, 1024), sims: int = 64, L: int = 6, K: int = 4, re
         have_mctx = f"not installed ({e.name}); pip install 'ebmgraph[bench]'"
     for B in batches:
         x = torch.randn(B, 4, generator=torch.Generator().manual_seed(100 + B)).to(dt)
-        fns = {"ebmgraph MCTS (tensor tree)": lambda: MCTS(ebm, {"x": x}, ["a"], seed=seed, **crit).search(sims)}
-        if compile:
-            fns["ebmgraph MCTS compile=True"] = lambda: MCTS(ebm, {"x": x}, ["a"], seed=seed, compile=True,
-                                                             **crit).search(sims)
+        fns = {DEFAULT: lambda: MCTS(ebm, {"x": x}, ["a"], seed=seed, **crit).search(sims),
+               EAGER: lambda: MCTS(ebm, {"x": x}, ["a"], seed=seed, compile=False, **crit).search(sims)}
+        if compile and not crit:  # the default's package, built before the timing (cold: nothing on disk)
             t0 = time.perf_counter()
-            fns["ebmgraph MCTS compile=True"]()  # compile outside the timing
+            MCTS(ebm, {"x": x}, ["a"], seed=seed, compile="aot").search(sims)
+            cold_s[B] = time.perf_counter() - t0
+            warm[B] = warm_process(B, L, K, sims, seed, threads)
+        if compile and torch_compile:
+            fns[COMPILED] = lambda: MCTS(ebm, {"x": x}, ["a"], seed=seed, compile=True, **crit).search(sims)
+            t0 = time.perf_counter()
+            fns[COMPILED]()  # compile outside the timing
             compile_s[B] = time.perf_counter() - t0
-        if compile and aot and not crit:  # AOTInductor (plain UCT only)
-            fns[AOT] = lambda: MCTS(ebm, {"x": x}, ["a"], seed=seed, compile="aot").search(sims)
-            t0 = time.perf_counter()
-            fns[AOT]()
-            aot_s[B] = time.perf_counter() - t0
-        if B <= loop_max:
-            fns["ebmgraph MCTS (loop reference)"] = lambda: LoopMCTS(ebm, {"x": x}, ["a"], seed=seed,
-                                                                     **crit).search(sims)
+        if old is not None:
+            fns[B_EAGER] = lambda: OldMCTS(old, {"x": x}, ["a"], seed=seed, **old_crit).search(sims)
+            if compile and not old_crit:
+                fns[B_AOT] = lambda: OldMCTS(old, {"x": x}, ["a"], seed=seed, compile="aot").search(sims)
+                t0 = time.perf_counter()
+                fns[B_AOT]()
+                old_s[B] = time.perf_counter() - t0
         if have_mctx is True:
             xj = jnp.asarray(x.numpy())
             searches = {MCTX_SAME: mctx_uct_search(ebm, sims, leaf=leaf, seed=seed)}
@@ -302,21 +392,26 @@ def bench_mcts(batches=(1, 64, 1024), sims: int = 64, L: int = 6, K: int = 4, re
                 search(xj, jax.random.PRNGKey(0)).block_until_ready()  # compile outside the timing
                 fns[k] = functools.partial(lambda f: np.asarray(f(xj, jax.random.PRNGKey(next(keys)))), search)
         times, outs = round_robin(fns, reps)
-        n = min(B, check)
+        n = min(B, check) if K ** L <= 1_000_000 else 0  # the exhaustive optimum where enumerating is feasible
         with torch.no_grad():
-            opt = minimize(ebm, {"x": x[:n]}, over=["a"], method="exhaustive").values["a"][:, 0].numpy()
+            opt = minimize(ebm, {"x": x[:n]}, over=["a"], method="exhaustive").values["a"][:, 0].numpy() if n \
+                else np.zeros(0, dtype=np.int64)
         acts = {}
         for k, o in outs.items():
             acts[k] = o.argmax(1) if isinstance(o, np.ndarray) else o.info["action"].numpy()
-        ours = acts["ebmgraph MCTS (tensor tree)"]
+        ours = acts[EAGER]
         for k, ts in times.items():
             med = statistics.median(ts)
-            rows.append({"B": B, "method": k, "sims_per_s": B * sims / med, "spread": (B * sims / max(ts),
-                                                                                     B * sims / min(ts)),
-                         "agree_with_ebmgraph": float((acts[k] == ours).mean()),
-                         "optimal_first_action": float((acts[k][:n] == opt).mean()), "checked": n})
+            row = {"B": B, "method": k, "sims_per_s": B * sims / med,
+                   "spread": (B * sims / max(ts), B * sims / min(ts)),
+                   "agree_with_ebmgraph": float((acts[k] == ours).mean()),
+                   "optimal_first_action": float((acts[k][:n] == opt).mean()) if n else float("nan"), "checked": n}
+            if k == DEFAULT:
+                row["runs"] = outs[k].info["runs"]
+            rows.append(row)
     return {"rows": rows, "port_err": port_err, "mctx": have_mctx, "sims": sims, "L": L, "K": K,
-            "compile_s": compile_s, "aot_s": aot_s, "leaf": leaf}
+            "compile_s": compile_s, "cold_s": cold_s, "warm": warm, "before_aot_s": old_s, "leaf": leaf,
+            "before": before}
 
 
 # ----------------------------------------------------------------------------- CEM / MPPI
@@ -426,32 +521,48 @@ def print_mcts(res: dict) -> None:
           f"{res['sims']} simulations per search; leaves valued by "
           + ("ebmgraph's random completions" if leaf == "rollout" else "the stay-put critic")
           + "; float64; mctx runs ebmgraph's UCT rule and leaf values (muzero_policy: its own PUCT and rollouts)")
+    if res.get("before"):
+        print(f"  before: the search of the checkout at {res['before']} (same model and weights)")
     if res["mctx"] is not True:
         print(f"  mctx column skipped: {res['mctx']}")
     else:
         print(f"  JAX port vs torch energy on 256 sequences: max |diff| = {res['port_err']:.2e}")
-    print(f"{'B':>6} {'method':<32}{'sims/s (median)':>16}{'spread (min-max)':>22}{'agree':>8}{'optimal':>9}")
+    print(f"{'B':>6} {'method':<36}{'sims/s (median)':>16}{'spread (min-max)':>22}{'agree':>8}{'optimal':>9}")
     for r in res["rows"]:
         lo, hi = r["spread"]
-        print(f"{r['B']:>6} {r['method']:<32}{r['sims_per_s']:>16,.0f}{f'{lo:,.0f}-{hi:,.0f}':>22}"
+        print(f"{r['B']:>6} {r['method']:<36}{r['sims_per_s']:>16,.0f}{f'{lo:,.0f}-{hi:,.0f}':>22}"
               f"{r['agree_with_ebmgraph']:>8.2f}{r['optimal_first_action']:>9.2f}")
+    for r in res["rows"]:
+        if r["method"] == DEFAULT:
+            print(f"  B={r['B']}: the default ran {r['runs']['compiled']} of its simulations compiled, "
+                  f"{r['runs']['eager']} eagerly")
+    if res.get("cold_s"):
+        print("  default, cold (nothing on disk): export + AOTInductor build + the first search: "
+              + ", ".join(f"B={B} {v:.1f} s" for B, v in res["cold_s"].items()))
+    for B, w in res.get("warm", {}).items():
+        print(f"  default, warm (a new process, the package on disk): B={B} " +
+              (f"first search {w['first_search_s']:.2f} s (package load included; {w['compiled']} simulations "
+               f"compiled; torch._inductor {'imported' if w.get('inductor_imported') else 'not imported'}), after "
+               f"{w['start_s']:.1f} s of imports and model" if "error" not in w else w["error"]))
     if res.get("compile_s"):
         print("  compile=True: torch.compile of one simulation, once per batch size, outside the timing: "
               + ", ".join(f"B={B} {v:.1f} s" for B, v in res["compile_s"].items()))
-    if res.get("aot_s"):
-        print("  compile='aot': torch.export + AOTInductor of one simulation, once per batch size, outside the "
-              "timing: " + ", ".join(f"B={B} {v:.1f} s" for B, v in res["aot_s"].items()))
+    if res.get("before_aot_s"):
+        print("  before compile='aot': export + build, once per batch size, outside the timing: "
+              + ", ".join(f"B={B} {v:.1f} s" for B, v in res["before_aot_s"].items()))
     by = {}
     for r in res["rows"]:
         by.setdefault(r["B"], {})[r["method"]] = r["sims_per_s"]
     for B, d in by.items():
         if MCTX_SAME in d:
             m = d[MCTX_SAME]
-            print(f"  B={B}: ebmgraph / mctx = {d['ebmgraph MCTS (tensor tree)'] / m:.2f}x eager"
-                  + (f", {d['ebmgraph MCTS compile=True'] / m:.2f}x compile=True" if "ebmgraph MCTS compile=True" in d
-                     else "")
-                  + (f", {d[AOT] / m:.2f}x compile='aot'" if AOT in d else ""))
-    print("  agree: fraction of problems whose chosen action (most visited root child) equals ebmgraph's; "
+            ratios = [f"{d[k] / m:.2f}x {k.removeprefix('ebmgraph MCTS ')}"
+                      for k in (DEFAULT, EAGER, COMPILED, B_EAGER, B_AOT) if k in d]
+            print(f"  B={B}: ebmgraph / mctx = " + ", ".join(ratios))
+        if B_EAGER in d:
+            print(f"  B={B}: after / before = {d[EAGER] / d[B_EAGER]:.2f}x eager"
+                  + (f", {d[DEFAULT] / d[B_AOT]:.2f}x default / before's compile='aot'" if B_AOT in d else ""))
+    print("  agree: fraction of problems whose chosen action (most visited root child) equals ebmgraph's eager one; "
           "optimal: equals the exhaustive optimum's first action (first 64 problems)")
 
 
@@ -505,9 +616,25 @@ def run(args) -> int:
     print(f"machine: {cpu_name()} ({torch.get_num_threads()} threads); torch {torch.__version__}; "
           f"XLA_FLAGS={__import__('os').environ.get('XLA_FLAGS', '')!r}")
     if args.what in ("all", "mcts"):
-        for leaf in (["rollout", "critic"] if args.leaf == "both" else [args.leaf]):
-            print_mcts(bench_mcts(tuple(args.batches), sims=args.sims, L=args.horizon_mcts, K=args.actions,
-                                  reps=args.reps, compile=not args.no_compile, leaf=leaf, aot=not args.no_aot))
+        import os
+        import tempfile
+
+        if not args.cache:  # a fresh folder: the first build is cold, as a new user's
+            args.cache = tempfile.mkdtemp(prefix="ebmgraph-bench-cache-")
+        was = os.environ.get("EBMGRAPH_CACHE_DIR")
+        os.environ["EBMGRAPH_CACHE_DIR"] = args.cache  # read by this process's builds and the warm process
+        print(f"AOT package cache: {args.cache}")
+        try:
+            for L in args.horizon_mcts:
+                for leaf in (["rollout", "critic"] if args.leaf == "both" else [args.leaf]):
+                    print_mcts(bench_mcts(tuple(args.batches), sims=args.sims, L=L, K=args.actions, reps=args.reps,
+                                          compile=not args.no_compile, leaf=leaf, before=args.before,
+                                          threads=args.threads, torch_compile=not args.no_torch_compile))
+        finally:
+            if was is None:
+                os.environ.pop("EBMGRAPH_CACHE_DIR", None)
+            else:
+                os.environ["EBMGRAPH_CACHE_DIR"] = was
     if args.what in ("all", "sampling"):
         print_sampling(bench_sampling(K=args.samples, T=args.horizon, iters=args.iters, reps=args.reps,
                                       runs=args.runs, compile=not args.no_compile))
@@ -519,7 +646,7 @@ def register(bsub) -> None:
     p.add_argument("what", nargs="?", default="all", choices=["all", "mcts", "sampling"])
     p.add_argument("--batches", type=int, nargs="+", default=[1, 64, 1024], help="MCTS batch sizes B")
     p.add_argument("--sims", type=int, default=64, help="MCTS simulations per search")
-    p.add_argument("--horizon-mcts", type=int, default=6, help="MCTS plan length L")
+    p.add_argument("--horizon-mcts", type=int, nargs="+", default=[6], help="MCTS plan lengths L (one table each)")
     p.add_argument("--actions", type=int, default=4, help="MCTS actions K")
     p.add_argument("--leaf", choices=["rollout", "critic", "both"], default="rollout",
                    help="MCTS leaf values, in both searches: ebmgraph's random completions, or a deterministic "
@@ -529,8 +656,12 @@ def register(bsub) -> None:
     p.add_argument("--iters", type=int, default=5, help="CEM/MPPI iterations per plan")
     p.add_argument("--reps", type=int, default=5, help="round-robin repetitions (medians reported)")
     p.add_argument("--runs", type=int, default=3, help="independent runs of the CEM/MPPI table")
-    p.add_argument("--no-compile", action="store_true", help="leave out the compile=True (and 'aot') columns")
-    p.add_argument("--no-aot", action="store_true",
-                   help="leave out the MCTS compile='aot' row (AOTInductor; ~10-25 s to build per batch size)")
+    p.add_argument("--no-compile", action="store_true",
+                   help="build nothing: no compile=True rows, no package for the default (which then runs eagerly)")
+    p.add_argument("--no-torch-compile", action="store_true", help="leave out the MCTS compile=True rows")
+    p.add_argument("--before", default=None, metavar="CHECKOUT",
+                   help="also time the MCTS of another checkout (e.g. `git worktree add /tmp/base HEAD`), same model")
+    p.add_argument("--cache", default=None, metavar="DIR",
+                   help="AOT package folder for the run (default: a new empty one, so the first build is cold)")
     p.add_argument("--threads", type=int, default=1, help="intra-op threads of torch and of XLA (both)")
     p.set_defaults(fn=run)

@@ -173,7 +173,7 @@ def run(args):
                         def plan(cg=False):
                             gen.manual_seed(0)
                             return plan_mppi(s0[:Pn], torch.zeros(Pn, T, A, device=dev), pred, cost,
-                                             iters=args.iters, K=K, lam=1.0, sigma=0.5, bounds=(-1.0, 1.0),
+                                             iters=args.iters, samples=K, temperature=1.0, sigma=0.5, bounds=(-1.0, 1.0),
                                              generator=gen, rollout=ro, precision=args.precision, cuda_graph=cg)
 
                         mp = f"{timeit(plan, max(1, args.repeat // 4)):.1f}"

@@ -1,6 +1,9 @@
 import os
+import tempfile
 
 os.environ.setdefault("TRITON_INTERPRET", "1")
+# compiled planner packages built during the suite go to a temporary folder, never the user's ~/.cache
+os.environ.setdefault("EBMGRAPH_CACHE_DIR", tempfile.mkdtemp(prefix="ebmgraph-test-cache-"))
 
 import sys
 from pathlib import Path

@@ -67,11 +67,11 @@ def test_bench_planners_runs_small(capsys):
                  "--samples", "16", "--horizon", "4", "--iters", "1", "--reps", "1", "--runs", "1",
                  "--no-compile"]) == 0
     out = capsys.readouterr().out
-    tensor = [ln for ln in out.splitlines() if "MCTS (tensor tree)" in ln]
-    loop = [ln for ln in out.splitlines() if "MCTS (loop reference)" in ln]
-    assert len(tensor) == 2 and len(loop) == 2
-    # the tensor tree and its reference choose the same actions (agree = 1.00)
-    assert all(float(ln.split()[-2]) == 1.0 for ln in loop)
+    default = [ln for ln in out.splitlines() if "ebmgraph MCTS default" in ln]
+    eager = [ln for ln in out.splitlines() if "ebmgraph MCTS compile=False" in ln]
+    assert len(default) == 2 and len(eager) == 2
+    # the default and the eager search choose the same actions (agree = 1.00, against the eager search)
+    assert all(float(ln.split()[-2]) == 1.0 for ln in default + eager)
     for name in ("ebmgraph CEM", "plain PyTorch CEM", "ebmgraph MPPI", "plain PyTorch MPPI"):
         assert any(ln.strip().startswith(name + " ") for ln in out.splitlines()), name
 

@@ -87,8 +87,8 @@ def test_rollout_dispatch_uses_the_kernel_and_agrees_forward_and_backward():
 def test_fused_mppi_plan_lowers_energy_and_matches_reference_rollouts():
     ebm = _frozen(GOAL_CRITIC)
     obs = {k: v for k, v in ebm.random_inputs(3, seed=4).items() if k != "a"}
-    res = plan_fused(ebm, obs, method="mppi", iters=4, K=64, seed=0)
-    ref = plan_fused(ebm, obs, method="mppi", iters=4, K=64, seed=0, rollout="reference")
+    res = plan_fused(ebm, obs, method="mppi", iters=4, samples=64, seed=0)
+    ref = plan_fused(ebm, obs, method="mppi", iters=4, samples=64, seed=0, rollout="reference")
     torch.testing.assert_close(res.best_actions, ref.best_actions, rtol=1e-4, atol=1e-4)
     with torch.no_grad():
         start = ebm.energy(**obs, a=torch.zeros(3, 7, 3)).total

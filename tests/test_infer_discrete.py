@@ -5,8 +5,7 @@ import torch
 
 import ebmgraph
 from ebmgraph.errors import SpecError
-from ebmgraph.infer import MCTS, free_energy, minimize
-from ebmgraph.infer.mcts_loop import LoopMCTS
+from ebmgraph.infer import free_energy, minimize
 
 CHAIN = """
 name: chain
@@ -223,20 +222,3 @@ def test_mcts_chance_nodes_expected_energy():
     k = int((seqs == r.values["a"][0]).all(1).nonzero())
     assert torch.allclose(r.energy[0], exp[k])  # reported: the exact expectation over chance nodes
     assert float(exp[k]) <= float(exp.min()) + 0.1 * float(exp.max() - exp.min())
-
-
-@pytest.mark.parametrize("impl", [MCTS, LoopMCTS])
-def test_mcts_tree_reuse(impl):
-    ebm = chain(3, 2, 0, role="action")
-    obs = ebm.random_inputs(2, seed=0, only=["x"])
-    ex = minimize(ebm, obs, over=["z"], method="exhaustive")
-    m = impl(ebm, obs, ["z"], seed=0)
-    r = m.search(40)
-    assert torch.equal(r.values["z"], ex.values["z"])
-    first = ex.values["z"][:, 0]
-    m.advance(first)
-    kept = torch.as_tensor(m.tree.visits)[torch.arange(2), torch.as_tensor(m.tree.root)].clone()
-    assert (kept > 0).all()  # the subtree's statistics survive
-    r2 = m.search(10)
-    assert torch.equal(r2.values["z"][:, 0], first)
-    assert torch.equal(r2.values["z"], ex.values["z"])

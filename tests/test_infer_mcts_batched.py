@@ -1,13 +1,14 @@
-"""The batched tensor-tree MCTS makes the choices of the per-problem reference search (issue 14).
+"""The batched tensor-tree MCTS makes the choices of the per-problem reference search (issues 14, 27).
 
-:class:`~ebmgraph.infer.mcts.MCTS` (the tree as ``[B, N]`` tensors, one vectorised select /
-expand / backward per simulation) and :class:`~ebmgraph.infer.mcts_loop.LoopMCTS` (the tree in
-numpy, problem by problem in Python) run the same algorithm on the same random numbers, so on
-seeded problems they must agree exactly: the same answer, the same energy, the same visit counts
-at the root and the same number of nodes grown — under UCT, under PUCT with a policy prior, with a
-critic, with chance nodes, and across tree reuse. The strength of the search against value-blind
-baselines and batched-equals-alone are in tests/test_infer_mcts_strength.py (they run the default,
-batched implementation).
+:class:`~ebmgraph.infer.mcts.MCTS` (the tree as ``[B, N]`` tensors, one simulation function for all B
+problems) and the oracle in tests/mcts_oracle.py (a numpy tree per problem, Python loops, every
+sequence re-scored from ``s[0]``) run the same algorithm on the same random numbers, so on seeded
+problems they must agree exactly: the same answer, the same energy, the same visit counts at the root
+and the same number of nodes grown — under UCT, under PUCT with a policy prior, with a critic, with
+chance nodes, and over several searches of one tree. The Potts problems here are not step-wise (a
+pair term reads two actions), so they exercise the re-scoring path; stored states are compared with
+the oracle in tests/test_mcts_state.py. The strength of the search against value-blind baselines and
+batched-equals-alone are in tests/test_infer_mcts_strength.py.
 """
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ import torch
 import ebmgraph
 from ebmgraph import minimize
 from ebmgraph.infer import MCTS
-from ebmgraph.infer.mcts_loop import LoopMCTS
 
+from mcts_oracle import OracleMCTS
 from test_infer_mcts_strength import potts, problems
 
 CHANCE = """
@@ -37,25 +38,26 @@ energy:
 """
 
 
-def _same(a, b):
-    ra, rb = a.answer(), b.answer()
-    assert torch.equal(ra.values["z"] if "z" in ra.values else ra.values["a"],
-                       rb.values["z"] if "z" in rb.values else rb.values["a"])
-    torch.testing.assert_close(ra.energy, rb.energy, rtol=0, atol=0)
-    torch.testing.assert_close(ra.info["root_visits"].double(), rb.info["root_visits"].double(), rtol=0, atol=0)
-    assert torch.equal(ra.info["action"], rb.info["action"])
-    assert [int(s) for s in a.tree.size] == [int(s) for s in b.tree.size]
+def same(a, o, name="z"):
+    """The tensor search ``a`` and the oracle ``o`` agree exactly."""
+    ra, ro = a.answer(), o.answer()
+    assert torch.equal(ra.values[name], ro["values"])
+    torch.testing.assert_close(ra.energy, ro["energy"].to(ra.energy.dtype), rtol=0, atol=0)
+    assert torch.equal(ra.info["root_visits"].long(), ro["root_visits"].long())
+    assert torch.equal(ra.info["action"], ro["action"])
+    assert torch.equal(a.tree.size, ro["size"])
 
 
 @pytest.mark.parametrize("L,K,c,sims", [(6, 3, 1.4, 120), (8, 4, 0.3, 200), (5, 2, 0.7, 80)])
 def test_uct_same_choices(L, K, c, sims):
     ebm = potts(L, K)
     x = problems(7, L, K, seed=L + K)
-    a = MCTS(ebm, {"x": x}, ["z"], c=c, seed=4)
-    b = LoopMCTS(ebm, {"x": x}, ["z"], c=c, seed=4)
+    a = MCTS(ebm, {"x": x}, ["z"], c=c, seed=4, compile=False)
+    o = OracleMCTS(ebm, {"x": x}, ["z"], c=c, seed=4)
     a.search(sims)
-    b.search(sims)
-    _same(a, b)
+    o.search(sims)
+    same(a, o)
+    assert a.stepwise is None  # the re-scoring path
     # the answers differ between problems (the comparison is not between constants)
     assert len({tuple(r.tolist()) for r in a.answer().values["z"]}) > 1
 
@@ -83,50 +85,50 @@ def test_puct_and_critic_same_choices(kw):
     ebm = potts(L, K)
     x = problems(5, L, K, seed=11)
     a = MCTS(ebm, {"x": x}, ["z"], c=1.0, seed=2, **kw)
-    b = LoopMCTS(ebm, {"x": x}, ["z"], c=1.0, seed=2, **kw)
+    o = OracleMCTS(ebm, {"x": x}, ["z"], c=1.0, seed=2, **kw)
     a.search(150)
-    b.search(150)
-    _same(a, b)
-    torch.testing.assert_close(a.tree.prior[:, :int(a.tree.size.max())],
-                               torch.as_tensor(b.tree.prior)[:, :int(a.tree.size.max())], rtol=1e-12, atol=0)
+    o.search(150)
+    same(a, o)
+    n = int(a.tree.size.max())
+    torch.testing.assert_close(a.tree.prior[:, :n], torch.as_tensor(o.prior)[:, :n], rtol=1e-12, atol=0)
 
 
 def test_chance_nodes_same_choices():
     ebm = ebmgraph.compile(CHANCE, seed=1).double()
     ebm.mods["Rw"].r.data = torch.tensor([0.0, 0.3, 1.0], dtype=torch.float64)
     a = MCTS(ebm, {}, ["a"], sample=["w"], batch=2, seed=5)
-    b = LoopMCTS(ebm, {}, ["a"], sample=["w"], batch=2, seed=5)
-    ra, rb = a.search(200), b.search(200)
-    assert torch.equal(ra.values["a"], rb.values["a"])
-    torch.testing.assert_close(ra.energy, rb.energy, rtol=0, atol=0)
-    torch.testing.assert_close(ra.info["root_visits"].double(), rb.info["root_visits"].double(), rtol=0, atol=0)
+    o = OracleMCTS(ebm, {}, ["a"], sample=["w"], batch=2, seed=5)
+    a.search(200)
+    o.search(200)
+    same(a, o, "a")
+    assert a.stepwise is None
 
 
-def test_tree_reuse_same_choices():
+def test_later_searches_continue_the_tree():
+    """Three searches of one tree: after each the oracle's tree (continued the same way) agrees."""
     L, K = 6, 3
     ebm = potts(L, K)
     x = problems(4, L, K, seed=3)
     a = MCTS(ebm, {"x": x}, ["z"], c=0.5, seed=9)
-    b = LoopMCTS(ebm, {"x": x}, ["z"], c=0.5, seed=9)
-    for step in range(3):
-        ra, rb = a.search(60), b.search(60)
-        _same(a, b)
-        first = ra.values["z"][:, step]
-        a.advance(first)
-        b.advance(first)
-    _same(a, b)
+    o = OracleMCTS(ebm, {"x": x}, ["z"], c=0.5, seed=9)
+    for _ in range(3):
+        a.search(60)
+        o.search(60)
+        same(a, o)
+    assert a.answer().info["simulations"] == 180
 
 
-def test_minimize_impls_agree_and_impl_is_checked():
+def test_minimize_mcts_is_the_search_and_impl_is_refused():
     L, K = 7, 3
     ebm = potts(L, K)
     x = problems(6, L, K, seed=0)
     t = minimize(ebm, {"x": x}, over=["z"], method="mcts", simulations=90, seed=1)
-    lp = minimize(ebm, {"x": x}, over=["z"], method="mcts", simulations=90, seed=1, impl="loop")
-    assert torch.equal(t.values["z"], lp.values["z"])
-    torch.testing.assert_close(t.energy, lp.energy, rtol=0, atol=0)
-    with pytest.raises(ebmgraph.SpecError, match="impl"):
-        minimize(ebm, {"x": x}, over=["z"], method="mcts", simulations=5, impl="numba")
+    o = OracleMCTS(ebm, {"x": x}, ["z"], seed=1)
+    o.search(90)
+    assert torch.equal(t.values["z"], o.answer()["values"])
+    with pytest.raises(ebmgraph.SpecError, match="impl"):  # one implementation: the per-problem one is an oracle
+        minimize(ebm, {"x": x}, over=["z"], method="mcts", simulations=5, impl="loop")
+    assert not hasattr(MCTS, "advance")  # the agent plans each decision from a new tree (issue 27)
 
 
 def test_tree_grows_past_its_first_capacity():
@@ -135,12 +137,12 @@ def test_tree_grows_past_its_first_capacity():
     ebm = potts(L, K)
     x = problems(2, L, K, seed=8)
     a = MCTS(ebm, {"x": x}, ["z"], seed=0)
-    b = LoopMCTS(ebm, {"x": x}, ["z"], seed=0)
+    o = OracleMCTS(ebm, {"x": x}, ["z"], seed=0)
     for _ in range(3):
         a.search(150)
-        b.search(150)
-    assert int(a.tree.size.max()) > 256
-    _same(a, b)
+        o.search(150)
+    assert int(a.tree.size.max()) > 256 and a.tree.visits.shape[1] == 512  # capacities are powers of two
+    same(a, o)
     t = a.tree
     # every node's visits equal the sum of its children's visits plus the simulations that ended there
     n = int(t.size.max())

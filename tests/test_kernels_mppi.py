@@ -33,8 +33,8 @@ def energy64(s0, acts, pred, cost):
 
 
 PLANNERS = {
-    "mppi": lambda *a, **k: plan_mppi(*a, iters=8, K=64, lam=0.5, sigma=0.7, bounds=(-3.0, 3.0), **k),
-    "cem": lambda *a, **k: plan_cem(*a, iters=8, K=64, elite_frac=0.1, momentum=0.1, sigma=0.7,
+    "mppi": lambda *a, **k: plan_mppi(*a, iters=8, samples=64, temperature=0.5, sigma=0.7, bounds=(-3.0, 3.0), **k),
+    "cem": lambda *a, **k: plan_cem(*a, iters=8, samples=64, elite_frac=0.1, momentum=0.1, sigma=0.7,
                                     bounds=(-3.0, 3.0), **k),
 }
 
@@ -75,9 +75,9 @@ def test_same_seed_same_plan_and_fused_equals_reference(name):
 def test_argument_errors():
     pred, cost, s0, mean0 = problem()
     with pytest.raises(ValueError):
-        plan_mppi(s0[:2], mean0, pred, cost, K=8)
+        plan_mppi(s0[:2], mean0, pred, cost, samples=8)
     with pytest.raises(ValueError):
-        plan_cem(s0, mean0, pred, cost, K=1)
+        plan_cem(s0, mean0, pred, cost, samples=1)
 
 
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -4,7 +4,7 @@ Public API::
 
     result = minimize(ebm, observed={"x": x}, over=["z"], method="auto", seed=0)
     F = free_energy(ebm, observed={"x": x, "y": y}, over=["z"], beta=float("inf"))
-    plan = MCTS(ebm, observed, over=["a"]); plan.search(); plan.advance(action)
+    plan = MCTS(ebm, observed, over=["a"]); plan.search(200); plan.search(100)  # continues the tree
 """
 from .api import METHODS, minimize
 from .core import MinimizeResult

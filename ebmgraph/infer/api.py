@@ -11,6 +11,7 @@ import math
 
 import torch
 
+from .. import ir
 from ..errors import SpecError
 from ..util import as_generator
 from .core import MinimizeResult, Problem
@@ -91,10 +92,17 @@ def _is_chain(prob: Problem, name: str) -> None:
 
 
 def minimize(ebm, observed: dict | None = None, over=None, method: str = "auto", *, seed: int = 0,
-             generator: torch.Generator | None = None, maximize=(), sample=None, n_draws: int = 16,
-             risk: float = 0.0, inner_steps: int = 50, inner_lr: float = 0.1, exhaustive_limit: int = 65536,
-             batch: int | None = None, fused: bool = False, penalty=None, **settings) -> MinimizeResult:
+             generator: torch.Generator | None = None, maximize=(), sample=None, n_draws: int | None = None,
+             risk: float | None = None, inner_steps: int | None = None, inner_lr: float | None = None,
+             exhaustive_limit: int = 65536, batch: int | None = None, fused: bool = False, penalty=None,
+             **settings) -> MinimizeResult:
     """Minimize the energy over latents and actions: ``argmin_z E(x, z)`` (§3.1.2, eq. 4–5).
+
+    One objective contract: every method minimizes what ``sample``/``risk``/``n_draws``, ``maximize``
+    and ``penalty`` say, or refuses the combination with an error naming the setting (MCTS takes sampled
+    latents as chance nodes, i.e. ``risk=0``, and none of the others; the fused kernels take ``penalty``
+    only; ``dp``, ``beam`` and ``mixed`` take none of them). A setting that would change nothing is
+    refused too (``risk=`` with no sampled latent, ``inner_steps=`` with nothing maximized).
 
     Args:
         ebm: a compiled model.
@@ -103,18 +111,21 @@ def minimize(ebm, observed: dict | None = None, over=None, method: str = "auto",
         method: ``auto`` | ``gradient`` | ``cem`` | ``mppi`` | ``exhaustive`` | ``beam`` | ``dp``
             | ``mcts`` | ``mixed``.
         seed, generator: randomness (a generator wins over the seed).
-        maximize: latents to maximize over, adversarially (§5: ``min_a max_w E``).
+        maximize: latents to maximize over, adversarially (§5: ``min_a max_w E``); ``inner_steps``
+            (default 50) and ``inner_lr`` (0.1): the ascent over continuous ones.
         sample: latents drawn rather than minimized (default: those marked ``sampled: true``);
-            the objective becomes ``mean + risk·std`` over ``n_draws`` draws (Figure 17) of the
-            energy without the sampled latents' own priors R(z) (the draws already follow them).
+            the objective becomes ``mean + risk·std`` (``risk`` default 0) over ``n_draws`` (default 16)
+            draws (Figure 17) of the energy without the sampled latents' own priors R(z) (the draws already
+            follow them).
         penalty: optional ``{name: value} -> [N]`` added to the objective while minimizing (not to
             the reported energy), e.g. a noisy latent's information cost (§4.5).
         fused: with ``cem``/``mppi`` on a Mode-2 spec that fits the energy-fused kernel
             (``ebm.explain()`` says), run every iteration's rollouts in one Triton kernel
-            (``ebmgraph.infer.fused.plan_fused``; settings ``samples``, ``iters``, ``sigma``, ``init``,
-            ``temperature`` / ``elite_frac``, ``momentum``).
+            (``ebmgraph.infer.fused.plan_fused``), with the unfused planners' settings and defaults
+            (``samples``, ``iters``, ``sigma``, ``init``, ``temperature`` / ``elite_frac``, ``momentum``,
+            ``min_sigma``) and their elite count.
         settings: method settings (``optimizer``, ``steps``, ``restarts``, ``init``, ``samples``,
-            ``iters``, ``width``, ``simulations`` ...).
+            ``iters``, ``width``, ``simulations``, ``compile`` ...).
 
     Returns:
         MinimizeResult with ``values`` ``{name: [B, *shape]}``, ``energy`` ``[B]``, ``terms``,
@@ -134,8 +145,11 @@ def minimize(ebm, observed: dict | None = None, over=None, method: str = "auto",
     if observed is not None and not isinstance(observed, dict):
         raise SpecError(f"observed must be a dict {{name: [B, *shape] tensor}}, got {type(observed).__name__}"
                         + (" (pass observed={'x': x})" if isinstance(observed, torch.Tensor) else ""))
-    check_settings({"n_draws": n_draws, "inner_steps": inner_steps, "inner_lr": inner_lr,
-                    "exhaustive_limit": exhaustive_limit, **settings})
+    given = {k: v for k, v in (("n_draws", n_draws), ("risk", risk), ("inner_steps", inner_steps),
+                               ("inner_lr", inner_lr)) if v is not None}
+    check_settings({**given, "exhaustive_limit": exhaustive_limit, **settings})
+    if risk is not None and (isinstance(risk, bool) or not isinstance(risk, (int, float)) or not math.isfinite(risk)):
+        raise SpecError(f"setting risk must be a finite number, got {risk!r}")
     observed = dict(observed or {})
     maximize = [maximize] if isinstance(maximize, str) else list(maximize)
     if sample is None:
@@ -145,38 +159,25 @@ def minimize(ebm, observed: dict | None = None, over=None, method: str = "auto",
     if over is None:
         over = [v.name for v in g.variables if v.name not in observed and v.name not in maximize
                 and v.name not in sample]
-    gen = as_generator(generator if generator is not None else seed)
-    if fused:
-        return _fused(ebm, observed, over, method, seed, generator, settings)
-    if method == "mcts":
-        from .mcts import MCTS
-        from .mcts_loop import LoopMCTS
-
-        settings = dict(settings)
-        impl = settings.pop("impl", "tensor")  # the batched tensor tree, or the per-problem reference
-        if impl not in ("tensor", "loop"):
-            raise SpecError(f"MCTS impl={impl!r}: choose 'tensor' (batched) or 'loop' (per-problem reference)")
-        sims = settings.pop("simulations", 200)
-        _settings_for(MCTS.__init__, method, settings)
-        cls = MCTS if impl == "tensor" else LoopMCTS
-        return cls(ebm, observed, over, sample=sample, generator=gen, batch=batch, **settings).search(sims)
-    prob = Problem(ebm, observed, over, batch=batch, handled=tuple(maximize) + tuple(sample))
     for w in maximize + sample:
         if g.var(w) is None:
             raise SpecError(f"unknown variable {w}")
-    if sample:
-        if maximize:
-            raise SpecError("maximize= and sampled latents together are not supported")
-        with_risk(prob, sample, n_draws, risk, gen)
-    if maximize:
-        with_adversary(prob, maximize, inner_steps, inner_lr)
-    if penalty is not None:
-        with_penalty(prob, penalty)
+    _check_objective(g, method, fused, maximize, sample, given, penalty)
+    gen = as_generator(generator if generator is not None else seed)
+    if fused:
+        return _fused(ebm, observed, over, method, seed, generator, settings, penalty)
+    if method == "mcts":
+        return _mcts(ebm, observed, over, sample, gen, batch, settings)
+    prob = Problem(ebm, observed, over, batch=batch, handled=tuple(maximize) + tuple(sample))
+    _wrap_objective(prob, sample, maximize, penalty, given, gen)
     explanation = f"method={method} (chosen by the caller)"
     if method == "auto":
         method, explanation = _auto(prob, exhaustive_limit)
-    if method in ("dp", "beam") and prob.objective_fn is not None:
-        raise SpecError(f"{method} reads per-step energies; it does not combine with maximize= or sampled latents")
+    if method in ("dp", "beam", "mixed") and prob.wrapped:
+        why = ("reads per-step energies" if method != "mixed"
+               else "minimizes each configuration's continuous part on the plain energy")
+        raise SpecError(f"method {method!r} {why}; it does not take {_named(prob.wrapped)} "
+                        f"(choose method='exhaustive', 'gradient', 'cem' or 'mppi')")
     fns = {"gradient": gradient, "cem": cem, "mppi": mppi, "exhaustive": exhaustive, "beam": beam, "dp": dp,
            "mixed": mixed}
     _settings_for(fns[method], method, settings)
@@ -189,8 +190,70 @@ def minimize(ebm, observed: dict | None = None, over=None, method: str = "auto",
     return MinimizeResult(res.values, res.energy, res.terms, res.trace, res.method, info)
 
 
-def _fused(ebm, observed, over, method, seed, generator, settings) -> MinimizeResult:
-    """MPPI / CEM with the energy-fused rollout kernel (``kernels/mppi.py``, issue 6)."""
+def _mcts(ebm, observed, over, sample, gen, batch, settings) -> MinimizeResult:
+    from .mcts import MCTS
+
+    settings = dict(settings)
+    impl = settings.pop("impl", "tensor")
+    if impl != "tensor":  # the per-problem search is a test oracle now
+        raise SpecError(f"MCTS impl={impl!r} is gone: the per-problem reference search is a test oracle now "
+                        f"(tests/mcts_oracle.py); drop impl=")
+    sims = settings.pop("simulations", 200)
+    _settings_for(MCTS.__init__, "mcts", settings)
+    return MCTS(ebm, observed, over, sample=sample, generator=gen, batch=batch, **settings).search(sims)
+
+
+def _wrap_objective(prob: Problem, sample: list, maximize: list, penalty, given: dict, gen) -> None:
+    """Install what ``sample``/``risk``/``n_draws``, ``maximize`` and ``penalty`` make the objective."""
+    if sample:
+        prob.wrap(with_risk(prob, sample, given.get("n_draws", 16), float(given.get("risk", 0.0)), gen))
+    if maximize:
+        prob.wrap(with_adversary(prob, maximize, given.get("inner_steps", 50), given.get("inner_lr", 0.1)))
+    if penalty is not None:
+        prob.wrap(with_penalty(prob, penalty))
+
+
+def _named(settings) -> str:
+    """``("sample", "risk")`` -> ``"sample= / risk="``."""
+    return " / ".join(f"{s}=" for s in settings)
+
+
+def _check_objective(g, method: str, fused: bool, maximize: list, sample: list, given: dict, penalty) -> None:
+    """Refuse, by name, an objective setting that the chosen path would not honour (issue 27.2)."""
+    if sample and maximize:
+        raise SpecError("maximize= and sampled latents together are not supported")
+    for k in ("risk", "n_draws"):
+        if k in given and not sample:
+            raise SpecError(f"{k}= weighs draws of sampled latents, and {g.name} samples none here (mark a latent "
+                            f"'sampled: true' or pass sample=[...]); drop {k}=")
+    for k in ("inner_steps", "inner_lr"):
+        if k in given and not maximize:
+            raise SpecError(f"{k}= tunes the ascent of maximize= over continuous latents, and nothing is maximized "
+                            f"here; drop {k}=")
+        if k in given and all(isinstance(g.var(w).domain, ir.Discrete) for w in maximize):
+            raise SpecError(f"{k}= tunes the ascent over continuous latents; maximize={maximize} is discrete "
+                            f"(enumerated exactly); drop {k}=")
+    if fused:
+        refused = (["maximize"] if maximize else []) + ([k for k in ("sample", "risk", "n_draws")
+                                                          if k == "sample" or k in given] if sample else [])
+        if refused:
+            what = f"sampled latents {sample}" if sample else f"maximize={maximize}"
+            raise SpecError(f"fused=True plans the plain energy (plus penalty=) inside the kernel; it does not take "
+                            f"{_named(refused)} ({what}): drop fused=True")
+    if method == "mcts":
+        refused = (["maximize"] if maximize else []) + (["penalty"] if penalty is not None else []) + \
+            (["risk"] if given.get("risk", 0) != 0 else []) + (["n_draws"] if "n_draws" in given else [])
+        if refused:
+            raise SpecError(f"method 'mcts' minimizes the energy, with sampled latents as chance nodes (their "
+                            f"expectation: risk=0, one draw per simulation); it does not take {_named(refused)} "
+                            f"(method='exhaustive' or 'beam' over the same actions does)")
+
+
+def _fused(ebm, observed, over, method, seed, generator, settings, penalty) -> MinimizeResult:
+    """MPPI / CEM with the energy-fused rollout kernel (``kernels/mppi.py``, issue 6), with the settings,
+    defaults and elite rule of :func:`~ebmgraph.infer.sampling.cem` / ``mppi``."""
+    import inspect
+
     from ..fusion import analyze_fused
     from .fused import plan_fused
 
@@ -201,17 +264,26 @@ def _fused(ebm, observed, over, method, seed, generator, settings) -> MinimizeRe
         raise SpecError(f"{ebm.graph.name} does not fit the fused planner: {why}")
     if list(over) != [fr.action]:
         raise SpecError(f"the fused planner minimizes over the action array {fr.action}, not {list(over)}")
-    names = {"samples": "K", "iters": "iters", "sigma": "sigma", "temperature": "lam", "elite_frac": "elite_frac",
-             "momentum": "momentum"}
-    unknown = sorted(set(settings) - set(names) - {"init"})
+    shared = {"cem": ("samples", "iters", "elite_frac", "momentum", "sigma", "min_sigma"),
+              "mppi": ("samples", "iters", "temperature", "sigma")}[method]
+    unknown = sorted(set(settings) - set(shared) - {"init"})
     if unknown:
-        raise SpecError(f"fused planning does not take {', '.join(unknown)}")
-    kw = {names[k]: v for k, v in settings.items() if k in names}
+        raise SpecError(f"fused planning does not take {', '.join(unknown)}; its settings: "
+                        f"{', '.join(shared + ('init',))}")
+    params = inspect.signature({"cem": cem, "mppi": mppi}[method]).parameters
+    kw = {k: settings.get(k, params[k].default) for k in shared}
+    var = ebm.graph.var(fr.action)
+    lo, hi = (var.domain.lo, var.domain.hi) if isinstance(var.domain, ir.Real) else (None, None)
+    if kw["sigma"] is None:  # as the unfused planners: a quarter of the box where bounded, else 1
+        kw["sigma"] = 0.25 * (hi - lo) if (lo is not None and hi is not None) else 1.0
     init = settings.get("init", {}).get(fr.action) if isinstance(settings.get("init"), dict) else None
-    res = plan_fused(ebm, observed, method=method, init=init, generator=generator, seed=seed, **kw)
+    if init is not None:
+        init = torch.as_tensor(init, dtype=ebm.dtype, device=ebm.device).clamp(min=lo, max=hi)
+    res = plan_fused(ebm, observed, method=method, init=init, generator=generator, seed=seed, penalty=penalty, **kw)
     values = {fr.action: res.best_actions.to(ebm.dtype)}
     with torch.no_grad():
         out = ebm.energy(**observed, **values)
     return MinimizeResult(values, out.total, out.terms, res.history, f"{method}/fused",
                           {"explanation": f"energy-fused rollout kernel: {fr.describe()} (Triton on CUDA or in "
-                                          f"the interpreter, else the kernel's torch reference)"})
+                                          f"the interpreter, else the kernel's torch reference)",
+                           "penalty": penalty is not None})

@@ -8,6 +8,7 @@ are scored in one ``[B*K]`` batch (row ``b*K + k`` is candidate ``k`` of problem
 from __future__ import annotations
 
 import types
+import weakref
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -45,8 +46,28 @@ class MinimizeResult:
         object.__setattr__(self, "terms", MappingProxyType(dict(self.terms)))
 
 
+@dataclass(frozen=True)
+class Objective:
+    """What a minimizer minimizes in place of the plain energy (built by ``infer/objectives.py``).
+
+    Attributes:
+        fn: ``(values {name: [B*k, *shape]}, k) -> [B*k]``.
+        report: ``values {name: [B, *shape]} -> (values to return, total [B], terms {t: [B]})``; None: the
+            energy at the values.
+        settings: the ``minimize`` settings it stands for (``("sample", "risk")``, ``("maximize",)``,
+            ``("penalty",)`` ...), named by the errors of the paths that do not take it.
+    """
+
+    fn: object
+    report: object = None
+    settings: tuple = ()
+
+
 class Problem:
     """Observed values, the variables minimized over, and batched evaluation.
+
+    Every attribute is declared (``__slots__``): ``objective_fn`` / ``report_fn`` / ``wrapped`` are the
+    installed :class:`Objective` (None / None / ``()`` for the plain energy), set by :meth:`wrap`.
 
     Args:
         ebm: a :class:`~ebmgraph.CompiledEBM`.
@@ -54,6 +75,8 @@ class Problem:
         over: names to minimize over.
         batch: batch size when ``observed`` is empty.
     """
+
+    __slots__ = ("ebm", "over", "vars", "observed", "B", "device", "dtype", "objective_fn", "report_fn", "wrapped")
 
     def __init__(self, ebm, observed: dict | None, over, batch: int | None = None, handled=()):
         self.ebm = ebm
@@ -91,8 +114,14 @@ class Problem:
         else:
             self.B = int(batch or 1)
         self.device, self.dtype = ebm.device, ebm.dtype
-        self.objective_fn = None  # set by wrappers (adversarial, risk); None: the plain energy
+        self.objective_fn = None  # (values, k) -> [B*k] of a wrapped objective; None: the plain energy
         self.report_fn = None  # values -> (values to return, total [B], terms) for wrappers
+        self.wrapped: tuple = ()  # the minimize settings behind objective_fn (Objective.settings)
+
+    def wrap(self, objective: Objective) -> None:
+        """Minimize ``objective`` from now on (what ``minimize`` does with ``sample``/``risk``, ``maximize``,
+        ``penalty``)."""
+        self.objective_fn, self.report_fn, self.wrapped = objective.fn, objective.report, tuple(objective.settings)
 
     def objective(self, values: dict, k: int = 1) -> torch.Tensor:
         """What minimizers minimize, ``[B*k]``: the energy, or a wrapper's transform of it."""
@@ -275,10 +304,24 @@ def _own_code(fn):
     return out
 
 
+PLANNER_CACHE = weakref.WeakKeyDictionary()
+"""The ``torch.compile``'d planner code of each model, ``{model: {key: compiled function}}`` (issue 27.4):
+ebmgraph's own table, not an attribute written onto the user's model. An entry goes when its model is
+collected, provided what it keeps does not hold the model itself: the planners here take the model as an
+argument of the compiled function rather than in a closure (a closure would keep the model alive for the
+process's life). Read it with :func:`compiled_planners`."""
+
+
+def compiled_planners(ebm) -> MappingProxyType:
+    """The compiled planner code kept for ``ebm`` (read only): ``{key: compiled function}``."""
+    return MappingProxyType(PLANNER_CACHE.get(ebm, {}))
+
+
 def compiled_once(ebm, key: tuple, make, options: dict | None = None):
-    """``torch.compile(make(), dynamic=False, options=options)``, built once per ``key`` and kept on the
-    model, so later plans and searches with the same sizes and settings reuse the compiled code (issue 14)."""
-    cache = ebm.__dict__.setdefault("_compiled_planners", {})
+    """``torch.compile(make(), dynamic=False, options=options)``, built once per ``key`` and model and kept in
+    :data:`PLANNER_CACHE`, so later plans and searches with the same sizes and settings reuse the compiled
+    code (issue 14)."""
+    cache = PLANNER_CACHE.setdefault(ebm, {})
     if key not in cache:
         cache[key] = torch.compile(_own_code(make()), dynamic=False, options=options)
     return cache[key]
@@ -307,18 +350,23 @@ def packer(prob: Problem, names: list[str]):
 
         return pack1, unpack1, project1
 
+    shapes = [prob.shape(n) for n in names]  # read once: the closures keep no reference to the problem
+    bounds = [prob.bounds(n) for n in names]
+
     def pack(vals: dict, lead: tuple) -> torch.Tensor:
         return torch.cat([vals[n].reshape(*lead, -1) for n in names], -1)
 
     def unpack(X: torch.Tensor) -> dict:
         out, i = {}, 0
-        for n, s in zip(names, sizes):
-            out[n] = X[..., i:i + s].reshape(*X.shape[:-1], *prob.shape(n))
+        for n, s, shape in zip(names, sizes, shapes):
+            out[n] = X[..., i:i + s].reshape(*X.shape[:-1], *shape)
             i += s
         return out
 
     def project(X: torch.Tensor) -> torch.Tensor:
-        return pack({n: prob.project(n, v) for n, v in unpack(X).items()}, X.shape[:-1])
+        parts = [v.clamp(min=lo, max=hi) if (lo is not None or hi is not None) else v
+                 for v, (lo, hi) in zip(unpack(X).values(), bounds)]
+        return torch.cat([v.reshape(*X.shape[:-1], -1) for v in parts], -1)
 
     return pack, unpack, project
 

@@ -11,7 +11,6 @@ import torch
 
 from .. import ir
 from ..fusion import FusedRollout, analyze_fused
-from ..interp import eval_expr
 from ..runtime import mlp_predictor
 
 
@@ -27,19 +26,7 @@ def kernel_problem(ebm, fr: FusedRollout, inputs: dict):
     from ..kernels.rollout import RolloutCost
 
     x = ebm.prepare(inputs)
-    chk = ebm.checked
-    base = next(f for f in ebm.graph.functions if f.target.name == fr.state and f.loop is None)
-    cache: dict = {}
-
-    def lookup(name, p):  # observed leaves, or other functions of them (s[0] = Enc(s_x) ...)
-        if name in x:
-            return x[name][:, p] if name in chk.lengths else x[name]
-        if (name, p) not in cache:
-            f = next(f for f in ebm.graph.functions if f.target.name == name and f.loop is None)
-            cache[(name, p)] = eval_expr(chk, ebm.mods, f.value, lookup, ebm.weights())
-        return cache[(name, p)]
-
-    s0 = eval_expr(chk, ebm.mods, base.value, lookup, ebm.weights())
+    s0 = ebm.evaluate(x, outputs=[f"{fr.state}[0]"])[f"{fr.state}[0]"]  # s[0] = Enc(...) from the generated code
     pred = mlp_predictor(ebm.mods[fr.predictor])
     S = pred.state_dim
     if fr.quadratic:
@@ -71,8 +58,15 @@ def fused_energy(ebm, *, impl: str = "auto", **inputs) -> torch.Tensor:
     return mlp_rollout(s0, actions, pred, cost, impl=impl)
 
 
-def plan_fused(ebm, observed: dict, *, method: str = "mppi", init=None, generator=None, seed: int = 0, **settings):
+def plan_fused(ebm, observed: dict, *, method: str = "mppi", init=None, generator=None, seed: int = 0,
+               penalty=None, **settings):
     """MPPI or CEM over the action array with every rollout fused (``kernels/mppi.py``).
+
+    Args:
+        settings: the kernels' settings, named as :func:`ebmgraph.infer.sampling.cem` / ``mppi`` name them
+            (``samples``, ``iters``, ``sigma``, ``temperature`` / ``elite_frac``, ``momentum``, ``min_sigma``)
+            and the kernels' own (``rollout``, ``precision``, ``include_mean``, ``cuda_graph``).
+        penalty: ``{action: [N, T, A]} -> [N]`` added to every sample's energy (as ``minimize(penalty=)``).
 
     Returns the kernels' ``PlanResult`` (mean, std, best_actions, best_energy, history).
     """
@@ -93,5 +87,10 @@ def plan_fused(ebm, observed: dict, *, method: str = "mppi", init=None, generato
     if generator is None:
         generator = torch.Generator(device=s0.device).manual_seed(seed)
     fn = {"mppi": plan_mppi, "cem": plan_cem}[method]
+    extra = None
+    if penalty is not None:
+        def extra(acts):  # [N, T, A] in the kernel's dtype -> [N]
+            return penalty({fr.action: acts.to(ebm.dtype)})
     with torch.no_grad():
-        return fn(s0.detach(), mean0, pred, cost.to(s0.dtype), bounds=bounds, generator=generator, **settings)
+        return fn(s0.detach(), mean0, pred, cost.to(s0.dtype), bounds=bounds, generator=generator, penalty=extra,
+                  **settings)

@@ -7,7 +7,8 @@
 * :func:`with_penalty`: ``E + penalty(values)`` while minimizing (e.g. the information cost
   of a noisy latent, §4.5); the reported energy is ``E`` alone.
 
-Each sets ``Problem.objective_fn`` (``values, k -> [B*k]``) and ``Problem.report_fn``.
+Each returns an :class:`~ebmgraph.infer.core.Objective` record (``fn``: ``values, k -> [B*k]``;
+``report``; the ``minimize`` settings it stands for), which ``Problem.wrap`` installs.
 """
 from __future__ import annotations
 
@@ -16,12 +17,12 @@ import torch
 from .. import ir
 from ..conventions import repeat_rows, tile_rows
 from ..errors import SpecError
-from .core import Problem
+from .core import Objective, Problem
 from .discrete import configs, space_size
 from .gibbs import gibbs_draws, prior_terms
 
 
-def with_risk(prob: Problem, sample: list[str], n_draws: int, lam: float, gen) -> None:
+def with_risk(prob: Problem, sample: list[str], n_draws: int, lam: float, gen) -> Objective:
     """The objective ``mean + λ·std`` over ``n_draws`` draws of the sampled latents of the energy
     *without* their priors R(z): the draws already follow exp(−R), so adding R again would count the
     prior twice and put plan-independent noise into the spread."""
@@ -53,11 +54,10 @@ def with_risk(prob: Problem, sample: list[str], n_draws: int, lam: float, gen) -
             terms = {t: v.view(N, D).mean(1) for t, v in out.terms.items()}
         return values, total, terms
 
-    prob.objective_fn, prob.report_fn = objective, report
-    prob.draws = draws
+    return Objective(objective, report, ("sample", "risk") if lam else ("sample",))
 
 
-def with_adversary(prob: Problem, maximize: list[str], inner_steps: int, inner_lr: float) -> None:
+def with_adversary(prob: Problem, maximize: list[str], inner_steps: int, inner_lr: float) -> Objective:
     ebm = prob.ebm
     g = ebm.graph
     disc = all(isinstance(g.var(w).domain, ir.Discrete) for w in maximize)
@@ -114,12 +114,12 @@ def with_adversary(prob: Problem, maximize: list[str], inner_steps: int, inner_l
             out = prob.evaluate(full)
         return full, out.total, dict(out.terms)
 
-    prob.objective_fn = lambda values, k: inner(values, k)[0]
-    prob.report_fn = report
+    return Objective(lambda values, k: inner(values, k)[0], report, ("maximize",))
 
 
-def with_penalty(prob: Problem, penalty) -> None:
-    """Minimize ``objective + penalty(values)``; results report the energy without the penalty.
+def with_penalty(prob: Problem, penalty) -> Objective:
+    """Minimize ``objective + penalty(values)`` (over ``prob``'s objective so far); results report what
+    that objective reports, without the penalty.
 
     Args:
         penalty: ``{name: [B*k, *shape]} -> [B*k]``.
@@ -130,4 +130,4 @@ def with_penalty(prob: Problem, penalty) -> None:
         f = base(values, k) if base is not None else prob.evaluate(values, k).total
         return f + penalty(values)
 
-    prob.objective_fn = objective
+    return Objective(objective, prob.report_fn, prob.wrapped + ("penalty",))

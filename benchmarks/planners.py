@@ -270,6 +270,12 @@ def load_before(path: str):
                                                   submodule_search_locations=[str(root)])
     mod = importlib.util.module_from_spec(spec)
     sys.modules["ebmgraph_before"] = mod
+    kernels = Path(path) / "kernels"
+    if kernels.is_dir() and not (root / "kernels").exists():  # installed as ebmgraph.kernels (package_dir)
+        ks = importlib.util.spec_from_file_location("ebmgraph_before.kernels", kernels / "__init__.py",
+                                                    submodule_search_locations=[str(kernels)])
+        sys.modules["ebmgraph_before.kernels"] = importlib.util.module_from_spec(ks)
+        ks.loader.exec_module(sys.modules["ebmgraph_before.kernels"])
     spec.loader.exec_module(mod)
     return mod
 
@@ -319,6 +325,116 @@ DEFAULT, EAGER, COMPILED = "ebmgraph MCTS default", "ebmgraph MCTS compile=False
 B_EAGER, B_AOT = "before: MCTS compile=False", "before: MCTS compile='aot'"
 
 
+def _mcts_models(L: int, K: int, seed: int, leaf: str, before: str | None):
+    """The problem in float64 (on both sides: no near-ties broken apart), the ``before`` checkout's copy of
+    it and that checkout's MCTS class, and each side's critic (``{}``: leaves valued by random completions)."""
+    ebm = mcts_problem(L, K, seed).double()
+    old = _before_model(ebm, load_before(before), L, K, seed) if before else None
+    old_mcts = load_before(before).infer.mcts.MCTS if before else None
+    if leaf == "critic":
+        crit, old_crit = {"critic": stay_critic_state(ebm)}, {"critic": stay_critic(old)} if old else {}
+    else:
+        crit = old_crit = {}
+    return ebm, old, old_mcts, crit, old_crit
+
+
+def _mctx_port(ebm, L: int, K: int, mctx_rows: bool):
+    """``(True, max |JAX port − torch energy|)`` on 256 sequences, or ``(why the mctx rows are left out, None)``."""
+    try:
+        if not mctx_rows:
+            raise ImportError(name="(rows not asked for)")
+        import jax
+        import jax.numpy as jnp
+
+        jax.config.update("jax_enable_x64", True)
+
+        _, _, jenergy = jax_port(ebm)
+        seqs = torch.randint(0, K, (256, L), generator=torch.Generator().manual_seed(1))
+        xs = torch.randn(256, 4, generator=torch.Generator().manual_seed(2)).to(torch.float64)
+        with torch.no_grad():
+            ref = ebm.energy(x=xs, a=seqs).total.numpy()
+        return True, float(np.abs(np.asarray(jenergy(jnp.asarray(xs.numpy()), jnp.asarray(seqs.numpy()))) - ref).max())
+    except ImportError as e:
+        return f"not installed ({e.name}); pip install 'ebmgraph[bench]'", None
+
+
+def _ours(ebm, x, sims: int, L: int, K: int, seed: int, crit: dict, compile: bool, torch_compile: bool,
+          threads: int, built: dict) -> dict:
+    """ebmgraph's searches of problems ``x [B, 4]`` (default, eager, ``compile=True``) as callables; what is
+    built before the timing (the default's package cold and warm, torch.compile) is timed into ``built``."""
+    from ebmgraph.infer.mcts import MCTS
+
+    B = len(x)
+    fns = {DEFAULT: lambda: MCTS(ebm, {"x": x}, ["a"], seed=seed, **crit).search(sims),
+           EAGER: lambda: MCTS(ebm, {"x": x}, ["a"], seed=seed, compile=False, **crit).search(sims)}
+    if compile and not crit:  # the default's package, built before the timing (cold: nothing on disk)
+        t0 = time.perf_counter()
+        MCTS(ebm, {"x": x}, ["a"], seed=seed, compile="aot").search(sims)
+        built["cold_s"][B] = time.perf_counter() - t0
+        built["warm"][B] = warm_process(B, L, K, sims, seed, threads)
+    if compile and torch_compile:
+        fns[COMPILED] = lambda: MCTS(ebm, {"x": x}, ["a"], seed=seed, compile=True, **crit).search(sims)
+        t0 = time.perf_counter()
+        fns[COMPILED]()  # compile outside the timing
+        built["compile_s"][B] = time.perf_counter() - t0
+    return fns
+
+
+def _before(old, old_mcts, x, sims: int, seed: int, old_crit: dict, compile: bool, built: dict) -> dict:
+    """The ``before`` checkout's searches of ``x [B, 4]`` (eager; its ``compile='aot'``, built outside the timing)."""
+    fns = {B_EAGER: lambda: old_mcts(old, {"x": x}, ["a"], seed=seed, **old_crit).search(sims)}
+    if compile and not old_crit:
+        fns[B_AOT] = lambda: old_mcts(old, {"x": x}, ["a"], seed=seed, compile="aot").search(sims)
+        t0 = time.perf_counter()
+        fns[B_AOT]()
+        built["before_aot_s"][len(x)] = time.perf_counter() - t0
+    return fns
+
+
+def _mctx(ebm, x, sims: int, leaf: str, seed: int) -> dict:
+    """mctx's searches of ``x [B, 4]`` (jit-compiled outside the timing), each returning root visits ``[B, K]``."""
+    import jax
+    import jax.numpy as jnp
+
+    xj = jnp.asarray(x.numpy())
+    searches = {MCTX_SAME: mctx_uct_search(ebm, sims, leaf=leaf, seed=seed)}
+    if leaf == "rollout":
+        searches[MCTX_STOCK] = mctx_search(ebm, sims)
+    keys = iter(range(10_000))
+    fns = {}
+    for k, search in searches.items():
+        search(xj, jax.random.PRNGKey(0)).block_until_ready()  # compile outside the timing
+        fns[k] = functools.partial(lambda f: np.asarray(f(xj, jax.random.PRNGKey(next(keys)))), search)
+    return fns
+
+
+def _mcts_rows(ebm, x, sims: int, K: int, L: int, check: int, times: dict, outs: dict) -> list[dict]:
+    """One row per method: B·sims/s (median, spread), agreement of the chosen action with the eager search
+    and with the exhaustive optimum's first action (the first ``check`` problems, where K^L is enumerable)."""
+    from ebmgraph.infer import minimize
+
+    B = len(x)
+    n = min(B, check) if K ** L <= 1_000_000 else 0  # the exhaustive optimum where enumerating is feasible
+    with torch.no_grad():
+        opt = minimize(ebm, {"x": x[:n]}, over=["a"], method="exhaustive").values["a"][:, 0].numpy() if n \
+            else np.zeros(0, dtype=np.int64)
+    acts = {}
+    for k, o in outs.items():
+        acts[k] = o.argmax(1) if isinstance(o, np.ndarray) else o.info["action"].numpy()
+    ours = acts[EAGER]
+    rows = []
+    for k, ts in times.items():
+        med = statistics.median(ts)
+        row = {"B": B, "method": k, "sims_per_s": B * sims / med,
+               "spread": (B * sims / max(ts), B * sims / min(ts)),
+               "agree_with_ebmgraph": float((acts[k] == ours).mean()),
+               "optimal_first_action": float((acts[k][:n] == opt).mean()) if n else float("nan"), "checked": n}
+        if k == DEFAULT:
+            row["runs"] = outs[k].info["runs"]
+        rows.append(row)
+    return rows
+
+
 def bench_mcts(batches=(1, 64, 1024), sims: int = 64, L: int = 6, K: int = 4, reps: int = 3, check: int = 64,
                seed: int = 0, compile: bool = True, leaf: str = "rollout", before: str | None = None,
                threads: int = 1, mctx_rows: bool = True, torch_compile: bool = True) -> dict:
@@ -332,86 +448,23 @@ def bench_mcts(batches=(1, 64, 1024), sims: int = 64, L: int = 6, K: int = 4, re
     rollouts, as a further row: another algorithm). ``leaf="critic"``: by :func:`stay_critic` (from the
     stored state, :func:`stay_critic_state`, where the tree keeps one; the default then runs eagerly).
     """
-    from ebmgraph.infer import minimize
-    from ebmgraph.infer.mcts import MCTS
-
     if leaf not in ("rollout", "critic"):
         raise ValueError(f"leaf must be 'rollout' or 'critic', not {leaf!r}")
-    ebm, dt = mcts_problem(L, K, seed).double(), torch.float64  # float64 on both sides: no near-ties broken apart
-    old = _before_model(ebm, load_before(before), L, K, seed) if before else None
-    OldMCTS = load_before(before).infer.mcts.MCTS if before else None
-    if leaf == "critic":
-        crit, old_crit = {"critic": stay_critic_state(ebm)}, {"critic": stay_critic(old)} if old else {}
-    else:
-        crit = old_crit = {}
-    rows, port_err, have_mctx, compile_s, cold_s, warm, old_s = [], None, mctx_rows, {}, {}, {}, {}
-    try:
-        if not mctx_rows:
-            raise ImportError(name="(rows not asked for)")
-        import jax
-        import jax.numpy as jnp
-
-        jax.config.update("jax_enable_x64", True)
-
-        _, _, jenergy = jax_port(ebm)
-        seqs = torch.randint(0, K, (256, L), generator=torch.Generator().manual_seed(1))
-        xs = torch.randn(256, 4, generator=torch.Generator().manual_seed(2)).to(dt)
-        with torch.no_grad():
-            ref = ebm.energy(x=xs, a=seqs).total.numpy()
-        port_err = float(np.abs(np.asarray(jenergy(jnp.asarray(xs.numpy()), jnp.asarray(seqs.numpy()))) - ref).max())
-    except ImportError as e:
-        have_mctx = f"not installed ({e.name}); pip install 'ebmgraph[bench]'"
+    ebm, old, old_mcts, crit, old_crit = _mcts_models(L, K, seed, leaf, before)
+    have_mctx, port_err = _mctx_port(ebm, L, K, mctx_rows)
+    rows, built = [], {"compile_s": {}, "cold_s": {}, "warm": {}, "before_aot_s": {}}
     for B in batches:
-        x = torch.randn(B, 4, generator=torch.Generator().manual_seed(100 + B)).to(dt)
-        fns = {DEFAULT: lambda: MCTS(ebm, {"x": x}, ["a"], seed=seed, **crit).search(sims),
-               EAGER: lambda: MCTS(ebm, {"x": x}, ["a"], seed=seed, compile=False, **crit).search(sims)}
-        if compile and not crit:  # the default's package, built before the timing (cold: nothing on disk)
-            t0 = time.perf_counter()
-            MCTS(ebm, {"x": x}, ["a"], seed=seed, compile="aot").search(sims)
-            cold_s[B] = time.perf_counter() - t0
-            warm[B] = warm_process(B, L, K, sims, seed, threads)
-        if compile and torch_compile:
-            fns[COMPILED] = lambda: MCTS(ebm, {"x": x}, ["a"], seed=seed, compile=True, **crit).search(sims)
-            t0 = time.perf_counter()
-            fns[COMPILED]()  # compile outside the timing
-            compile_s[B] = time.perf_counter() - t0
+        x = torch.randn(B, 4, generator=torch.Generator().manual_seed(100 + B)).to(torch.float64)
+        fns = _ours(ebm, x, sims, L, K, seed, crit, compile, torch_compile, threads, built)
         if old is not None:
-            fns[B_EAGER] = lambda: OldMCTS(old, {"x": x}, ["a"], seed=seed, **old_crit).search(sims)
-            if compile and not old_crit:
-                fns[B_AOT] = lambda: OldMCTS(old, {"x": x}, ["a"], seed=seed, compile="aot").search(sims)
-                t0 = time.perf_counter()
-                fns[B_AOT]()
-                old_s[B] = time.perf_counter() - t0
+            fns.update(_before(old, old_mcts, x, sims, seed, old_crit, compile, built))
         if have_mctx is True:
-            xj = jnp.asarray(x.numpy())
-            searches = {MCTX_SAME: mctx_uct_search(ebm, sims, leaf=leaf, seed=seed)}
-            if leaf == "rollout":
-                searches[MCTX_STOCK] = mctx_search(ebm, sims)
-            keys = iter(range(10_000))
-            for k, search in searches.items():
-                search(xj, jax.random.PRNGKey(0)).block_until_ready()  # compile outside the timing
-                fns[k] = functools.partial(lambda f: np.asarray(f(xj, jax.random.PRNGKey(next(keys)))), search)
+            fns.update(_mctx(ebm, x, sims, leaf, seed))
         times, outs = round_robin(fns, reps)
-        n = min(B, check) if K ** L <= 1_000_000 else 0  # the exhaustive optimum where enumerating is feasible
-        with torch.no_grad():
-            opt = minimize(ebm, {"x": x[:n]}, over=["a"], method="exhaustive").values["a"][:, 0].numpy() if n \
-                else np.zeros(0, dtype=np.int64)
-        acts = {}
-        for k, o in outs.items():
-            acts[k] = o.argmax(1) if isinstance(o, np.ndarray) else o.info["action"].numpy()
-        ours = acts[EAGER]
-        for k, ts in times.items():
-            med = statistics.median(ts)
-            row = {"B": B, "method": k, "sims_per_s": B * sims / med,
-                   "spread": (B * sims / max(ts), B * sims / min(ts)),
-                   "agree_with_ebmgraph": float((acts[k] == ours).mean()),
-                   "optimal_first_action": float((acts[k][:n] == opt).mean()) if n else float("nan"), "checked": n}
-            if k == DEFAULT:
-                row["runs"] = outs[k].info["runs"]
-            rows.append(row)
+        rows += _mcts_rows(ebm, x, sims, K, L, check, times, outs)
     return {"rows": rows, "port_err": port_err, "mctx": have_mctx, "sims": sims, "L": L, "K": K,
-            "compile_s": compile_s, "cold_s": cold_s, "warm": warm, "before_aot_s": old_s, "leaf": leaf,
-            "before": before}
+            "compile_s": built["compile_s"], "cold_s": built["cold_s"], "warm": built["warm"],
+            "before_aot_s": built["before_aot_s"], "leaf": leaf, "before": before}
 
 
 # ----------------------------------------------------------------------------- CEM / MPPI

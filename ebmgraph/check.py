@@ -65,16 +65,28 @@ class Checked:
     shapes: dict[str, Shape]                    # variable -> per-step shape
     lengths: dict[str, int]                     # array variable -> number of elements
     modules: dict[str, ModInfo]                 # declared and inline instances
-    call_module: dict[int, str]                 # id(Call node) -> module instance name
+    call_module: dict[int, str]                 # Call node's uid -> module instance name (module_of)
     elements: nx.DiGraph                        # (name, pos) element dependency graph
     warnings: list[SpecError] = field(default_factory=list)
     architecture: object = None                 # collapse.ArchReport
-    expr_shapes: dict = field(default_factory=dict)  # id(BinOp node) -> (left shape, right shape)
+    expr_shapes: dict = field(default_factory=dict)  # BinOp node's uid -> (left shape, right shape)
     producers: dict = field(default_factory=dict)    # (name, pos) -> (function index, loop value or None)
     order: list = field(default_factory=list)        # element nodes in one dependency order
 
     def is_array(self, name: str) -> bool:
         return name in self.lengths
+
+    def module_of(self, call: ir.Call) -> str:
+        """The module instance ``call`` applies (inline kinds get one per call site), by the node's uid:
+        a node rebuilt with ``dataclasses.replace`` finds it too."""
+        try:
+            return self.call_module[call.uid]
+        except KeyError:
+            raise KeyError(f"{ir.expr_str(call)} (uid {call.uid}) is not a call checked in {self.graph.name}") from None
+
+    def operand_shapes(self, e: ir.BinOp) -> tuple:
+        """``(left shape, right shape)`` of a binary operation (``(None, None)`` when not recorded)."""
+        return self.expr_shapes.get(e.uid, (None, None))
 
     def loop_values(self, loop: str | None) -> list[int]:
         if loop is None:
@@ -206,6 +218,7 @@ def check(g: ir.Graph, sizes: dict[str, int] | None = None, *, analyze: bool = T
     c.limits = lim
     d = c.d
     _check_namespaces(c)
+    _check_uids(c)
     d.raise_if_errors()
     ranges = _resolve_ranges(c)
     d.raise_if_errors()
@@ -280,6 +293,18 @@ def _check_namespaces(c: _Ctx) -> None:
         if r.name in enames:
             d.error(f"regularizer {r.name} reuses the name of an energy term", r.loc, r.name)
         enames[r.name] = r.loc
+
+
+def _check_uids(c: _Ctx) -> None:
+    """Distinct expression nodes have distinct uids (the side tables are keyed by them): a pass that copies a
+    node with ``dataclasses.replace`` and keeps the original beside it would make two nodes share one."""
+    seen: dict[int, ir.Expr] = {}
+    for what, x in [(f.target.name, f) for f in c.g.functions] + [(x.name, x) for x in c.g.energies + c.g.regularizers]:
+        for n in ir.walk(x.value):
+            if seen.setdefault(n.uid, n) is not n:
+                c.d.error(f"{what}: two IR nodes share uid {n.uid} ({ir.expr_str(n)[:60]}); a pass builds a new "
+                          f"node with its constructor, not a copy of one left in the graph", x.loc, what)
+                return
 
 
 def _resolve_ranges(c: _Ctx) -> dict[str, tuple[int, int]]:
@@ -412,7 +437,7 @@ class _Shapes:
         a, b = self.of(e.left, where, loc), self.of(e.right, where, loc)
         if a == "unknown" or b == "unknown":
             return "unknown"
-        self.binop_shapes[id(e)] = (a, b)
+        self.binop_shapes[e.uid] = (a, b)
         if a is None or b is None or a == b:
             return b if a is None else a
         if a == SCALAR or b == SCALAR:
@@ -458,7 +483,7 @@ class _Shapes:
         if info is None:
             return "unknown"
         name = info.name
-        self.call_module[id(e)] = name
+        self.call_module[e.uid] = name
         try:
             out = tuple(KINDS[info.kind].shape(info.args, info.kwargs, [tuple(s) for s in arg_shapes]))
         except ShapeError as exc:

@@ -12,7 +12,6 @@ import contextlib
 import json
 import math
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,10 +22,10 @@ from . import ir
 from .check import Checked, check
 from .errors import Loc, SpecError
 from .fusion import analyze_fused
-from .lower import Output, lower, lower_elements, parse_outputs, pyname
+from .lower import lower, pyname
 from .modules import KINDS
+from .outputs import NamedValues
 from .passes import PASSES, find_rollouts, prune, run_passes
-from .conventions import repeat_rows
 from .runtime import NAMESPACE, kernel_reason
 from .util import gc_paused
 
@@ -52,9 +51,6 @@ def _build_forward(src: str, name: str = "forward"):
     code = builtins.compile(src, "<ebmgraph generated>", "exec")
     exec(code, namespace)  # noqa: S102 - compiler output, not spec text
     return namespace[name]
-
-
-_ELEMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\[([0-9]+)\]")
 
 
 def _external(checked: Checked, name: str, info, given: dict) -> nn.Module:
@@ -124,7 +120,7 @@ def build_modules(checked: Checked, seed: int | None = 0, modules: dict | None =
     return nn.ModuleDict(mods)
 
 
-class CompiledEBM(nn.Module):
+class CompiledEBM(NamedValues, nn.Module):
     """An energy-based model compiled from a spec.
 
     Example:
@@ -148,6 +144,8 @@ class CompiledEBM(nn.Module):
         self.register_buffer("_probe", torch.zeros(()), persistent=False)
         self._forward = _build_forward(code)
         self._programs: dict = {}  # generated code for evaluate(outputs=...), one per request shape
+
+    _build_forward = staticmethod(_build_forward)  # generated source -> function (evaluate(outputs=) programs)
 
     # ------------------------------------------------------------------ variables
     @property
@@ -268,14 +266,16 @@ class CompiledEBM(nn.Module):
             out[v.name] = x.to(device=self.device, dtype=self.dtype)
         return out
 
-    def _weights(self, override: dict | None) -> dict:
+    def _weights(self, override: dict | None, validate: bool = True) -> dict:
+        """The model's weights with ``override`` in place; ``validate=False`` skips the finiteness check
+        (a host sync: minimizers check their overrides once, ``infer.core.check_weights``)."""
         w = self.weights()
         if override:
             for k, v in override.items():
                 if k not in w:
                     raise KeyError(f"{self.graph.name} has no weight {k!r}")
                 t = torch.as_tensor(v, dtype=self.dtype, device=self.device)
-                if not bool(torch.isfinite(t).all()):
+                if validate and not bool(torch.isfinite(t).all()):
                     raise ValueError(f"weight {k} must be finite, got {v}")
                 w[k] = t
         return w
@@ -326,7 +326,7 @@ class CompiledEBM(nn.Module):
             raise ValueError("energy=True goes with outputs=[...]; evaluate(inputs) alone returns the energy")
         x = self.prepare(inputs, validate=validate, repeat=repeat)
         self._check_inputs(x, validate, check_finite)
-        out = self._energy(x, weights, repeat)
+        out = self._energy(x, weights, repeat, validate)
         if check_finite:
             self._check_terms(out.terms)
         return out
@@ -350,109 +350,6 @@ class CompiledEBM(nn.Module):
             self._programs[key] = build()
         return self._programs[key]
 
-    def _evaluate_outputs(self, inputs: dict, outputs, energy: bool, weights, validate, check_finite, repeat):
-        from .lower import needed
-
-        labels = (outputs,) if isinstance(outputs, str) else tuple(outputs)
-        names = {v.name for v in self.graph.variables}
-        given = [k for k in inputs if k not in names]
-        W = self._weights(weights)
-        if given:
-            if energy:
-                raise SpecError(f"energy=True evaluates the whole spec from its inputs; intermediate values "
-                                f"({', '.join(given)}) are given only with energy=False", Loc(self.graph.file))
-            return self._evaluate_elements(inputs, labels, W, validate, check_finite, repeat)
-
-        def build():
-            outs = parse_outputs(self.checked, labels)
-            src, _ = lower(self.checked, self.rollouts, outs, energy=energy)
-            if energy:
-                leaves = list(names)
-            else:
-                nodes, _ = needed(self.checked, [n for o in outs for n in o.nodes(self.checked)])
-                leaves = sorted({n for n, _ in nodes} & names)
-            return _build_forward(src), outs, leaves
-
-        fn, outs, leaves = self._program(("values", labels, bool(energy)), build)
-        x = self.prepare(inputs, validate=validate, repeat=repeat, only=leaves)
-        self._check_inputs(x, validate, check_finite)
-        E, S, vals = fn(self, **{pyname(k): v for k, v in x.items()}, W=W, _R=repeat)
-        B = self._rows(x, repeat)
-        values = {o.label: self._as_batch(v, B) for o, v in zip(outs, vals)}
-        if not energy:
-            return values
-        out = self._package(E, S, B)
-        out.values.update(values)
-        if check_finite:
-            self._check_terms(out.terms)
-        return out
-
-    def _evaluate_elements(self, inputs: dict, labels: tuple, W: dict, validate, check_finite, repeat) -> dict:
-        """``evaluate(outputs=)`` with intermediate values or single elements given (:func:`lower.lower_elements`)."""
-        chk, g = self.checked, self.graph
-        leaves = {v.name: v for v in g.variables}
-        derived = {f.target.name for f in g.functions}
-        whole = {k for k in inputs if k in leaves}
-        x = self.prepare({k: inputs[k] for k in whole}, validate=validate, repeat=repeat, only=sorted(whole)) \
-            if whole else {}
-        I, nodes = {}, set()
-        for k, v in x.items():
-            I[k] = v
-            nodes |= {(k, p) for p in range(chk.lengths.get(k, 1))}
-        for k, v in inputs.items():
-            if k in whole:
-                continue
-            m = _ELEMENT.fullmatch(k)
-            name, p = (m.group(1), int(m.group(2))) if m else (k, None)
-            if name not in leaves and name not in derived:
-                raise SpecError(f"unknown input {k}; {g.name} takes {', '.join(sorted(leaves))} and its values "
-                                f"{', '.join(sorted(derived))} (or their elements, e.g. 's[3]')", Loc(g.file), (name,))
-            if p is None and name in chk.lengths:  # a whole intermediate array [B, L, ...]: its elements
-                t = self._as_value(name, v, (chk.lengths[name],) + tuple(chk.shapes[name]), validate)
-                for q in range(chk.lengths[name]):
-                    I[f"{name}[{q}]"] = t[:, q]
-                    nodes.add((name, q))
-                continue
-            if p is not None and (name not in chk.lengths or p >= chk.lengths[name]):
-                raise SpecError(f"input {k}: {name} " + (f"has {chk.lengths[name]} elements" if name in chk.lengths
-                                                          else "is not an array"), Loc(g.file), (name,))
-            var = leaves.get(name)
-            t = self._as_value(name, v, tuple(chk.shapes[name]), validate)
-            if var is not None and var.role == "observed" and repeat > 1:
-                t = repeat_rows(t, repeat)
-            I[k if p is not None else name] = t
-            nodes.add((name, p or 0))
-        if repeat > 1:
-            for k in whole:
-                if leaves[k].role == "observed":
-                    I[k] = repeat_rows(I[k], repeat)
-        if check_finite is not False and (validate or check_finite):
-            bad = [k for k, v in I.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
-            if bad:
-                raise SpecError(f"non-finite (NaN or Inf) values in input(s) {', '.join(bad)}", Loc(g.file))
-
-        def build():
-            outs = parse_outputs(chk, labels)
-            return _build_forward(lower_elements(chk, outs, nodes, whole), "part"), outs
-
-        fn, outs = self._program(("elements", labels, frozenset(nodes), frozenset(whole)), build)
-        vals = fn(self, I, W)
-        B = next(iter(I.values())).shape[0] if I else 1
-        return {o.label: self._as_batch(v, B) for o, v in zip(outs, vals)}
-
-    def _as_value(self, name: str, v, shape: tuple, validate: bool) -> torch.Tensor:
-        """One given value ``[B, *shape]`` as the generated code reads it (discrete integers one-hot)."""
-        t = v if isinstance(v, torch.Tensor) else torch.as_tensor(v)
-        var = self.graph.var(name)
-        if var is not None and isinstance(var.domain, ir.Discrete) and not t.is_floating_point():
-            if validate and t.numel() and (int(t.min()) < 0 or int(t.max()) >= var.domain.K):
-                raise SpecError(f"{name}: values must lie in 0..{var.domain.K - 1}", var.loc, (name,))
-            t = torch.nn.functional.one_hot(t.long(), var.domain.K)
-        if t.is_complex() or tuple(t.shape[1:]) != tuple(shape) or t.dim() == 0:
-            raise SpecError(f"input {name}: expected shape [B, {', '.join(map(str, shape))}] of real values, got "
-                            f"{list(t.shape)} {t.dtype}", Loc(self.graph.file), (name,))
-        return t.to(device=self.device, dtype=self.dtype)
-
     def _rows(self, x: dict, repeat: int) -> int:
         return next((v.shape[0] * (repeat if self.graph.var(k).role == "observed" else 1) for k, v in x.items()), 1)
 
@@ -465,8 +362,9 @@ class CompiledEBM(nn.Module):
         total = torch.stack(list(terms.values())).sum(0)
         return EnergyResult(total, terms, S)
 
-    def _energy(self, x: dict, weights: dict | None, repeat: int = 1) -> EnergyResult:
-        E, S = self._forward(self, **{pyname(k): v for k, v in x.items()}, W=self._weights(weights), _R=repeat)
+    def _energy(self, x: dict, weights: dict | None, repeat: int = 1, validate: bool = True) -> EnergyResult:
+        E, S = self._forward(self, **{pyname(k): v for k, v in x.items()}, W=self._weights(weights, validate),
+                             _R=repeat)
         return self._package(E, S, self._rows(x, repeat))
 
     def forward(self, **inputs) -> torch.Tensor:

@@ -87,7 +87,7 @@ def analyze_fused(chk: Checked, rollouts: tuple[ir.Rollout, ...]) -> tuple[Fused
         w, call = _weighted_call(e.value)
         if call is None:
             return None, f"energy {e.name} is not a weighted module call"
-        kind = chk.modules[chk.call_module[id(call)]].kind
+        kind = chk.modules[chk.module_of(call)].kind
         refs = call.args
         if e.loop is not None:
             lts = chk.loop_values(e.loop)
@@ -97,7 +97,7 @@ def analyze_fused(chk: Checked, rollouts: tuple[ir.Rollout, ...]) -> tuple[Fused
             if kind == "quadratic" and len(refs) == 1 and quad is None:
                 quad = (call.fn, w)
             elif kind == "sq_dist" and len(refs) == 2 and isinstance(refs[1], ir.Ref) and goal is None \
-                    and refs[1].name not in chk.lengths and (g.var(refs[1].name) or ir.Var("", "")).role == "observed":
+                    and refs[1].name not in chk.lengths and getattr(g.var(refs[1].name), "role", None) == "observed":
                 goal = (refs[1].name, w)
             else:
                 return None, f"energy {e.name}: per-step terms must be quadratic(s) or sq_dist(s, goal)"
@@ -105,7 +105,7 @@ def analyze_fused(chk: Checked, rollouts: tuple[ir.Rollout, ...]) -> tuple[Fused
             if not (len(refs) == 1 and isinstance(refs[0], ir.Ref) and refs[0].name == r.state
                     and chk.position(refs[0], None, None) == T):
                 return None, f"energy {e.name} must read {r.state}[T]"
-            info = chk.modules[chk.call_module[id(call)]]
+            info = chk.modules[chk.module_of(call)]
             if info.kind != "mlp" or info.out_shape != (1,) or len(info.args) > 3 or critic is not None:
                 return None, f"energy {e.name}: a terminal term must be one critic mlp(S, h, 1)"
             critic = (call.fn, w)

@@ -93,14 +93,14 @@ def eval_expr(chk, mods, expr, lookup, weights, loop=None, t=None, *, energy: bo
             return -ev(e.operand)
         if isinstance(e, ir.BinOp):
             a, b = ev(e.left), ev(e.right)
-            ls, rs = chk.expr_shapes.get(id(e), (None, None))
+            ls, rs = chk.operand_shapes(e)
             if _scalar(ls) and not _scalar(rs):  # per-sample scalar against a vector: align the batch axis
                 a = _col(a, len(rs))
             elif _scalar(rs) and not _scalar(ls):
                 b = _col(b, len(ls))
             return {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b, "/": lambda: a / b}[e.op]()
         if isinstance(e, ir.Call):
-            out = mods[chk.call_module[id(e)]](*[ev(a) for a in e.args])
+            out = mods[chk.module_of(e)](*[ev(a) for a in e.args])
             return as_energy(out) if energy else out
         raise TypeError(e)
 

@@ -24,9 +24,16 @@ Roles follow the symbols of Figure 18: observed variables and outputs of determi
 functions are filled circles; latents and actions are hollow circles; functions are
 rounded boxes; energy terms are red boxes whose scalar outputs add up to the energy.
 Source locations are kept for error messages and never take part in equality.
+
+Every expression node carries a ``uid``, fx-style: an integer drawn from one process-wide counter
+when the node is constructed (so parsing a spec, or a pass building a new node, gives fresh ones,
+unique within a graph). ``dataclasses.replace`` carries it over, so a node rebuilt by a pass keeps
+the checker's side tables (:meth:`ebmgraph.check.Checked.module_of`, ``operand_shapes``), which
+are keyed by it. Like source locations, uids take no part in equality, hashing or ``repr``.
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Union
 
@@ -40,6 +47,14 @@ _NOLOC = Loc()
 
 def _loc() -> Loc:
     return field(default=_NOLOC, compare=False, repr=False)
+
+
+_UIDS = itertools.count(1)
+
+
+def _uid() -> int:
+    """A node's stable id: keyword-only, fresh per construction, kept by ``dataclasses.replace``."""
+    return field(default_factory=_UIDS.__next__, compare=False, repr=False, kw_only=True)
 
 
 # ----------------------------------------------------------------------------- domains
@@ -72,6 +87,7 @@ class Ref:
 
     name: str
     index: sympy.Expr | None = None
+    uid: int = _uid()
 
 
 @dataclass(frozen=True)
@@ -80,11 +96,13 @@ class Call:
 
     fn: str
     args: tuple["Expr", ...]
+    uid: int = _uid()
 
 
 @dataclass(frozen=True)
 class Num:
     value: float
+    uid: int = _uid()
 
 
 @dataclass(frozen=True)
@@ -92,6 +110,7 @@ class Weight:
     """A symbolic weight (the paper's u_i, v_j of eq. 1–3), set at run time."""
 
     name: str
+    uid: int = _uid()
 
 
 @dataclass(frozen=True)
@@ -99,11 +118,13 @@ class BinOp:
     op: str  # one of + - * /
     left: "Expr"
     right: "Expr"
+    uid: int = _uid()
 
 
 @dataclass(frozen=True)
 class Neg:
     operand: "Expr"
+    uid: int = _uid()
 
 
 Expr = Union[Ref, Call, Num, Weight, BinOp, Neg]

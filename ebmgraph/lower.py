@@ -103,7 +103,7 @@ class _Gen:
             return f"-({rec(e.operand)})"
         if isinstance(e, ir.BinOp):
             left, right = rec(e.left), rec(e.right)
-            ls, rs = self.chk.expr_shapes.get(id(e), (None, None))
+            ls, rs = self.chk.operand_shapes(e)
             # a per-sample scalar ([B]: a scalar term, or a [B] weight) against a vector: align the batch axis
             if self._scalar(ls) and not self._scalar(rs):
                 left = f"_col({left}, {len(rs)})"
@@ -111,7 +111,7 @@ class _Gen:
                 right = f"_col({right}, {len(ls)})"
             return f"({left} {e.op} {right})"
         if isinstance(e, ir.Call):
-            mod = self.chk.call_module[id(e)]
+            mod = self.chk.module_of(e)
             call = f"M.{mod}({', '.join(rec(a) for a in e.args)})"
             # in an energy, a module with a [1] output (a critic) is a scalar per sample
             out = self.chk.modules[mod].out_shape

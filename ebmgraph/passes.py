@@ -16,15 +16,16 @@ from .elements import ancestors_of
 
 
 def _fold(e: ir.Expr) -> ir.Expr:
+    """``e`` with arithmetic on numbers done; a rebuilt node keeps its uid, a folded number is a new node."""
     if isinstance(e, ir.Call):
-        return ir.Call(e.fn, tuple(_fold(a) for a in e.args))
+        return dataclasses.replace(e, args=tuple(_fold(a) for a in e.args))
     if isinstance(e, ir.Neg):
         inner = _fold(e.operand)
         if isinstance(inner, ir.Num):
             return ir.Num(-inner.value)
         if isinstance(inner, ir.Neg):
             return inner.operand
-        return ir.Neg(inner)
+        return dataclasses.replace(e, operand=inner)
     if isinstance(e, ir.BinOp):
         a, b = _fold(e.left), _fold(e.right)
         if isinstance(a, ir.Num) and isinstance(b, ir.Num) and not (e.op == "/" and b.value == 0):
@@ -38,7 +39,7 @@ def _fold(e: ir.Expr) -> ir.Expr:
             return a
         if e.op == "+" and isinstance(a, ir.Num) and a.value == 0.0:
             return b
-        return ir.BinOp(e.op, a, b)
+        return dataclasses.replace(e, left=a, right=b)
     return e
 
 
@@ -155,6 +156,6 @@ def find_rollouts(chk: Checked) -> tuple[ir.Rollout, ...]:
                 inputs.append(ir.RolloutInput(a.name, "c", ps[0] if a.name in chk.lengths else None))
         else:
             if n_state == 1:
-                out.append(ir.Rollout(f.target.name, fi, chk.call_module[id(f.value)], span[0], len(ts), order,
+                out.append(ir.Rollout(f.target.name, fi, chk.module_of(f.value), span[0], len(ts), order,
                                       tuple(inputs)))
     return tuple(out)

@@ -5,7 +5,8 @@ The loop is a function over explicit state: :func:`plan_step` maps (observation,
 (action, new state, what the plan found) with :func:`ebmgraph.minimize` doing the planning, so
 any method the action domain allows (gradient, CEM, MPPI for continuous actions; exhaustive,
 beam, DP, MCTS for discrete ones) drives the agent. :func:`run_episode` and :func:`run` add the
-environment; nothing here knows which environment or model it is.
+environment (stepped by :func:`ebmgraph.agent.loop.rollout`, the loop ``collect`` shares); nothing here knows
+which environment or model it is.
 """
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from ..elements import ancestors_of
 from ..errors import SpecError
 from ..infer import minimize
 from ..util import as_generator
-from .envs import Binding, bind, default_method, env_facts, make_env
+from .envs import Binding, bind, default_method, make_env
+from .loop import rollout
 
 # methods that take a warm start (init=), and per-method settings for acting on a per-decision budget
 WARM = ("gradient", "cem", "mppi", "mcts", "auto")
@@ -259,7 +261,8 @@ class Episode:
 def run_episode(env, planner: Planner, *, seed: int, record: bool = False, frame_every: int = 1,
                 max_steps: int | None = None, on_step=None, policy=None, options: dict | None = None,
                 rng: torch.Tensor | None = None) -> Episode:
-    """Reset with ``seed`` and act until the episode ends (or ``max_steps``).
+    """Reset with ``seed`` and act until the episode ends (or ``max_steps``); the steps are
+    :func:`ebmgraph.agent.loop.rollout`'s, the recording :class:`_EpisodeRecorder`'s.
 
     Args:
         record: keep ``env.render()`` frames (the env must be made with ``render_mode="rgb_array"``).
@@ -269,45 +272,64 @@ def run_episode(env, planner: Planner, *, seed: int, record: bool = False, frame
         rng: the planner's random state to start from (``Episode.rng`` of the previous episode); default:
             seeded from the planner's seed.
     """
-    ep = Episode(seed)
-    obs, info = env.reset(seed=seed, options=options)
-    state = planner.initial_state(planner.binding.reset_values(info, planner.ebm), rng) if planner is not None \
-        else PlanState()
-    ep.reset_info = {k: np.asarray(v) for k, v in info.items() if isinstance(v, (int, float, np.ndarray))}
-    facts = env_facts(env, at_reset=True)  # what the environment tells besides its observation (envs.INFO_HOOKS)
-    ep.reset_info.update({k: v for k, v in facts.items() if k != "xy"})
-    while True:
-        ep.observations.append(np.asarray(obs))
-        if "xy" in facts:
-            ep.positions.append(facts["xy"])
-        if record and ep.length % frame_every == 0:
-            ep.frames.append(env.render())
-        if policy is None:
-            action, state, d = plan_step(planner, obs, state)
-            ep.seconds.append(d.seconds)
-            if d.subgoal is not None:
-                ep.subgoals.append(d.subgoal)
-            if ep.upper_path is None and d.upper_path is not None:
-                ep.upper_path = list(d.upper_path)
-        else:
+    rec = _EpisodeRecorder(Episode(seed), env, planner, policy, rng, record, frame_every, on_step)
+    rollout(env, rec.act, seed=seed, options=options, episodes=1, max_steps=max_steps, on_reset=rec.begin,
+            on_step=rec.step)
+    return rec.ep
+
+
+class _EpisodeRecorder:
+    """:func:`run_episode`'s callbacks: plans (or asks ``policy``) each action and fills an :class:`Episode`
+    with what :func:`ebmgraph.agent.loop.rollout` reports."""
+
+    def __init__(self, ep: Episode, env, planner, policy, rng, record: bool, frame_every: int, on_step):
+        self.ep, self.env, self.planner, self.policy, self.rng = ep, env, planner, policy, rng
+        self.record, self.frame_every, self.on_step = record, frame_every, on_step
+        self.state = PlanState()
+
+    def begin(self, episode: int, obs, info: dict, facts: dict) -> None:
+        """The reset: the planner's first state (values from the reset's info, the random state carried in)."""
+        p, ep = self.planner, self.ep
+        self.state = p.initial_state(p.binding.reset_values(info, p.ebm), self.rng) if p is not None else PlanState()
+        ep.reset_info = {k: np.asarray(v) for k, v in info.items() if isinstance(v, (int, float, np.ndarray))}
+        ep.reset_info.update({k: v for k, v in facts.items() if k != "xy"})  # envs.INFO_HOOKS (a maze's goal_xy)
+
+    def act(self, obs):
+        """One decision, timed; the frame before it when recording."""
+        ep = self.ep
+        if self.record and ep.length % self.frame_every == 0:
+            ep.frames.append(self.env.render())
+        if self.policy is not None:
             t0 = time.perf_counter()
-            action = policy(obs)
+            action = self.policy(obs)
             ep.seconds.append(time.perf_counter() - t0)
-        obs, r, term, trunc, info = env.step(action)
-        facts = env_facts(env)
-        ep.actions.append(np.asarray(action))
-        ep.rewards.append(float(r))
-        ep.ret += float(r)
+            return action
+        action, self.state, d = plan_step(self.planner, obs, self.state)
+        ep.seconds.append(d.seconds)
+        if d.subgoal is not None:
+            ep.subgoals.append(d.subgoal)
+        if ep.upper_path is None and d.upper_path is not None:
+            ep.upper_path = list(d.upper_path)
+        return action
+
+    def step(self, tr) -> None:
+        """Record one transition; at the episode's end, how it ended (and its last frame)."""
+        ep = self.ep
+        ep.observations.append(np.asarray(tr.obs))
+        if "xy" in tr.facts:
+            ep.positions.append(tr.facts["xy"])
+        ep.actions.append(np.asarray(tr.action))
+        ep.rewards.append(float(tr.reward))
+        ep.ret += float(tr.reward)
         ep.length += 1
-        if on_step is not None:
-            on_step()
-        if term or trunc or (max_steps is not None and ep.length >= max_steps):
-            ep.terminated = bool(term)
-            ep.rng = state.rng
-            ep.success = bool(info["success"]) if "success" in info else None
-            if record:
-                ep.frames.append(env.render())
-            return ep
+        if self.on_step is not None:
+            self.on_step()
+        if tr.last:
+            ep.terminated = bool(tr.terminated)
+            ep.rng = self.state.rng
+            ep.success = bool(tr.info["success"]) if "success" in tr.info else None
+            if self.record:
+                ep.frames.append(self.env.render())
 
 
 class Mode1:

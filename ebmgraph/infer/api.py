@@ -14,7 +14,7 @@ import torch
 from .. import ir
 from ..errors import SpecError
 from ..util import as_generator
-from .core import MinimizeResult, Problem
+from .core import MinimizeResult, Objective, Problem, check_weights
 from .discrete import beam, dp, exhaustive, mixed, space_size
 from .gradient import gradient
 from .objectives import with_adversary, with_penalty, with_risk
@@ -95,13 +95,13 @@ def minimize(ebm, observed: dict | None = None, over=None, method: str = "auto",
              generator: torch.Generator | None = None, maximize=(), sample=None, n_draws: int | None = None,
              risk: float | None = None, inner_steps: int | None = None, inner_lr: float | None = None,
              exhaustive_limit: int = 65536, batch: int | None = None, fused: bool = False, penalty=None,
-             **settings) -> MinimizeResult:
+             weights: dict | None = None, **settings) -> MinimizeResult:
     """Minimize the energy over latents and actions: ``argmin_z E(x, z)`` (§3.1.2, eq. 4–5).
 
-    One objective contract: every method minimizes what ``sample``/``risk``/``n_draws``, ``maximize``
-    and ``penalty`` say, or refuses the combination with an error naming the setting (MCTS takes sampled
-    latents as chance nodes, i.e. ``risk=0``, and none of the others; the fused kernels take ``penalty``
-    only; ``dp``, ``beam`` and ``mixed`` take none of them). A setting that would change nothing is
+    One objective contract: every method minimizes what ``sample``/``risk``/``n_draws``, ``maximize``,
+    ``penalty`` and ``weights`` say, or refuses the combination with an error naming the setting (MCTS takes
+    sampled latents as chance nodes, i.e. ``risk=0``, and none of the others; the fused kernels take ``penalty``
+    only; ``dp``, ``beam`` and ``mixed`` take ``weights`` only). A setting that would change nothing is
     refused too (``risk=`` with no sampled latent, ``inner_steps=`` with nothing maximized).
 
     Args:
@@ -113,17 +113,18 @@ def minimize(ebm, observed: dict | None = None, over=None, method: str = "auto",
         seed, generator: randomness (a generator wins over the seed).
         maximize: latents to maximize over, adversarially (§5: ``min_a max_w E``); ``inner_steps``
             (default 50) and ``inner_lr`` (0.1): the ascent over continuous ones.
-        sample: latents drawn rather than minimized (default: those marked ``sampled: true``);
-            the objective becomes ``mean + risk·std`` (``risk`` default 0) over ``n_draws`` (default 16)
-            draws (Figure 17) of the energy without the sampled latents' own priors R(z) (the draws already
-            follow them).
+        sample: latents drawn rather than minimized (default: those marked ``sampled: true``); the objective
+            becomes ``mean + risk·std`` (``risk`` default 0) over ``n_draws`` (default 16) draws (Figure 17)
+            of the energy without the sampled latents' own priors R(z) (the draws already follow them).
         penalty: optional ``{name: value} -> [N]`` added to the objective while minimizing (not to
             the reported energy), e.g. a noisy latent's information cost (§4.5).
-        fused: with ``cem``/``mppi`` on a Mode-2 spec that fits the energy-fused kernel
-            (``ebm.explain()`` says), run every iteration's rollouts in one Triton kernel
-            (``ebmgraph.infer.fused.plan_fused``), with the unfused planners' settings and defaults
-            (``samples``, ``iters``, ``sigma``, ``init``, ``temperature`` / ``elite_frac``, ``momentum``,
-            ``min_sigma``) and their elite count.
+        weights: overrides of the spec's symbolic weights, ``{name: number}`` (the configurator's u_i,
+            eq. 1–3), for every energy evaluation of this minimization and the energy reported; the model's
+            own weights are not touched (amortized inference minimizes with the encoder term off, Fig. 20).
+        fused: with ``cem``/``mppi`` on a Mode-2 spec that fits the energy-fused kernel (``ebm.explain()``
+            says), run every iteration's rollouts in one Triton kernel (``ebmgraph.infer.fused.plan_fused``),
+            with the unfused planners' settings (``samples``, ``iters``, ``sigma``, ``init``, ``temperature`` /
+            ``elite_frac``, ``momentum``, ``min_sigma``), defaults and elite count.
         settings: method settings (``optimizer``, ``steps``, ``restarts``, ``init``, ``samples``,
             ``iters``, ``width``, ``simulations``, ``compile`` ...).
 
@@ -139,9 +140,27 @@ def minimize(ebm, observed: dict | None = None, over=None, method: str = "auto",
         >>> bool((r.energy <= ebm.energy(**obs, z=torch.zeros(2, 2)).total + 1e-6).all())
         True
     """
+    given = _check_call(observed, method, settings, exhaustive_limit, n_draws, risk, inner_steps, inner_lr)
+    observed = dict(observed or {})
+    over, maximize, sample = _roles(ebm.graph, observed, over, maximize, sample)
+    weights = check_weights(ebm, weights) or None
+    _check_objective(ebm.graph, method, fused, maximize, sample, given, penalty, weights)
+    gen = as_generator(generator if generator is not None else seed)
+    if fused:
+        return _fused(ebm, observed, over, method, seed, generator, settings, penalty)
+    if method == "mcts":
+        return _mcts(ebm, observed, over, sample, gen, batch, settings)
+    prob = Problem(ebm, observed, over, batch=batch, handled=tuple(maximize) + tuple(sample), weights=weights)
+    _wrap_objective(prob, method, sample, maximize, penalty, given, gen)
+    return _run(prob, method, gen, exhaustive_limit, settings, sample, maximize)
+
+
+def _check_call(observed, method: str, settings: dict, exhaustive_limit: int, n_draws, risk, inner_steps,
+                inner_lr) -> dict:
+    """Refuse a malformed call (an unknown method, ``observed`` not a dict, meaningless settings); returns the
+    objective settings given, ``{"n_draws": .., "risk": .., "inner_steps": .., "inner_lr": ..}`` (those not None)."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; one of {', '.join(METHODS)}")
-    g = ebm.graph
     if observed is not None and not isinstance(observed, dict):
         raise SpecError(f"observed must be a dict {{name: [B, *shape] tensor}}, got {type(observed).__name__}"
                         + (" (pass observed={'x': x})" if isinstance(observed, torch.Tensor) else ""))
@@ -150,7 +169,12 @@ def minimize(ebm, observed: dict | None = None, over=None, method: str = "auto",
     check_settings({**given, "exhaustive_limit": exhaustive_limit, **settings})
     if risk is not None and (isinstance(risk, bool) or not isinstance(risk, (int, float)) or not math.isfinite(risk)):
         raise SpecError(f"setting risk must be a finite number, got {risk!r}")
-    observed = dict(observed or {})
+    return given
+
+
+def _roles(g, observed: dict, over, maximize, sample) -> tuple[list, list, list]:
+    """``(over, maximize, sample)`` as name lists: sampled latents default to those marked ``sampled: true``
+    that are neither observed, minimized nor maximized; ``over`` to every other variable not observed."""
     maximize = [maximize] if isinstance(maximize, str) else list(maximize)
     if sample is None:
         sample = [v.name for v in g.variables if v.sampled and v.name not in observed
@@ -162,14 +186,12 @@ def minimize(ebm, observed: dict | None = None, over=None, method: str = "auto",
     for w in maximize + sample:
         if g.var(w) is None:
             raise SpecError(f"unknown variable {w}")
-    _check_objective(g, method, fused, maximize, sample, given, penalty)
-    gen = as_generator(generator if generator is not None else seed)
-    if fused:
-        return _fused(ebm, observed, over, method, seed, generator, settings, penalty)
-    if method == "mcts":
-        return _mcts(ebm, observed, over, sample, gen, batch, settings)
-    prob = Problem(ebm, observed, over, batch=batch, handled=tuple(maximize) + tuple(sample))
-    _wrap_objective(prob, sample, maximize, penalty, given, gen)
+    return over, maximize, sample
+
+
+def _run(prob: Problem, method: str, gen, exhaustive_limit: int, settings: dict, sample: list,
+         maximize: list) -> MinimizeResult:
+    """Choose the method (``auto``), refuse what it does not take, run it and record why it ran."""
     explanation = f"method={method} (chosen by the caller)"
     if method == "auto":
         method, explanation = _auto(prob, exhaustive_limit)
@@ -187,6 +209,8 @@ def minimize(ebm, observed: dict | None = None, over=None, method: str = "auto",
         info["sampled"] = sample
     if maximize:
         info["maximized"] = maximize
+    if prob.weights:
+        info["weights"] = {k: float(v) for k, v in prob.weights.items()}
     return MinimizeResult(res.values, res.energy, res.terms, res.trace, res.method, info)
 
 
@@ -203,12 +227,15 @@ def _mcts(ebm, observed, over, sample, gen, batch, settings) -> MinimizeResult:
     return MCTS(ebm, observed, over, sample=sample, generator=gen, batch=batch, **settings).search(sims)
 
 
-def _wrap_objective(prob: Problem, sample: list, maximize: list, penalty, given: dict, gen) -> None:
-    """Install what ``sample``/``risk``/``n_draws``, ``maximize`` and ``penalty`` make the objective."""
+def _wrap_objective(prob: Problem, method: str, sample: list, maximize: list, penalty, given: dict, gen) -> None:
+    """Install what ``sample``/``risk``/``n_draws``, ``maximize``, ``penalty`` and ``weights`` make the objective."""
     if sample:
         prob.wrap(with_risk(prob, sample, given.get("n_draws", 16), float(given.get("risk", 0.0)), gen))
     if maximize:
         prob.wrap(with_adversary(prob, maximize, given.get("inner_steps", 50), given.get("inner_lr", 0.1)))
+    if prob.weights and method in ("cem", "mppi"):
+        # their plain-energy iteration reads the model's own weights; the wrapped one evaluates through the problem
+        prob.wrap(Objective(lambda values, k: prob.evaluate(values, k).total, None, ("weights",)))
     if penalty is not None:
         prob.wrap(with_penalty(prob, penalty))
 
@@ -218,10 +245,16 @@ def _named(settings) -> str:
     return " / ".join(f"{s}=" for s in settings)
 
 
-def _check_objective(g, method: str, fused: bool, maximize: list, sample: list, given: dict, penalty) -> None:
+def _check_objective(g, method: str, fused: bool, maximize: list, sample: list, given: dict, penalty,
+                     weights=None) -> None:
     """Refuse, by name, an objective setting that the chosen path would not honour (issue 27.2)."""
     if sample and maximize:
         raise SpecError("maximize= and sampled latents together are not supported")
+    if weights and (sample or maximize or fused or method == "mcts"):
+        what = ("fused=True" if fused else "method 'mcts'" if method == "mcts"
+                else f"sampled latents {sample}" if sample else f"maximize={maximize}")
+        raise SpecError(f"weights= overrides the weights of minimize's own energy evaluations; {what} evaluates the "
+                        f"model with its own weights and does not take it: drop weights= (or set them on the model)")
     for k in ("risk", "n_draws"):
         if k in given and not sample:
             raise SpecError(f"{k}= weighs draws of sampled latents, and {g.name} samples none here (mark a latent "

@@ -7,6 +7,7 @@ are scored in one ``[B*K]`` batch (row ``b*K + k`` is candidate ``k`` of problem
 """
 from __future__ import annotations
 
+import math
 import types
 import weakref
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ import torch
 
 from .. import ir
 from ..conventions import repeat_rows
-from ..errors import SpecError
+from ..errors import Loc, SpecError
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,32 @@ class Objective:
     settings: tuple = ()
 
 
+def check_weights(ebm, weights: dict | None) -> dict | None:
+    """Per-call overrides of the spec's symbolic weights (the configurator's u_i, eq. 1–3), checked once:
+    ``{name: finite number}`` -> ``{name: 0-d tensor}`` on the model's device and dtype (None: none).
+    An unknown name is refused with the spec's weights listed."""
+    if weights is None:
+        return None
+    where = Loc(ebm.graph.file)
+    if not isinstance(weights, dict):
+        raise SpecError(f"weights must be a dict {{name: number}}, got {type(weights).__name__}", where)
+    known = [k for k, _ in ebm.graph.weights]
+    unknown = sorted(str(k) for k in weights if k not in known)
+    if unknown:
+        raise SpecError(f"unknown weight(s) {', '.join(unknown)}; {ebm.graph.name} has weights "
+                        f"{', '.join(known) or '(none)'}", where, tuple(unknown))
+    out = {}
+    for k, v in weights.items():
+        t = v.detach() if isinstance(v, torch.Tensor) else None
+        if isinstance(v, bool) or (t is None and not isinstance(v, (int, float))) or (t is not None and t.numel() != 1):
+            raise SpecError(f"weight {k} must be a number, got {v!r}", where, (k,))
+        f = float(t) if t is not None else float(v)
+        if not math.isfinite(f):
+            raise SpecError(f"weight {k} must be a finite number, got {f}", where, (k,))
+        out[k] = torch.tensor(f, dtype=ebm.dtype, device=ebm.device)
+    return out
+
+
 class Problem:
     """Observed values, the variables minimized over, and batched evaluation.
 
@@ -74,12 +101,17 @@ class Problem:
         observed: ``{name: [B, *shape]}`` fixed values (anything not minimized over).
         over: names to minimize over.
         batch: batch size when ``observed`` is empty.
+        weights: overrides of the spec's symbolic weights (``{"h": 0.0}``) applied to every energy
+            evaluation of this problem (:func:`check_weights`); the model's own weights are left alone.
     """
 
-    __slots__ = ("ebm", "over", "vars", "observed", "B", "device", "dtype", "objective_fn", "report_fn", "wrapped")
+    __slots__ = ("ebm", "over", "vars", "observed", "B", "device", "dtype", "objective_fn", "report_fn", "wrapped",
+                 "weights")
 
-    def __init__(self, ebm, observed: dict | None, over, batch: int | None = None, handled=()):
+    def __init__(self, ebm, observed: dict | None, over, batch: int | None = None, handled=(),
+                 weights: dict | None = None):
         self.ebm = ebm
+        self.weights = check_weights(ebm, weights)
         g = ebm.graph
         names = [v.name for v in g.variables]
         observed = dict(observed or {})
@@ -170,7 +202,7 @@ class Problem:
             EnergyResult with ``total`` ``[B*k]``.
         """
         # candidates are projected by the minimizers; the observation is encoded once per problem
-        return self.ebm.evaluate({**self.given(k), **values}, validate=False, repeat=k)
+        return self.ebm.evaluate({**self.given(k), **values}, validate=False, repeat=k, weights=self.weights)
 
     def given(self, k: int) -> dict:
         """The observed values for ``k`` candidates per problem, as ``ebm.evaluate(..., repeat=k)`` takes
@@ -183,7 +215,7 @@ class Problem:
         """A ``[B*k]`` problem with some of ``over`` fixed to ``fixed`` (used by mixed search)."""
         obs = {n: repeat_rows(v, k) for n, v in self.observed.items()}
         obs.update(fixed)
-        return Problem(self.ebm, obs, over)
+        return Problem(self.ebm, obs, over, weights=self.weights)
 
     def result(self, values: dict, trace, method: str, info: dict | None = None) -> MinimizeResult:
         """Re-evaluate ``values`` through the model and package them."""
@@ -265,7 +297,7 @@ class FiniteWatch:
         b = r // rows_per_problem
         bad_vals = {n: v[r:r + 1] for n, v in unpack(self.x).items()}
         sub = Problem(prob.ebm, {n: v[b:b + 1] for n, v in prob.observed.items()}, prob.over,
-                      handled=tuple(v.name for v in prob.ebm.graph.variables))
+                      handled=tuple(v.name for v in prob.ebm.graph.variables), weights=prob.weights)
         try:
             with torch.no_grad():
                 terms = [t for t, v in sub.evaluate(bad_vals).terms.items() if not bool(torch.isfinite(v).all())]

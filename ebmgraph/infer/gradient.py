@@ -93,6 +93,55 @@ def _lbfgs(f_and_g, X, project, *, steps: int, history: int, tol: float, ls_step
     return X, f
 
 
+class _Best:
+    """The best iterate so far per row ``[N, D]`` (rows: problem × restart), the per-problem trace of the best
+    energy and the watch for non-finite objective values; ``step(X, f)`` records one iterate."""
+
+    def __init__(self, X: torch.Tensor, f0: torch.Tensor, B: int, Rn: int):
+        self.B, self.Rn = B, Rn
+        self.X, self.f = X.clone(), f0.clone()
+        self.trace = [self.f.view(B, Rn).amin(1)]
+        self.watch = FiniteWatch(B * Rn, X.shape[-1], X)
+        self.watch.update(X[:, None], f0[:, None], 0)
+
+    def step(self, Xc: torch.Tensor, fc: torch.Tensor) -> None:
+        self.watch.update(Xc[:, None], fc[:, None], len(self.trace))
+        better = fc < self.f
+        self.f = torch.where(better, fc, self.f)
+        self.X = torch.where(better[:, None], Xc.detach(), self.X)
+        self.trace.append(self.f.view(self.B, self.Rn).amin(1))
+
+    def answer(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(X [B, D], k [B])``: each problem's best iterate and the restart it came from."""
+        k = self.f.view(self.B, self.Rn).argmin(1)
+        return self.X.view(self.B, self.Rn, -1)[torch.arange(self.B, device=self.X.device), k], k
+
+
+def _first_order(f_only, X, project, best: _Best, *, optimizer: str, steps: int, lr: float | None,
+                 schedule: str) -> None:
+    """Projected Adam or SGD from ``X`` ``[N, D]`` for ``steps`` iterations, each iterate given to ``best``."""
+    P = X.clone().requires_grad_(True)
+    lr = lr if lr is not None else (0.05 if optimizer == "adam" else 0.01)
+    opt = torch.optim.Adam([P], lr=lr) if optimizer == "adam" else torch.optim.SGD([P], lr=lr)
+    # cosine decay to zero: a fixed step leaves Adam hovering at O(lr) from the minimum
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps)) if schedule == "cosine" else None
+    for i in range(steps):
+        with torch.enable_grad():
+            f = f_only(P)
+            # gradients w.r.t. the variables only: the model's parameters must not collect any
+            # (training calls this inside its own forward pass)
+            (P.grad,) = torch.autograd.grad(f.sum(), P)
+        if i > 0:  # the iterate just evaluated (step 0's is the start, already recorded)
+            best.step(P.detach().clone(), f.detach())
+        opt.step()
+        if sched is not None:
+            sched.step()
+        with torch.no_grad():
+            P.copy_(project(P))
+    with torch.no_grad():
+        best.step(P.detach(), f_only(P))
+
+
 def gradient(prob: Problem, *, optimizer: str = "lbfgs", steps: int | None = None, lr: float | None = None,
              restarts: int = 1, init: dict | None = None, init_scale: float = 1.0, history: int = 10,
              tol: float = 1e-10, ls_steps: int = 25, generator: torch.Generator | None = None,
@@ -132,49 +181,16 @@ def gradient(prob: Problem, *, optimizer: str = "lbfgs", steps: int | None = Non
             X = X.detach().requires_grad_(True)
             f = f_only(X)
             (g,) = torch.autograd.grad(f.sum(), X)
-        watch.update(X.detach()[:, None], f.detach()[:, None], len(trace))  # line-search trials included
+        best.watch.update(X.detach()[:, None], f.detach()[:, None], len(best.trace))  # line-search trials included
         return f.detach(), g.detach()
 
     with torch.no_grad():
-        f0 = f_only(X)
-    best_X, best_f = X.clone(), f0.clone()
-    trace = [best_f.view(B, Rn).amin(1)]
-    watch = FiniteWatch(B * Rn, X.shape[-1], X)
-    watch.update(X[:, None], f0[:, None], 0)
-
-    def on_step(Xc, fc):
-        nonlocal best_X, best_f
-        watch.update(Xc[:, None], fc[:, None], len(trace))
-        better = fc < best_f
-        best_f = torch.where(better, fc, best_f)
-        best_X = torch.where(better[:, None], Xc.detach(), best_X)
-        trace.append(best_f.view(B, Rn).amin(1))
-
+        best = _Best(X, f_only(X), B, Rn)
     if optimizer == "lbfgs":
-        _lbfgs(f_and_g, X, project, steps=steps, history=history, tol=tol, ls_steps=ls_steps, on_step=on_step)
+        _lbfgs(f_and_g, X, project, steps=steps, history=history, tol=tol, ls_steps=ls_steps, on_step=best.step)
     else:
-        P = X.clone().requires_grad_(True)
-        lr = lr if lr is not None else (0.05 if optimizer == "adam" else 0.01)
-        opt = torch.optim.Adam([P], lr=lr) if optimizer == "adam" else torch.optim.SGD([P], lr=lr)
-        # cosine decay to zero: a fixed step leaves Adam hovering at O(lr) from the minimum
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps)) if schedule == "cosine" else None
-        for i in range(steps):
-            with torch.enable_grad():
-                f = f_only(P)
-                # gradients w.r.t. the variables only: the model's parameters must not collect any
-                # (training calls this inside its own forward pass)
-                (P.grad,) = torch.autograd.grad(f.sum(), P)
-            if i > 0:  # the iterate just evaluated (step 0's is the start, already recorded)
-                on_step(P.detach().clone(), f.detach())
-            opt.step()
-            if sched is not None:
-                sched.step()
-            with torch.no_grad():
-                P.copy_(project(P))
-        with torch.no_grad():
-            on_step(P.detach(), f_only(P))
-    k = best_f.view(B, Rn).argmin(1)
-    Xb = best_X.view(B, Rn, -1)[torch.arange(B, device=X.device), k]
-    watch.check(prob, unpack, f"gradient/{optimizer}", unpack(Xb), rows_per_problem=Rn)
-    return prob.result(unpack(Xb), trace, f"gradient/{optimizer}",
+        _first_order(f_only, X, project, best, optimizer=optimizer, steps=steps, lr=lr, schedule=schedule)
+    Xb, k = best.answer()
+    best.watch.check(prob, unpack, f"gradient/{optimizer}", unpack(Xb), rows_per_problem=Rn)
+    return prob.result(unpack(Xb), best.trace, f"gradient/{optimizer}",
                        {"restarts": Rn, "steps": steps, "best_restart": k})

@@ -49,7 +49,7 @@ class StepTerm:
 class Stepwise:
     """A step-wise spec: the recurrence over ``action`` and how to compute one step of it.
 
-    ``refs`` maps ``id(Ref)`` of every reference in the predictor call and the step terms to how a step
+    ``refs`` maps the ``uid`` of every reference in the predictor call and the step terms to how a step
     reads it: ``("state",)`` the state before the step, ``("new",)`` after it, ``("action",)`` the step's
     action, ``("whole", name)`` an action-free value, ``("at", name, p)`` its element ``p``,
     ``("shift", name, c)`` its element ``t + c`` (``t`` the term's loop value; the predictor's per-step
@@ -91,79 +91,133 @@ def _elem(name: str, p: int, chk) -> str:
 def analyze_stepwise(chk, rollouts, action: str, chance=()) -> tuple[Stepwise | None, str]:
     """The step-wise description of a checked spec searched over ``action``, or None and why not.
 
+    The stages: the one recurrence that reads ``action`` (:func:`_recurrence`), nothing else computed from
+    it (:func:`_outside_recurrence`), how the predictor's arguments are read (:meth:`_Reads.predictor`),
+    then the energy terms split into per-step templates and a constant part (:func:`_step_terms`).
+
     Args:
         chk: the checked graph (``ebm.checked``); rollouts: its recurrences (``ebm.rollouts``).
         action: the searched discrete array ``a[t]``; chance: latents drawn during the search.
     """
-    g, G = chk.graph, chk.elements
+    found = _recurrence(chk, rollouts, action)
+    if isinstance(found, str):
+        return None, found
+    r, L, K = found
+    dep = _descendants(chk.elements, [(action, p) for p in range(L)])
+    why = _outside_recurrence(chk, r, action, dep, chance)
+    if why:
+        return None, why
+    reads = _Reads(chk, r, action, dep)
+    call = chk.graph.functions[r.function].value
+    why = reads.predictor(call)
+    if why:
+        return None, why
+    found = _step_terms(chk, action, dep, reads)
+    if isinstance(found, str):
+        return None, found
+    terms, constant = found
+    return Stepwise(action, r.state, r.module, call, reads.base, L, K, terms, reads.refs, constant,
+                    tuple(sorted(reads.needs))), "fits"
+
+
+def _recurrence(chk, rollouts, action: str):
+    """``(rollout, L, K)``: the one recurrence reading ``action`` (``L`` elements, ``K`` values) one element per
+    step, or why not (a string)."""
+    g = chk.graph
     L = chk.lengths.get(action)
     if L is None:
-        return None, f"{action} is not an array"
+        return f"{action} is not an array"
     var = g.var(action)
     if var is None or not isinstance(var.domain, ir.Discrete):
-        return None, f"{action} is not discrete"
+        return f"{action} is not discrete"
     reads = [r for r in rollouts if any(i.name == action and i.kind == "p" for i in r.inputs)]
     if len(reads) != 1:
-        return None, (f"no recurrence s[t+1] = Pred(s[t], {action}[t], ...) reads {action}" if not reads else
-                      f"{len(reads)} recurrences read {action}; one state per node is kept")
+        return (f"no recurrence s[t+1] = Pred(s[t], {action}[t], ...) reads {action}" if not reads else
+                f"{len(reads)} recurrences read {action}; one state per node is kept")
     r = reads[0]
     inp = next(i for i in r.inputs if i.name == action)
     if (inp.start, inp.stop) != (0, L) or r.steps != L:
-        return None, f"the recurrence of {r.state} must read {action}[0..{L - 1}], one element per step"
-    base = r.start - 1
-    dep = _descendants(G, [(action, p) for p in range(L)])
-    noisy = _descendants(G, [(c, p) for c in chance for p in range(chk.lengths.get(c, 1))])
+        return f"the recurrence of {r.state} must read {action}[0..{L - 1}], one element per step"
+    return r, L, var.domain.K
+
+
+def _outside_recurrence(chk, r, action: str, dep: set, chance) -> str | None:
+    """Why the elements computed from ``action`` (``dep``) or from the chance latents are not only the
+    recurrence's state ``r.state[start..start+L-1]`` (None when they are)."""
+    L = chk.lengths[action]
+    noisy = _descendants(chk.elements, [(c, p) for c in chance for p in range(chk.lengths.get(c, 1))])
     for n, p in sorted(noisy, key=str):
         if str(n).startswith("energy:") or n == r.state:
-            return None, f"{n.removeprefix('energy:')} reads the chance latent(s) {', '.join(chance)}"
+            return f"{n.removeprefix('energy:')} reads the chance latent(s) {', '.join(chance)}"
     for n, p in sorted(dep, key=str):
         if n == action or str(n).startswith("energy:"):
             continue
         if n != r.state or not (r.start <= p < r.start + L):
-            return None, (f"{_elem(n, p, chk)} is computed from {action} outside the recurrence of {r.state}; "
-                          f"only the recurrence's state is kept per node")
-    refs, needs = {}, set()
+            return (f"{_elem(n, p, chk)} is computed from {action} outside the recurrence of {r.state}; "
+                    f"only the recurrence's state is kept per node")
+    return None
 
-    def classify(ref: ir.Ref, pos: int, k: int, t: int | None):
+
+class _Reads:
+    """How a step reads each reference of the predictor call and the step terms (``Stepwise.refs``, keyed by
+    the ``Ref`` node's uid), and the action-free values those reads need (``needs``)."""
+
+    def __init__(self, chk, r, action: str, dep: set):
+        self.chk, self.r, self.action, self.dep = chk, r, action, dep
+        self.base = r.start - 1  # position of the state before a[0]
+        self.refs: dict[int, tuple] = {}
+        self.needs: set[str] = set()
+
+    def classify(self, ref: ir.Ref, pos: int, k: int, t: int | None):
         """How step ``k`` reads ``ref`` at ``pos``, or a reason string; ``t``: the term's loop value when the
         position moves with it (None: a fixed position)."""
-        if ref.name == r.state and pos == base + k + 1:
+        state, action = self.r.state, self.action
+        if ref.name == state and pos == self.base + k + 1:
             return ("new",)
-        if ref.name == r.state and pos == base + k:
+        if ref.name == state and pos == self.base + k:
             return ("state",)
         if ref.name == action:
             return ("action",) if pos == k else f"reads {action}[{pos}] at step {k} (only the step's own action)"
-        if (ref.name, pos) in dep:
-            return f"reads {_elem(ref.name, pos, chk)}, which is not the state before or after step {k}"
+        if (ref.name, pos) in self.dep:
+            return f"reads {_elem(ref.name, pos, self.chk)}, which is not the state before or after step {k}"
+        self.needs.add(ref.name)
         if ref.index is None:
-            needs.add(ref.name)
             return ("whole", ref.name)
-        needs.add(ref.name)
         return ("shift", ref.name, pos - t) if t is not None else ("at", ref.name, pos)
 
-    def note(ref, how, what):
+    def note(self, ref: ir.Ref, how, what: str) -> str | None:
+        """Record ``how`` ``ref`` is read; why not (a string) when it is a reason or differs from an earlier step."""
         if isinstance(how, str):
             return f"{what} {how}"
-        if refs.setdefault(id(ref), how) != how:
+        if self.refs.setdefault(ref.uid, how) != how:
             return f"{what} reads {ref.name} at positions that do not move one step per step"
         return None
 
-    call = g.functions[r.function].value
-    ps_of = {i.name: i for i in r.inputs}
-    for a in call.args:
-        if a.name == r.state:
-            refs[id(a)] = ("state",)
-        elif a.name == action:
-            refs[id(a)] = ("action",)
-        elif any((a.name, p) in dep for p in range(chk.lengths.get(a.name, 1))):
-            return None, f"the predictor reads {a.name}, which is computed from {action}"
-        else:
-            i = ps_of[a.name]
-            needs.add(a.name)
-            refs[id(a)] = ("shift", a.name, i.start) if i.kind == "p" else (
-                ("whole", a.name) if i.start is None else ("at", a.name, i.start))
+    def predictor(self, call: ir.Call) -> str | None:
+        """Record the predictor's arguments: the state, the action, per-step inputs and constants."""
+        r, action, chk = self.r, self.action, self.chk
+        ps_of = {i.name: i for i in r.inputs}
+        for a in call.args:
+            if a.name == r.state:
+                self.refs[a.uid] = ("state",)
+            elif a.name == action:
+                self.refs[a.uid] = ("action",)
+            elif any((a.name, p) in self.dep for p in range(chk.lengths.get(a.name, 1))):
+                return f"the predictor reads {a.name}, which is computed from {action}"
+            else:
+                i = ps_of[a.name]
+                self.needs.add(a.name)
+                self.refs[a.uid] = ("shift", a.name, i.start) if i.kind == "p" else (
+                    ("whole", a.name) if i.start is None else ("at", a.name, i.start))
+        return None
+
+
+def _step_terms(chk, action: str, dep: set, reads: _Reads):
+    """``(terms, constant)``: each energy term's elements that read ``action`` as one :class:`StepTerm`, and the
+    ``evaluate`` labels of the elements that do not; or why the terms do not follow the steps (a string)."""
+    G = chk.elements
     terms, constant = [], []
-    for e in g.energies:
+    for e in chk.graph.energies:
         ts = chk.loop_values(e.loop)
         nodes = [("energy:" + e.name, t if e.loop else 0) for t in ts]
         live = [(t, n) for t, n in zip(ts, nodes) if n in dep]
@@ -178,18 +232,17 @@ def analyze_stepwise(chk, rollouts, action: str, chance=()) -> tuple[Stepwise | 
             deltas.add(k - (t if e.loop else 0))
             for ref in ir.refs(e.value):
                 moves = e.loop is not None and len(set(chk.positions(ref, e.loop, [u for u, _ in live]))) > 1
-                why = note(ref, classify(ref, chk.position(ref, e.loop, t), k, t if moves else None),
-                           f"energy {e.name}")
+                why = reads.note(ref, reads.classify(ref, chk.position(ref, e.loop, t), k, t if moves else None),
+                                 f"energy {e.name}")
                 if why:
-                    return None, why
+                    return why
         if len(deltas) != 1:
-            return None, f"energy {e.name}'s steps do not follow {action} one step per step"
+            return f"energy {e.name}'s steps do not follow {action} one step per step"
         lt = [t for t, _ in live]
         if lt != list(range(lt[0], lt[-1] + 1)):
-            return None, f"energy {e.name}: the steps that read {action} are not consecutive"
+            return f"energy {e.name}: the steps that read {action} are not consecutive"
         terms.append(StepTerm(e.name, e.value, e.loop, deltas.pop(), lt[0] if e.loop else 0, lt[-1] if e.loop else 0))
-    return Stepwise(action, r.state, r.module, call, base, L, var.domain.K, tuple(terms), refs, tuple(constant),
-                    tuple(sorted(needs))), "fits"
+    return tuple(terms), tuple(constant)
 
 
 class StepModel:
@@ -256,7 +309,7 @@ class StepModel:
         sw, ebm = self.sw, self.ebm
         chk = ebm.checked
         if isinstance(e, ir.Ref):
-            how = sw.refs[id(e)]
+            how = sw.refs[e.uid]
             if how[0] in env:
                 return env[how[0]]
             v = ctx[2 + sw.needs.index(how[1])]
@@ -277,7 +330,7 @@ class StepModel:
         if isinstance(e, ir.BinOp):
             left = self._ev(e.left, ctx, env, t, in_energy, rep)
             right = self._ev(e.right, ctx, env, t, in_energy, rep)
-            ls, rs = chk.expr_shapes.get(id(e), (None, None))
+            ls, rs = chk.operand_shapes(e)
             if is_scalar_shape(ls, in_energy=in_energy) and not is_scalar_shape(rs, in_energy=in_energy):
                 left = per_sample_column(left, len(rs))
             elif is_scalar_shape(rs, in_energy=in_energy) and not is_scalar_shape(ls, in_energy=in_energy):
@@ -285,7 +338,7 @@ class StepModel:
             return {"+": lambda: left + right, "-": lambda: left - right, "*": lambda: left * right,
                     "/": lambda: left / right}[e.op]()
         if isinstance(e, ir.Call):
-            mod = chk.call_module[id(e)]
+            mod = chk.module_of(e)
             out = ebm.mods[mod](*(self._ev(a, ctx, env, t, in_energy, rep) for a in e.args))
             shape = chk.modules[mod].out_shape
             return as_energy(out) if in_energy and shape and is_scalar_shape(shape, in_energy=True) else out

@@ -217,7 +217,7 @@ class Contrastive(EnergyLoss):
                 if self.y in (a, b):
                     r = b if a == self.y else a
                     if r in produced:
-                        return self.ebm.checked.call_module[id(v)], r
+                        return self.ebm.checked.module_of(v), r
         raise ValueError(f"dae (Table 1 row 10) needs an energy D({self.y}, r) with r = g({self.y}) a function of "
                          f"{self.y}: the reconstruction error F(y) = D(y, g(y))")
 

@@ -196,7 +196,8 @@ class Amortized(Regularized):
     while the other terms train the model.
 
     Args:
-        weight: the symbolic weight of the encoder term in the spec (``h``), set to 0 while ž is inferred.
+        weight: the symbolic weight of the encoder term in the spec (``h``), 0 while ž is inferred (a
+            per-call override: the model's weights are left alone).
     """
 
     def __init__(self, ebm, *, weight: str = "h", **kw):
@@ -208,12 +209,12 @@ class Amortized(Regularized):
 
     def data_energy(self, batch, gen, outputs=None):
         inp = self.inputs(batch)
-        w = float(self.ebm.weights()[self.weight])
-        self.ebm.set_weights(**{self.weight: 0.0})
-        try:
-            _, z = training_free_energy(self.ebm, inp, steps=self.infer_steps, seed=gen, return_z=True)
-        finally:
-            self.ebm.set_weights(**{self.weight: w})
+        # ž with the encoder term off, through per-call weights: the model's own weights are never changed
+        # (an exception, or a reader of the model meanwhile, sees them as they are); ž is detached, so its
+        # free energy needs no graph
+        with torch.no_grad():
+            _, z = training_free_energy(self.ebm, inp, steps=self.infer_steps, seed=gen, return_z=True,
+                                        weights={self.weight: 0.0})
         stats = {"z_abs": float(sum(v.float().abs().mean() for v in z.values()))}
         if outputs:
             out = self.ebm.evaluate({**inp, **z}, outputs=outputs, energy=True)

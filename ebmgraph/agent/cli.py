@@ -142,53 +142,89 @@ def cmd_plan(args) -> int:
 
 
 def _plan(args) -> int:
-    from ..util import atomic_write_text, check_writable
-    from . import report
-    from .mpc import run
+    """``plan``'s stages: check the outputs, load the actor, run the episodes (errors end here, one line each),
+    then summarize, draw, keep the memory, write ``results.json`` and report."""
+    from ..util import atomic_write_text
 
-    upper_settings = {}
     try:
-        if args.out:  # a folder that cannot be written fails now, not after the episodes
-            check_writable(Path(args.out) / "results.json")
-        if args.memory:
-            check_writable(args.memory)
-        if args.mode1:
-            planner = load_mode1(args.spec, args.env, args.mode1, weights=args.weights, sizes=parse_sizes(args.size),
-                                 modules=load_modules(args.module), obs=args.obs, seed=args.seed)
-            res = run(args.env, None, episodes=args.episodes, seed=args.seed, record_first=not args.no_frames,
-                      frame_every=args.frame_every, max_steps=args.max_steps, progress=not args.quiet, policy=planner)
-            res.method = f"mode1 {args.mode1}"
-        else:
-            warm = None
-            if args.warm_policy:
-                spec, _, output = args.warm_policy.partition(":")
-                warm = load_mode1(spec, args.env, output or "a_tilde", weights=args.warm_policy_weights, sizes={},
-                                  modules=load_modules(args.module), seed=args.seed)
-            upper = None
-            if args.upper:
-                from ..infer.hierarchical import AbstractGraph
-
-                upper = AbstractGraph.load(args.upper)
-                upper_settings = {"mode": args.upper_mode, "goal": args.upper_goal,
-                                  "subgoal": args.subgoal or args.upper_goal, "state": args.upper_state,
-                                  "candidates": args.upper_candidates}
-            planner = load_planner(args.spec, args.env, method=args.method, settings=parse_settings(args.set),
-                                   seed=args.seed, sizes=parse_sizes(args.size), horizon=args.horizon,
-                                   weights=args.weights, modules=load_modules(args.module), obs=args.obs,
-                                   action=args.action, given=_given(args.given), task=args.task,
-                                   carry=_pairs(args.carry, "--carry", "VARIABLE=FUNCTION (e.g. m=m1)"),
-                                   warm_policy=warm, warm_state=args.warm_state,
-                                   from_info=_pairs(args.from_info, "--from-info", "VARIABLE=KEY (e.g. goal=goal)"),
-                                   upper=upper, upper_settings=upper_settings)
-            res = run(args.env, planner, episodes=args.episodes, seed=args.seed, record_first=not args.no_frames,
-                      frame_every=args.frame_every, max_steps=args.max_steps, progress=not args.quiet,
-                      options=_reset_options(args.reset))
+        _check_outputs(args)
+        planner, upper_settings = _load_actor(args)
+        res = _episodes(args, planner)
     except SpecError as exc:
         print_errors(exc)
         return 1
     except (ValueError, OSError) as exc:
         print(f"ebmgraph plan: error: {exc}", file=sys.stderr)
         return 1
+    summary = _summary(args, res, planner, upper_settings)
+    out = Path(args.out or f"runs/plan-{planner.ebm.graph.name}-{args.env}")
+    out.mkdir(parents=True, exist_ok=True)
+    files = _pictures(args, res, planner, summary, out)
+    summary["files"] = files
+    if args.memory:
+        _save_memory(args, res, summary, files)
+    atomic_write_text(out / "results.json", json.dumps(summary, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    _print_plan(args, res, summary, out, files)
+    return 0
+
+
+def _check_outputs(args) -> None:
+    """A folder or file that cannot be written fails now, not after the episodes."""
+    from ..util import check_writable
+
+    if args.out:
+        check_writable(Path(args.out) / "results.json")
+    if args.memory:
+        check_writable(args.memory)
+
+
+def _load_actor(args):
+    """``(actor, upper settings)``: a :class:`Mode1` policy (``--mode1``) or a planner (with its warm policy and
+    its upper level when asked)."""
+    if args.mode1:
+        return load_mode1(args.spec, args.env, args.mode1, weights=args.weights, sizes=parse_sizes(args.size),
+                          modules=load_modules(args.module), obs=args.obs, seed=args.seed), {}
+    warm = None
+    if args.warm_policy:
+        spec, _, output = args.warm_policy.partition(":")
+        warm = load_mode1(spec, args.env, output or "a_tilde", weights=args.warm_policy_weights, sizes={},
+                          modules=load_modules(args.module), seed=args.seed)
+    upper, upper_settings = None, {}
+    if args.upper:
+        from ..infer.hierarchical import AbstractGraph
+
+        upper = AbstractGraph.load(args.upper)
+        upper_settings = {"mode": args.upper_mode, "goal": args.upper_goal, "subgoal": args.subgoal or args.upper_goal,
+                          "state": args.upper_state, "candidates": args.upper_candidates}
+    planner = load_planner(args.spec, args.env, method=args.method, settings=parse_settings(args.set),
+                           seed=args.seed, sizes=parse_sizes(args.size), horizon=args.horizon,
+                           weights=args.weights, modules=load_modules(args.module), obs=args.obs,
+                           action=args.action, given=_given(args.given), task=args.task,
+                           carry=_pairs(args.carry, "--carry", "VARIABLE=FUNCTION (e.g. m=m1)"),
+                           warm_policy=warm, warm_state=args.warm_state,
+                           from_info=_pairs(args.from_info, "--from-info", "VARIABLE=KEY (e.g. goal=goal)"),
+                           upper=upper, upper_settings=upper_settings)
+    return planner, upper_settings
+
+
+def _episodes(args, actor):
+    """The seeded episodes (:func:`ebmgraph.agent.run`) of a planner, or of a Mode-1 policy (``--mode1``)."""
+    from .mpc import run
+
+    common = dict(episodes=args.episodes, seed=args.seed, record_first=not args.no_frames,
+                  frame_every=args.frame_every, max_steps=args.max_steps, progress=not args.quiet)
+    if args.mode1:
+        res = run(args.env, None, **common, policy=actor)
+        res.method = f"mode1 {args.mode1}"
+        return res
+    return run(args.env, actor, **common, options=_reset_options(args.reset))
+
+
+def _summary(args, res, planner, upper_settings: dict) -> dict:
+    """``results.json``'s record (less its files): the episodes' summary, the spec, its weights, the upper level."""
     summary = res.summary()
     summary["spec"] = planner.ebm.graph.name
     summary["horizon"] = planner.binding.T if not args.mode1 else None
@@ -196,36 +232,45 @@ def _plan(args) -> int:
     summary["weights"] = {k: round(float(v), 6) for k, v in planner.ebm.weights().items()}
     summary["mean_abs_action"] = float(np.mean([np.abs(np.asarray(e.actions, dtype=float)).mean()
                                                 for e in res.episodes]))
-    out = Path(args.out or f"runs/plan-{planner.ebm.graph.name}-{args.env}")
-    out.mkdir(parents=True, exist_ok=True)
-    files = {"returns_plot": str(report.returns_plot(res, out / "returns.png",
-                                                     title=f"{args.env}: {planner.ebm.graph.name}, {res.method}"
-                                                           + (f", horizon {summary['horizon']}" if summary["horizon"]
-                                                              else "")))}
     if args.upper:
         summary["upper"] = {"file": args.upper, **planner.upper.summary(), **upper_settings}
+    return summary
+
+
+def _pictures(args, res, planner, summary: dict, out: Path) -> dict:
+    """The returns plot, a maze's paths, the first episode's frames and GIF: ``{what: path}``."""
+    from . import report
+
+    name = planner.ebm.graph.name
+    files = {"returns_plot": str(report.returns_plot(res, out / "returns.png",
+                                                     title=f"{args.env}: {name}, {res.method}"
+                                                           + (f", horizon {summary['horizon']}" if summary["horizon"]
+                                                              else "")))}
     if res.episodes and report.is_maze_episode(args.env):
         drawn = None if args.env.startswith("visual-") else getattr(planner, "upper", None)  # xy-space graphs only
         files["maze_paths"] = str(report.maze_paths(args.env, res, out / "maze_paths.png", upper=drawn,
-                                                    title=f"{args.env}: {planner.ebm.graph.name}, {res.method}"
+                                                    title=f"{args.env}: {name}, {res.method}"
                                                           + (f", {args.upper_mode}" if args.upper else "")))
     if res.episodes and res.episodes[0].frames:
         files["frames"] = str(report.frame_strip(res.episodes[0].frames, out / "episode0_frames.png"))
         files["gif"] = str(report.gif(res.episodes[0].frames, out / "episode0.gif"))
-    summary["files"] = files
-    if args.memory:
-        from .memory import ShortTermMemory
+    return files
 
-        mem = ShortTermMemory()
-        for e in res.episodes:
-            mem.add_episode(e)
-        arr = mem.save(args.memory, args.gamma, {"env_id": args.env, "spec": summary["spec"], "seeds": summary["seeds"]})
-        files["memory"] = str(args.memory)
-        summary["memory"] = {"path": str(args.memory), "records": int(len(arr["tau"])), "gamma": args.gamma}
-    atomic_write_text(out / "results.json", json.dumps(summary, indent=2) + "\n")
-    if args.json:
-        print(json.dumps(summary))
-        return 0
+
+def _save_memory(args, res, summary: dict, files: dict) -> None:
+    """``--memory``: the episodes' short-term memory (Fig. 7), a critic's training set."""
+    from .memory import ShortTermMemory
+
+    mem = ShortTermMemory()
+    for e in res.episodes:
+        mem.add_episode(e)
+    arr = mem.save(args.memory, args.gamma, {"env_id": args.env, "spec": summary["spec"], "seeds": summary["seeds"]})
+    files["memory"] = str(args.memory)
+    summary["memory"] = {"path": str(args.memory), "records": int(len(arr["tau"])), "gamma": args.gamma}
+
+
+def _print_plan(args, res, summary: dict, out: Path, files: dict) -> None:
+    """One line per episode, the mean return, the files written."""
     for e in res.episodes:
         print(f"episode seed {e.seed}: return {e.ret:.2f}, {e.length} steps"
               + (", terminated" if e.terminated else "") + f", {1e3 * np.median(e.seconds):.2f} ms per decision")
@@ -236,7 +281,6 @@ def _plan(args) -> int:
           f"decision (median)" + (f"; success {summary['successes']}/{len(res.episodes)}"
                                    if "success_rate" in summary else ""))
     print(f"wrote {out}/results.json, " + ", ".join(files.values()))
-    return 0
 
 
 def _encode(encoder: str, weights: str | None, obs: np.ndarray, batch: int = 1024) -> np.ndarray:
@@ -340,6 +384,13 @@ def _collect(args) -> int:
 
 
 def register_cli(subparsers) -> None:
+    """The agent's verbs: ``plan``, ``fit-upper``, ``collect``."""
+    _plan_parser(subparsers)
+    _fit_upper_parser(subparsers)
+    _collect_parser(subparsers)
+
+
+def _plan_parser(subparsers) -> None:
     p = subparsers.add_parser("plan", help="receding-horizon control (Mode-2) of a gymnasium environment")
     p.add_argument("spec")
     p.add_argument("--env", required=True, help="gymnasium id, e.g. Pendulum-v1, CartPole-v1")
@@ -391,6 +442,8 @@ def register_cli(subparsers) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(fn=cmd_plan)
 
+
+def _fit_upper_parser(subparsers) -> None:
     u = subparsers.add_parser("fit-upper", help="learn a level-2 model (abstract states, moves) from collected data")
     u.add_argument("data", help="an .npz from ebmgraph collect")
     q = u.add_mutually_exclusive_group(required=True)
@@ -408,11 +461,14 @@ def register_cli(subparsers) -> None:
     u.add_argument("--out", required=True, help="the .safetensors to write")
     u.set_defaults(fn=cmd_fit_upper)
 
-    c = subparsers.add_parser("collect", help="write environment transitions to .npz for training a world model")
+
+def _collect_parser(subparsers) -> None:
+    c = subparsers.add_parser("collect", help="write environment transitions (.npz) or episodes (.h5) for training a world model")
     c.add_argument("env_id", nargs="?", help=argparse.SUPPRESS)  # the positional form, kept as an alias of --env
     c.add_argument("--env", help="gymnasium id, e.g. Pendulum-v1 (as plan --env)")
     c.add_argument("--steps", type=count(), required=True)
-    c.add_argument("--out", required=True, help="the .npz to write (atomically, at the end)")
+    c.add_argument("--out", required=True, help="the .npz (transitions) or .h5 (episodes, read by train in windows of "
+                   "K steps) to write, atomically, at the end")
     c.add_argument("--policy", choices=("random", "plan", "oracle"), default="random",
                    help="random actions, a planner (--plan SPEC), or OGBench's noisy oracle navigator (point mazes)")
     c.add_argument("--noise", type=float, default=0.2, help="with --policy oracle: the action noise's std")

@@ -29,7 +29,8 @@ import platform
 import numpy as np
 
 from ..util import atomic_write_bytes, check_writable, progress as progress_bar, read_npz
-from .envs import env_facts, make_env
+from .envs import make_env
+from .loop import rollout
 
 
 def _random_action(space, rng: np.random.Generator):
@@ -40,9 +41,15 @@ def _random_action(space, rng: np.random.Generator):
     return rng.uniform(space.low, space.high).astype(np.float32)
 
 
+COLUMNS = ("obs", "action", "reward", "terminated", "truncated", "next_obs", "episode", "t")
+
+
 def collect(env_id: str, steps: int, *, planner=None, seed: int = 0, repeat: int = 1, epsilon: float = 0.0,
             out=None, progress: bool = True, oracle: bool = False, noise: float = 0.2) -> dict:
-    """Step ``env_id`` for ``steps`` transitions and (if ``out``) write them to ``out`` (``.npz``).
+    """Step ``env_id`` for ``steps`` transitions and (if ``out``) write them to ``out``: ``.npz`` transitions,
+    or ``.h5`` episodes that ``train`` cuts into windows of K steps (:func:`write_episodes`).
+
+    The environment is stepped by :func:`ebmgraph.agent.loop.rollout` (the loop ``plan`` uses too).
 
     Args:
         planner: an :class:`ebmgraph.agent.Planner` to act with (default: uniform random actions).
@@ -57,8 +64,56 @@ def collect(env_id: str, steps: int, *, planner=None, seed: int = 0, repeat: int
     Returns:
         the arrays (as numpy) and ``_meta`` (a dict).
     """
-    from .mpc import PlanState, plan_step
+    _check_arguments(steps, repeat, epsilon, out)
+    rng = np.random.default_rng(seed)
+    env, nav = _make(env_id, planner, oracle, noise, rng)
+    env.action_space.seed(seed)
+    policy = _Policy(env.action_space, planner, nav, rng, repeat, epsilon)
+    cols = {k: [] for k in (*COLUMNS, "xy")}
+    pixels = nav is not None and len(env.observation_space.shape) == 3
+    bar = progress_bar(total=steps, disable=not progress, desc=f"collect {env_id}", unit="step")
 
+    def record(tr) -> None:
+        if pixels:
+            cols["xy"].append(np.asarray(tr.facts["xy"], np.float32))
+        for k, v in zip(COLUMNS, (tr.obs, tr.action, tr.reward, tr.terminated, tr.truncated, tr.next_obs,
+                                  tr.episode, tr.t)):
+            cols[k].append(v)
+        bar.update(1)
+
+    try:
+        rollout(env, policy, seed=seed, steps=steps, reset=nav.reset if nav is not None else None,
+                on_reset=policy.begin, on_step=record)
+    finally:
+        bar.close()
+        env.close()
+    arrays = _arrays(cols, env.observation_space)
+    meta = _meta(env_id, seed, steps, planner, nav, noise, repeat, epsilon, int(arrays["episode"][-1]) + 1)
+    if out is not None and str(out).endswith(".h5"):
+        write_episodes(out, arrays, meta)
+    elif out is not None:
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays, _meta=np.array(json.dumps(meta)))
+        atomic_write_bytes(out, buf.getvalue())
+    return {**arrays, "_meta": meta}
+
+
+def write_episodes(out, arrays: dict, meta: dict) -> None:
+    """Collected transitions as an episode store (``.h5``, :mod:`ebmgraph.train.episodes`): per episode the
+    frames ``obs`` ``[T + 1, ...]`` (each step's observation, then the last one's next observation) and the
+    steps ``action``, ``reward``, ``terminated``, ``truncated`` (and ``xy``) ``[T, ...]``; written atomically."""
+    from ..train.episodes import EpisodeWriter
+
+    ep = arrays["episode"]
+    bounds = np.concatenate([[0], np.flatnonzero(np.diff(ep)) + 1, [len(ep)]])
+    per_step = [k for k in ("action", "reward", "terminated", "truncated", "xy") if k in arrays]
+    with EpisodeWriter(out, meta=meta) as w:
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            w.add(frames={"obs": np.concatenate([arrays["obs"][a:b], arrays["next_obs"][b - 1:b]])},
+                  steps={k: arrays[k][a:b] for k in per_step})
+
+
+def _check_arguments(steps: int, repeat: int, epsilon: float, out) -> None:
     if steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps}")
     if repeat < 1:
@@ -67,72 +122,74 @@ def collect(env_id: str, steps: int, *, planner=None, seed: int = 0, repeat: int
         raise ValueError(f"epsilon must lie in [0, 1], got {epsilon}")
     if out is not None:
         check_writable(out)  # a path that cannot be written fails now, not after the last step
-    rng = np.random.default_rng(seed)
-    nav = None
-    if oracle:
-        from .maze import OracleNavigator, is_maze
 
-        if planner is not None or not is_maze(env_id):
-            raise ValueError(f"the oracle navigator acts in OGBench's point mazes without a planner, not in {env_id}")
-        env = make_env(env_id, terminate_at_goal=False)
-        nav = OracleNavigator(env, noise, rng)
-    else:
-        env = make_env(env_id)
-    env.action_space.seed(seed)
-    cols = {k: [] for k in ("obs", "action", "reward", "terminated", "truncated", "next_obs", "episode", "t", "xy")}
-    pixels = nav is not None and len(env.observation_space.shape) == 3
-    obs, _ = nav.reset(seed=seed) if nav is not None else env.reset(seed=seed)
-    episode = t = 0
-    held, state = None, PlanState()
-    bar = progress_bar(total=steps, disable=not progress, desc=f"collect {env_id}", unit="step")
-    try:
-        for i in range(steps):
-            if nav is not None:
-                if pixels:
-                    cols["xy"].append(np.asarray(env_facts(env)["xy"], np.float32))
-                action = nav.act(obs)
-            elif planner is not None and not (epsilon and rng.random() < epsilon):
-                action, state, _ = plan_step(planner, obs, state)
-            elif planner is not None:
-                action = _random_action(env.action_space, rng)
-            else:
-                if held is None or t % repeat == 0:
-                    held = _random_action(env.action_space, rng)
-                action = held
-            nxt, r, term, trunc, _ = env.step(action)
-            for k, v in (("obs", obs), ("action", action), ("reward", r), ("terminated", term), ("truncated", trunc),
-                         ("next_obs", nxt), ("episode", episode), ("t", t)):
-                cols[k].append(v)
-            obs, t = nxt, t + 1
-            if term or trunc:
-                obs, _ = nav.reset() if nav is not None else env.reset()
-                episode, t, held, state = episode + 1, 0, None, PlanState()
-            bar.update(1)
-    finally:
-        bar.close()
-        env.close()
-    import gymnasium
 
-    # images stay integers (uint8: a quarter of float32's size); everything else is float32
-    odt = env.observation_space.dtype if np.issubdtype(env.observation_space.dtype, np.integer) else np.float32
+def _make(env_id: str, planner, oracle: bool, noise: float, rng: np.random.Generator):
+    """``(env, navigator)``: the environment, and the oracle navigator acting in it (None without ``oracle``)."""
+    if not oracle:
+        return make_env(env_id), None
+    from .maze import OracleNavigator, is_maze
+
+    if planner is not None or not is_maze(env_id):
+        raise ValueError(f"the oracle navigator acts in OGBench's point mazes without a planner, not in {env_id}")
+    env = make_env(env_id, terminate_at_goal=False)
+    return env, OracleNavigator(env, noise, rng)
+
+
+class _Policy:
+    """``collect``'s actions: the oracle navigator's, a planner's (a random one with probability
+    ``epsilon``), or uniform random ones held ``repeat`` steps. Its memory (the held action, the plan)
+    restarts with each episode; the planner's random state restarts from its seed."""
+
+    def __init__(self, space, planner, nav, rng: np.random.Generator, repeat: int, epsilon: float):
+        self.space, self.planner, self.nav, self.rng = space, planner, nav, rng
+        self.repeat, self.epsilon = repeat, epsilon
+        self.begin()
+
+    def begin(self, *_reset) -> None:
+        from .mpc import PlanState
+
+        self.t, self.held, self.state = 0, None, PlanState()
+
+    def __call__(self, obs):
+        t, self.t = self.t, self.t + 1
+        if self.nav is not None:
+            return self.nav.act(obs)
+        if self.planner is not None and not (self.epsilon and self.rng.random() < self.epsilon):
+            from .mpc import plan_step
+
+            action, self.state, _ = plan_step(self.planner, obs, self.state)
+            return action
+        if self.planner is not None:
+            return _random_action(self.space, self.rng)
+        if self.held is None or t % self.repeat == 0:
+            self.held = _random_action(self.space, self.rng)
+        return self.held
+
+
+def _arrays(cols: dict, space) -> dict:
+    """The recorded columns as arrays: images stay integers (uint8: a quarter of float32's size), everything
+    else is float32; actions int64 for a Discrete space."""
+    odt = space.dtype if np.issubdtype(space.dtype, np.integer) else np.float32
     arrays = {"obs": np.asarray(cols["obs"], odt), "next_obs": np.asarray(cols["next_obs"], odt),
               "reward": np.asarray(cols["reward"], np.float32), "terminated": np.asarray(cols["terminated"], bool),
               "truncated": np.asarray(cols["truncated"], bool), "episode": np.asarray(cols["episode"], np.int32),
               "t": np.asarray(cols["t"], np.int32)}
     acts = cols["action"]
     arrays["action"] = np.asarray(acts, np.int64) if isinstance(acts[0], int) else np.asarray(acts, np.float32)
-    meta = {"env_id": env_id, "seed": seed, "steps": steps, "episodes": int(arrays["episode"][-1]) + 1,
+    if len(cols["xy"]):
+        arrays["xy"] = np.asarray(cols["xy"], np.float32)  # the point's position (pixels observe it only as an image)
+    return arrays
+
+
+def _meta(env_id, seed, steps, planner, nav, noise, repeat, epsilon, episodes) -> dict:
+    import gymnasium
+
+    return {"env_id": env_id, "seed": seed, "steps": steps, "episodes": episodes,
             "policy": (f"oracle navigator (noise {noise})" if nav is not None else "random" if planner is None
                        else f"plan {planner.ebm.graph.name} ({planner.method})"),
             "repeat": repeat, "epsilon": epsilon, "gymnasium": gymnasium.__version__,
             "python": platform.python_version(), "date": datetime.date.today().isoformat()}
-    if nav is not None and len(cols["xy"]):
-        arrays["xy"] = np.asarray(cols["xy"], np.float32)  # the point's position (pixels observe it only as an image)
-    if out is not None:
-        buf = io.BytesIO()
-        np.savez_compressed(buf, **arrays, _meta=np.array(json.dumps(meta)))
-        atomic_write_bytes(out, buf.getvalue())
-    return {**arrays, "_meta": meta}
 
 
 def read_meta(path) -> dict:

@@ -123,6 +123,44 @@ class ConvEncoder(nn.Module):
         return self.head(_flat(self.body(x)))
 
 
+class _Residual(nn.Module):
+    """``x + conv(relu(conv(relu(x))))`` at constant channels and size (IMPALA's residual block)."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(c, c, 3, padding=1), nn.Conv2d(c, c, 3, padding=1)
+
+    def forward(self, x):
+        return x + self.b(torch.relu(self.a(torch.relu(x))))
+
+
+class ResConvEncoder(nn.Module):
+    """IMPALA-style residual conv encoder (Espeholt et al. 2018; EB-JEPA's TwoRoom encoder): per stage a
+    3x3 convolution to ``width * mult`` channels, a 3x3 max-pool of stride 2 (the size halves, rounded up),
+    then ``blocks`` residual blocks; then ReLU, a linear map to ``out`` features and a LayerNorm
+    (the normalization keeps the representation's scale fixed while VICReg / SIGReg shape it).
+    ``[N, C, H, W]`` (or flat) -> ``[N, out]``."""
+
+    def __init__(self, in_shape: tuple[int, int, int], n_out: int, width: int, stages: int, blocks: int,
+                 norm: bool = True):
+        super().__init__()
+        self.in_shape = in_shape
+        c, h, w = in_shape
+        mods: list[nn.Module] = []
+        for i in range(stages):
+            ch = width * (1 if i == 0 else 2)
+            mods += [nn.Conv2d(c, ch, 3, padding=1), nn.MaxPool2d(3, stride=2, padding=1)]
+            mods += [_Residual(ch) for _ in range(blocks)]
+            c, h, w = ch, (h + 1) // 2, (w + 1) // 2
+        self.body = nn.Sequential(*mods)
+        self.head = nn.Linear(c * h * w, n_out)
+        self.norm = nn.LayerNorm(n_out) if norm else nn.Identity()
+
+    def forward(self, x):
+        x = x.reshape(x.shape[0], *self.in_shape)
+        return self.norm(self.head(torch.relu(_flat(self.body(x)))))
+
+
 class GRU(nn.Module):
     def __init__(self, n_in: int, hidden: int):
         super().__init__()

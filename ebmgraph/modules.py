@@ -13,6 +13,9 @@ linear(in, out)        affine map
 mlp(in, h.., out)      act=relu|tanh|gelu|silu|elu|sigmoid, residual=false
 conv1d(C, L, out)      1-D convolution encoder (channels=16, layers=2, kernel=3)
 conv2d(C, H, W, out)   2-D convolution encoder; accepts [C,H,W] or flat [C*H*W]
+resconv(C, H, W, out)  IMPALA-style residual conv encoder with a LayerNorm (width=16: channels of
+                       the first stage, then 2x; stages=3 max-pools of stride 2; blocks=2 per stage;
+                       norm=true); accepts [C,H,W] or flat
 gru(in, hidden)        GRU cell: gru(h, x...) -> h'
 transformer(d)         transformer block over tokens [n, d] (heads=2, ff=4d);
                        extra arguments condition every token (§4.8.1)
@@ -44,7 +47,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from . import dynamics as dyn
-from .layers import (ACTIVATIONS, MLP, Concat, ConvEncoder, DiscretePrior, Divergence, GRU, Identity, Image, Linear, Pick,
+from .layers import (ACTIVATIONS, MLP, Concat, ConvEncoder, ResConvEncoder, DiscretePrior, Divergence, GRU, Identity, Image, Linear, Pick,
                      Quadratic, Regularizer, Scale, Transformer)
 from .memory import MemoryRead, MemoryWrite
 
@@ -144,6 +147,25 @@ def _mlp_shape(args, kw, shapes):
     if act not in ACTIVATIONS:
         raise ShapeError(f"unknown activation {act!r}; known: {', '.join(ACTIVATIONS)}")
     return out
+
+
+def _resconv_shape(args, kw, shapes):
+    _need("resconv", args, 4)
+    _arity("resconv", shapes, 1)
+    in_shape = tuple(args[:3])
+    (s,) = shapes
+    if s != in_shape and s != (math.prod(in_shape),):
+        raise ShapeError(f"resconv{tuple(args)} reads {list(in_shape)} (or flat [{math.prod(in_shape)}]), got {list(s)}")
+    for k, lo in (("width", 1), ("stages", 1), ("blocks", 0)):
+        v = kw.get(k, 1)
+        if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+            raise ShapeError(f"resconv {k}={v!r}: an integer >= {lo}")
+    return (args[-1],)
+
+
+def _resconv_build(a, kw, s):
+    return ResConvEncoder(tuple(a[:3]), a[-1], int(kw.get("width", 16)), int(kw.get("stages", 3)),
+                          int(kw.get("blocks", 2)), bool(kw.get("norm", True)))
 
 
 def _conv_shape(dims):
@@ -365,6 +387,8 @@ KINDS: dict[str, Kind] = {k.name: k for k in [
          params=_conv_params(1)),
     Kind("conv2d", "function", _conv_shape(2), _conv_build(2), ("channels", "layers", "kernel", "act"),
          params=_conv_params(2)),
+    Kind("resconv", "function", _resconv_shape, _resconv_build, ("width", "stages", "blocks", "norm"),
+         params=lambda a, kw, s: sum(p.numel() for p in _resconv_build(a, kw, s).parameters())),
     Kind("gru", "function", _gru_shape, lambda a, kw, s: GRU(a[0], a[1]),
          params=lambda a, kw, s: 3 * (a[0] * a[1] + a[1] * a[1] + 2 * a[1])),
     Kind("transformer", "function", _transformer_shape,

@@ -25,7 +25,7 @@ LOSSES = tuple(ROWS) + REGULARIZED
 # settings that decide a run's result, with the defaults of a new run; flags default to None so that
 # an explicit flag can be told from an absent one when resuming
 DEFAULTS = {"data": None, "loss": None, "y": "y", "epochs": 10, "batch": 128, "lr": 1e-3, "schedule": "constant",
-            "seed": 0, "n": 0,
+            "seed": 0, "n": 0, "stride": 1,
             "opt": {}}
 RUN_FILE = "run.json"
 _GENERATED = ("moons", "spirals", "rings", "pendulum", "pendulum_sequences", "latent_modes")
@@ -127,6 +127,7 @@ def cmd_train(args) -> int:
 
     from ..util import atomic_write_text, check_writable
     from .data import get_dataset
+    from .episodes import is_episode_source, spec_windows
     from .trainer import Trainer
 
     rank0 = int(os.environ.get("RANK", "0")) == 0
@@ -161,7 +162,10 @@ def cmd_train(args) -> int:
     ckpt_every = args.ckpt_every if args.ckpt_every is not None else (saved or {}).get("ckpt_every", 0)
     record = dict(cfg, spec=str(args.spec), spec_sha256=spec_hash, ckpt_every=ckpt_every)
     try:
-        data = get_dataset(cfg["data"], seed=cfg["seed"], **data_kw)
+        if is_episode_source(ebm, cfg["data"]):  # windows of K steps cut inside episodes (K from the spec)
+            data = spec_windows(ebm, cfg["data"], stride=cfg["stride"])
+        else:
+            data = get_dataset(cfg["data"], seed=cfg["seed"], **data_kw)
         loss = build_loss(ebm, cfg["loss"], y=cfg["y"], options=cfg["opt"])
         t = Trainer(loss, data, epochs=cfg["epochs"], batch=cfg["batch"], lr=cfg["lr"], schedule=cfg["schedule"],
                     seed=cfg["seed"], out=out,
@@ -199,7 +203,9 @@ def register_cli(subparsers) -> None:
                     "started); a flag that contradicts it is refused, except a larger --epochs (train further).")
     p.add_argument("spec")
     p.add_argument("--data", help="moons | spirals | rings | digits | digits_views | pendulum | "
-                                  "pendulum_sequences | latent_modes | FILE.npz (required unless resuming)")
+                                  "pendulum_sequences | latent_modes | FILE.npz | FILE.h5 (episodes from collect: a "
+                                  "spec whose observed inputs are arrays obs[u], action[t] trains on windows of the "
+                                  "K steps they declare) (required unless resuming)")
     p.add_argument("--loss", choices=LOSSES, help="the loss (required unless resuming)")
     p.add_argument("--y", help="the variable contrastive samples replace (default y)")
     p.add_argument("--epochs", type=int, help=f"default {DEFAULTS['epochs']}")  # checked in resolve_settings
@@ -210,6 +216,7 @@ def register_cli(subparsers) -> None:
                    help="learning rate over the run: constant (default) or a cosine decay to 0")
     p.add_argument("--seed", type=int, help=f"default {DEFAULTS['seed']}")
     p.add_argument("--n", type=count(), help="samples of a generated data set (default: the set's own)")
+    p.add_argument("--stride", type=count(), help="episodes: steps between consecutive windows' starts (default 1)")
     p.add_argument("--out", help="run directory (default runs/NAME-LOSS-sSEED)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in OUT exactly where it stopped, with the settings it was started with")

@@ -219,14 +219,15 @@ class Episodes:
             return self._mem[f"{group}/{name}"][start:stop]
         return self._file()[group][name][start:stop]
 
-    def window(self, episode: int, t: int, K: int) -> dict[str, np.ndarray]:
-        """Frames ``t..t+K`` ``[K + 1, *shape]`` and steps ``t..t+K-1`` ``[K, *shape]`` of one episode."""
+    def window(self, episode: int, t: int, K: int, fields=None) -> dict[str, np.ndarray]:
+        """Frames ``t..t+K`` ``[K + 1, *shape]`` and steps ``t..t+K-1`` ``[K, *shape]`` of one episode
+        (``fields``: only these)."""
         if not 0 <= t <= self.lengths[episode] - K:
             raise EpisodeError(f"{self.path}: a window of {K} steps at step {t} does not fit episode {episode} "
                                f"({self.lengths[episode]} steps)")
         f0, s0 = int(self.frame_start[episode]) + t, int(self.step_start[episode]) + t
-        out = {k: self.read("frames", k, f0, f0 + K + 1) for k in self.frames}
-        out.update({k: self.read("steps", k, s0, s0 + K) for k in self.steps})
+        out = {k: self.read("frames", k, f0, f0 + K + 1) for k in self.frames if fields is None or k in fields}
+        out.update({k: self.read("steps", k, s0, s0 + K) for k in self.steps if fields is None or k in fields})
         return out
 
 
@@ -241,6 +242,7 @@ class Windows:
         stride: steps between consecutive windows' starts.
         names: store field -> the spec variable receiving it (default: the same name).
         which: the episodes used (default: all), e.g. from :func:`split_episodes`.
+        fields: the store fields read (default: all).
     """
 
     episodes: Episodes
@@ -249,6 +251,7 @@ class Windows:
     names: dict | None = None
     which: np.ndarray | None = None
     name: str = "windows"
+    fields: frozenset | None = None
 
     def __post_init__(self):
         if not (isinstance(self.K, int) and self.K >= 1 and isinstance(self.stride, int) and self.stride >= 1):
@@ -273,7 +276,8 @@ class Windows:
 
     def batch(self, idx, gen: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """Windows ``idx`` stacked: frames ``[B, K + 1, *shape]``, steps ``[B, K, *shape]``."""
-        rows = [self.episodes.window(int(e), int(t), self.K) for e, t in self.index[np.asarray(idx, np.int64)]]
+        rows = [self.episodes.window(int(e), int(t), self.K, self.fields)
+                for e, t in self.index[np.asarray(idx, np.int64)]]
         return {self.rename(k): torch.from_numpy(np.stack([r[k] for r in rows])) for k in rows[0]}
 
     def with_shapes(self, shapes: dict) -> "Windows":
@@ -284,3 +288,59 @@ def split_episodes(n: int, held_out: float = 0.2) -> tuple[np.ndarray, np.ndarra
     """``(train, test)`` episode numbers: the last ``held_out`` of the episodes are held out."""
     cut = int(round(n * (1 - held_out)))
     return np.arange(cut), np.arange(cut, n)
+
+
+def spec_windows(ebm, path, *, stride: int = 1, names: dict | None = None, which=None) -> Windows:
+    """The windows of a store that a time-indexed spec trains on (§4.4: the predictor unrolled K steps
+    from the first frame, each prediction compared with the encoding of the frame it predicts).
+
+    The spec's observed arrays name the store's fields (``names``: store field -> spec variable, for
+    fields named otherwise): an array declared over frames (``obs[u]``, ``u: 0..K``) reads ``frames/``,
+    one over steps (``action[t]``, ``t: 0..K-1``) reads ``steps/``; K is the window the arrays' lengths
+    imply (``K = 1``: one transition). Every observed input of the spec must be such an array.
+
+    Raises:
+        EpisodeError: one line naming the store: a field the spec needs and the store lacks (listing
+            what it holds), arrays implying different K, frames of another size than the spec declares,
+            an observed input that is not an array, or no episode as long as the window.
+    """
+    eps = Episodes(path)
+    to_spec = dict(names or {})
+    to_store = {v: k for k, v in to_spec.items()}
+    want = {v.name: tuple(ebm.var_shape(v.name)) for v in ebm.graph.variables if v.role == "observed"}
+    not_arrays = sorted(n for n in want if ebm.graph.var(n).index is None)
+    if not_arrays:
+        raise EpisodeError(f"{eps.path}: {ebm.graph.name} trains on windows of episodes, so its observed inputs must be "
+                           f"arrays over steps (obs[u], action[t]); {', '.join(not_arrays)} is not")
+    ks = {}
+    for n, shape in sorted(want.items()):
+        field = to_store.get(n, n)
+        if field in eps.frames:
+            ks[n], have = shape[0] - 1, eps.frames[field]
+        elif field in eps.steps:
+            ks[n], have = shape[0], eps.steps[field]
+        else:
+            raise EpisodeError(f"{eps.path}: {ebm.graph.name} reads {n}, which the store does not hold (frames: "
+                               f"{sorted(eps.frames)}, steps: {sorted(eps.steps)}); name it with names={{FIELD: {n!r}}}")
+        if tuple(have) != tuple(shape[1:]):
+            raise EpisodeError(f"{eps.path}: {field} holds rows of shape {list(have)}; {ebm.graph.name} declares "
+                               f"{n} with elements of shape {list(shape[1:])}")
+    if len(set(ks.values())) != 1:
+        raise EpisodeError(f"{eps.path}: the arrays of {ebm.graph.name} imply different windows "
+                           f"({', '.join(f'{n}: K={k}' for n, k in sorted(ks.items()))}); frames hold K+1 values, "
+                           f"steps K")
+    K = next(iter(ks.values()))
+    if K < 1:
+        raise EpisodeError(f"{eps.path}: {ebm.graph.name}'s arrays imply a window of {K} steps; at least 1")
+    fields = {to_store.get(n, n) for n in want}
+    return Windows(eps, K, stride=stride, names={f: to_spec.get(f, f) for f in fields}, which=which,
+                   name=eps.path.stem, fields=frozenset(fields))
+
+
+def is_episode_source(ebm, data: str) -> bool:
+    """Whether ``train --data`` names episodes to cut into windows: an ``.h5`` store, or ``collect``'s
+    ``.npz`` for a spec whose observed inputs are arrays over steps."""
+    if str(data).endswith(".h5"):
+        return True
+    arrays = [v for v in ebm.graph.variables if v.role == "observed" and v.index is not None]
+    return str(data).endswith(".npz") and bool(arrays)

@@ -85,6 +85,27 @@ MODULE_HELP = ("the body of an external module: NAME=package.module:attribute (a
                "torch function). This imports and runs your code — the only flag that does; specs never do")
 
 
+PARAMS_HELP = ("trained parameters: a .safetensors file or a run directory with model.safetensors; the tensors "
+               "this spec shares by name with the spec that trained them are loaded, and a trainable module they "
+               "leave empty is refused by name (--weights: the former name)")
+
+
+def load_params(ebm, path: str | None):
+    """The one loading rule of every verb (``--params``): load the tensors ``ebm`` shares by name with the
+    spec that trained them (a planning spec reads a world model's Enc and Pred), refuse a tensor of another
+    shape, and refuse a trainable module the file leaves empty — one message naming the file and the modules.
+
+    ``--params`` are trained parameters; the configurator's cost weights u_i are ``--set NAME=VALUE`` and
+    ``weights=`` in Python (README, "One vocabulary")."""
+    if path:
+        ebm.load(path, strict=False)
+        missing = ebm.missing_weights()
+        if missing:
+            raise SpecError(f"{path} holds no parameters for module(s) {', '.join(missing)} of {ebm.graph.name} "
+                            f"(a spec loads the modules it shares by name with the spec that trained them)")
+    return ebm
+
+
 def load_modules(items: list[str] | None, flag: str = "--module") -> dict:
     """``["Pred=mypkg.models:Pred"]`` -> ``{"Pred": Pred()}``: the explicit opt-in that imports user code.
 

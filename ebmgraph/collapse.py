@@ -234,14 +234,14 @@ def _joint_embedding(G: _Graph, divs, e, u, v, t0) -> ArchReport:
                         else "joint embedding architecture (Fig. 10d)", False)
     covered_u = covered_v = False
     for r in G.g.regularizers:
-        if isinstance(r.value, ir.Call) and r.value.fn in ("vicreg", "barlow", "variance"):
+        if isinstance(r.value, ir.Call) and r.value.fn in ("vicreg", "barlow", "variance", "sigreg"):
             reg_anc = G.anc(r.value)
             covered_u |= bool(obs_u & reg_anc) and bool((au & reg_anc) - G.observed)
             covered_v |= bool(obs_v & reg_anc) and bool((av & reg_anc) - G.observed)
     if not (covered_u and covered_v):
         report.can_collapse = True
         report.reasons.append(
-            "no information-maximizing regularizer (vicreg, barlow, variance) covers both branches: the encoders "
+            "no information-maximizing regularizer (vicreg, barlow, variance, sigreg) covers both branches: the encoders "
             "can ignore their inputs and output equal constants (Fig. 10d, §4.5.1) unless trained contrastively")
     target_side = u if not lat_u else v  # the side without the latent: s_y
     tw = G.width(target_side.name) if isinstance(target_side, ir.Ref) else 0

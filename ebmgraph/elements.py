@@ -170,6 +170,9 @@ class _Refs:
         """For each reference of ``expr``, the element it reads at every loop value in ``ts``."""
         out = []
         for r in ir.refs(expr):
+            if r.index is None and r.name in self.lengths and where.startswith("regularizer"):
+                out.extend([(r.name, p)] for p in range(self.lengths[r.name]))  # batch statistics over every step
+                continue
             ps = self._one(r, loop, ts, loc, where)
             if ps is not None:
                 out.append(ps)

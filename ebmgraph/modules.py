@@ -457,5 +457,5 @@ def option_errors(kwargs: dict) -> list[str]:
 
 
 # batch-level regularizers of §4.5.1 (used by training; declared in a spec's `regularizers:`)
-BATCH_REGULARIZERS = ("vicreg", "barlow", "variance", "covariance")
+BATCH_REGULARIZERS = ("vicreg", "barlow", "variance", "covariance", "sigreg")
 

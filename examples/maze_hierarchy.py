@@ -52,7 +52,7 @@ def main() -> int:
                 "--epochs", "20", "--batch", "512", "--lr", "1e-3", "--schedule", "cosine", "--out", str(wm)], True)
         sh([EXE, "fit-upper", str(data), "--unit", "4", "--pool", "5", "--out", str(up)])
         for mode in args.modes:
-            cmd = [EXE, "plan", "examples/specs/pointmaze_flat.yaml", "--env", env, "--weights", str(wm),
+            cmd = [EXE, "plan", "examples/specs/pointmaze_flat.yaml", "--env", env, "--params", str(wm),
                    "--from-info", "goal=goal", "--reset", "task_id=1,2,3,4,5", "--method", "mppi", "--set",
                    f"samples={args.samples}", "--set", "sigma=1.0", "--set", "temperature=0.1", "--horizon",
                    str(args.horizon), "--episodes", str(args.episodes), "--no-frames", "--quiet", "--json",

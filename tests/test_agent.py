@@ -251,14 +251,14 @@ def test_collect_train_plan_end_to_end(tmp_path, capsys):
     # the planner used the trained predictor: its weights are the run's, not a fresh initialization
     trained = ebmgraph.compile(EX / "pendulum_world_model.yaml").load(run / "model.safetensors")
     planner = agent.cli.load_planner(str(EX / "pendulum_mpc_learned.yaml"), "Pendulum-v1", method="mppi", settings={},
-                                     seed=0, sizes={}, horizon=5, weights=str(run), modules={})
+                                     seed=0, sizes={}, horizon=5, params=str(run), modules={})
     for a, b in zip(trained.mods["Pred"].parameters(), planner.ebm.mods["Pred"].parameters()):
         assert torch.equal(a, b)
     # weights that do not hold the planner's predictor are refused
     ebmgraph.compile(EX / "pendulum_mpc.yaml").save(tmp_path / "other.safetensors")
     assert main(["plan", str(EX / "pendulum_mpc_learned.yaml"), "--env", "Pendulum-v1", "--weights",
                  str(tmp_path / "other.safetensors"), "--quiet", "--no-frames"]) == 1
-    assert "holds no weights for module(s) Pred" in capsys.readouterr().err
+    assert "holds no parameters for module(s) Pred" in capsys.readouterr().err
 
 
 def test_plan_cli_errors_are_messages(tmp_path, capsys):

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cliargs import MODULE_HELP, count, load_modules, parse_settings, parse_sizes, positive, print_errors
+from ..cliargs import (MODULE_HELP, PARAMS_HELP, count, load_modules, load_params, parse_settings, parse_sizes, positive,
+                       print_errors)
 from ..errors import SpecError
 from .envs import DEFAULT_METHOD_HELP
 
@@ -76,24 +77,13 @@ def _threads(n: int):
         torch.set_num_threads(before)
 
 
-def _with_weights(ebm, weights: str | None):
-    """Load ``weights`` into the modules ``ebm`` shares by name with the spec that trained them."""
-    if weights:
-        ebm.load(weights, strict=False)
-        missing = ebm.missing_weights()
-        if missing:
-            raise SpecError(f"{weights} holds no weights for module(s) {', '.join(missing)} of {ebm.graph.name} (a "
-                            f"planning spec loads the modules its training spec shares by name)")
-    return ebm
-
-
 def load_planner(spec: str, env_id: str, *, method: str | None, settings: dict, seed: int, sizes: dict,
-                 horizon: int | None, weights: str | None, modules: dict, obs: str | None = None,
+                 horizon: int | None, params: str | None, modules: dict, obs: str | None = None,
                  action: str | None = None, given: dict | None = None, task: str | None = None,
                  carry: dict | None = None,
                  warm_policy=None, warm_state: str = "s", from_info: dict | None = None, upper=None,
                  upper_settings: dict | None = None):
-    """Compile ``spec`` (at ``horizon`` steps), load ``weights``, configure ``task``, bind it to ``env_id``.
+    """Compile ``spec`` (at ``horizon`` steps), load ``params`` (:func:`~ebmgraph.cliargs.load_params`), configure ``task``, bind it to ``env_id``.
 
     ``method`` None: :func:`ebmgraph.agent.envs.default_method` (MPPI for continuous action
     arrays, ``auto`` for discrete ones). ``settings`` keys that name a weight of the spec set that
@@ -108,7 +98,7 @@ def load_planner(spec: str, env_id: str, *, method: str | None, settings: dict, 
     if horizon is not None:
         sizes = {**sizes, **horizon_sizes(g, action, horizon,
                                           lambda sz: compile_spec(g, sizes={**sizes, **sz}, seed=seed, modules=modules))}
-    ebm = _with_weights(compile_spec(g, sizes=sizes, seed=seed, modules=modules), weights)
+    ebm = load_params(compile_spec(g, sizes=sizes, seed=seed, modules=modules), params)
     if task is not None:
         try:
             ebm.configure(task)
@@ -126,13 +116,13 @@ def load_planner(spec: str, env_id: str, *, method: str | None, settings: dict, 
                         upper=upper, upper_settings=upper_settings)
 
 
-def load_mode1(spec: str, env_id: str, output: str, *, weights: str | None, sizes: dict, modules: dict,
+def load_mode1(spec: str, env_id: str, output: str, *, params: str | None, sizes: dict, modules: dict,
                obs: str | None = None, seed: int = 0):
-    """Compile ``spec``, load ``weights`` and act with its function ``output`` (Mode-1)."""
+    """Compile ``spec``, load ``params`` and act with its function ``output`` (Mode-1)."""
     from ..compiled import compile as compile_spec
     from .mpc import Mode1
 
-    return Mode1(_with_weights(compile_spec(spec, sizes=sizes, seed=seed, modules=modules), weights), output, env_id,
+    return Mode1(load_params(compile_spec(spec, sizes=sizes, seed=seed, modules=modules), params), output, env_id,
                  obs=obs)
 
 
@@ -185,12 +175,12 @@ def _load_actor(args):
     """``(actor, upper settings)``: a :class:`Mode1` policy (``--mode1``) or a planner (with its warm policy and
     its upper level when asked)."""
     if args.mode1:
-        return load_mode1(args.spec, args.env, args.mode1, weights=args.weights, sizes=parse_sizes(args.size),
+        return load_mode1(args.spec, args.env, args.mode1, params=args.params, sizes=parse_sizes(args.size),
                           modules=load_modules(args.module), obs=args.obs, seed=args.seed), {}
     warm = None
     if args.warm_policy:
         spec, _, output = args.warm_policy.partition(":")
-        warm = load_mode1(spec, args.env, output or "a_tilde", weights=args.warm_policy_weights, sizes={},
+        warm = load_mode1(spec, args.env, output or "a_tilde", params=args.warm_policy_params, sizes={},
                           modules=load_modules(args.module), seed=args.seed)
     upper, upper_settings = None, {}
     if args.upper:
@@ -201,7 +191,7 @@ def _load_actor(args):
                           "state": args.upper_state, "candidates": args.upper_candidates}
     planner = load_planner(args.spec, args.env, method=args.method, settings=parse_settings(args.set),
                            seed=args.seed, sizes=parse_sizes(args.size), horizon=args.horizon,
-                           weights=args.weights, modules=load_modules(args.module), obs=args.obs,
+                           params=args.params, modules=load_modules(args.module), obs=args.obs,
                            action=args.action, given=_given(args.given), task=args.task,
                            carry=_pairs(args.carry, "--carry", "VARIABLE=FUNCTION (e.g. m=m1)"),
                            warm_policy=warm, warm_state=args.warm_state,
@@ -283,7 +273,7 @@ def _print_plan(args, res, summary: dict, out: Path, files: dict) -> None:
     print(f"wrote {out}/results.json, " + ", ".join(files.values()))
 
 
-def _encode(encoder: str, weights: str | None, obs: np.ndarray, batch: int = 1024) -> np.ndarray:
+def _encode(encoder: str, params: str | None, obs: np.ndarray, batch: int = 1024) -> np.ndarray:
     """``obs`` through ``SPEC:FUNCTION`` (e.g. a JEPA's ``s_x: Enc(image(obs))``), with trained weights."""
     import torch
 
@@ -293,7 +283,7 @@ def _encode(encoder: str, weights: str | None, obs: np.ndarray, batch: int = 102
     spec, _, fn = encoder.partition(":")
     if not fn:
         raise SpecError(f"--encoder takes SPEC:FUNCTION (e.g. world_model.yaml:s_x), got {encoder!r}")
-    ebm = _with_weights(compile_spec(spec), weights)
+    ebm = load_params(compile_spec(spec), params)
     ebm.eval()
     leaves = [v.name for v in ebm.graph.variables if v.role == "observed"]
     name = "obs" if "obs" in leaves else leaves[0]
@@ -318,7 +308,7 @@ def cmd_fit_upper(args) -> int:
         obs, ep = arrays["obs"], arrays["episode"]
         meta = read_meta(args.data)
         if args.encoder:
-            obs = _encode(args.encoder, args.weights, obs)
+            obs = _encode(args.encoder, args.params, obs)
         dims = (tuple(range(obs.reshape(len(obs), -1).shape[1])) if args.dims == "all"
                 else tuple(int(d) for d in args.dims.split(",")))
         g = AbstractGraph.fit(obs, ep, unit=args.unit or 0.0, clusters=args.clusters or 0, pool=args.pool, dims=dims,
@@ -366,7 +356,7 @@ def _collect(args) -> int:
                 raise SpecError("--policy plan needs a spec: --policy plan --plan SPEC")
             planner = load_planner(args.plan, args.env_id, method=args.method, settings=parse_settings(args.set),
                                    seed=args.seed, sizes=parse_sizes(args.size), horizon=args.horizon,
-                                   weights=args.weights, modules=load_modules(args.module))
+                                   params=args.params, modules=load_modules(args.module))
         data = collect(args.env_id, args.steps, planner=planner, seed=args.seed,
                        repeat=args.repeat, epsilon=args.epsilon, out=args.out, progress=not args.quiet,
                        oracle=args.policy == "oracle", noise=args.noise)
@@ -394,7 +384,7 @@ def _plan_parser(subparsers) -> None:
     p = subparsers.add_parser("plan", help="receding-horizon control (Mode-2) of a gymnasium environment")
     p.add_argument("spec")
     p.add_argument("--env", required=True, help="gymnasium id, e.g. Pendulum-v1, CartPole-v1")
-    p.add_argument("--weights", help="trained weights (.safetensors, or a run directory with model.safetensors)")
+    p.add_argument("--params", "--weights", dest="params", metavar="FILE", help=PARAMS_HELP)
     p.add_argument("--episodes", type=count(), default=1)
     p.add_argument("--seed", type=count(0), default=0, help="episodes use seeds SEED, SEED+1, ...; also the planner's")
     p.add_argument("--method", help="gradient | cem | mppi | exhaustive | beam | dp | mcts | auto; "
@@ -411,8 +401,8 @@ def _plan_parser(subparsers) -> None:
                                                     "Fig. 3), e.g. a policy trained from planned actions; no planning")
     p.add_argument("--warm-policy", metavar="SPEC[:FUNCTION]",
                    help="a Mode-1 policy (FUNCTION, default a_tilde) proposes each plan, which the planner refines "
-                        "(§3.1.3); its weights with --warm-policy-weights")
-    p.add_argument("--warm-policy-weights", metavar="WEIGHTS")
+                        "(§3.1.3); its parameters with --warm-policy-params")
+    p.add_argument("--warm-policy-params", "--warm-policy-weights", dest="warm_policy_params", metavar="FILE")
     p.add_argument("--warm-state", default="s", help="the state array s[t] the warm policy reads (default s)")
     p.add_argument("--given", action="append", metavar="NAME=v1,v2", help="a fixed value for another observed variable")
     p.add_argument("--carry", action="append", metavar="VAR=FUNCTION",
@@ -456,8 +446,8 @@ def _fit_upper_parser(subparsers) -> None:
                                                  "all: every feature)")
     u.add_argument("--min-count", type=count(), default=1, help="keep moves seen at least this often")
     u.add_argument("--encoder", metavar="SPEC:FUNCTION", help="fit on the observations' representations, e.g. a "
-                                                               "JEPA's s_x (with --weights): level 1 from pixels")
-    u.add_argument("--weights", help="with --encoder: the trained weights")
+                                                               "JEPA's s_x (with --params): level 1 from pixels")
+    u.add_argument("--params", "--weights", dest="params", metavar="FILE", help="with --encoder: " + PARAMS_HELP)
     u.add_argument("--out", required=True, help="the .safetensors to write")
     u.set_defaults(fn=cmd_fit_upper)
 
@@ -473,7 +463,7 @@ def _collect_parser(subparsers) -> None:
                    help="random actions, a planner (--plan SPEC), or OGBench's noisy oracle navigator (point mazes)")
     c.add_argument("--noise", type=float, default=0.2, help="with --policy oracle: the action noise's std")
     c.add_argument("--plan", metavar="SPEC", help="with --policy plan: the planning spec")
-    c.add_argument("--weights", help="with --policy plan: trained weights")
+    c.add_argument("--params", "--weights", dest="params", metavar="FILE", help="with --policy plan: " + PARAMS_HELP)
     c.add_argument("--method", help="with --policy plan: as plan's --method (default: mppi for continuous "
                                      "actions, auto for discrete ones)")
     c.add_argument("--horizon", type=count())

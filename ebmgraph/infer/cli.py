@@ -1,7 +1,7 @@
 """``ebmgraph infer SPEC --method M``: minimize a spec's energy on random or loaded observations.
 
-The same call as :func:`ebmgraph.minimize`: ``--size`` sets sizes, ``--weights`` loads trained
-weights (safetensors), ``--set key=value`` passes method settings (``steps``, ``simulations``,
+The same call as :func:`ebmgraph.minimize`: ``--size`` sets sizes, ``--params`` loads trained
+parameters (safetensors, the one loading rule of :func:`ebmgraph.cliargs.load_params`), ``--set key=value`` passes method settings (``steps``, ``simulations``,
 ``width``, ``samples``, ``iters`` ...), and the values found are printed with their energies.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import time
 import numpy as np
 import torch
 
-from ..cliargs import MODULE_HELP, count, load_modules, parse_settings, parse_sizes, print_errors
+from ..cliargs import MODULE_HELP, PARAMS_HELP, count, load_modules, load_params, parse_settings, parse_sizes, print_errors
 from ..errors import SpecError
 
 
@@ -36,8 +36,7 @@ def cmd_infer(args) -> int:
 
     try:
         ebm = compile_spec(args.spec, seed=args.seed, sizes=parse_sizes(args.size), modules=load_modules(args.module))
-        if args.weights:
-            ebm.load(args.weights)
+        load_params(ebm, args.params)
         g = ebm.graph
         observed_names = [v.name for v in g.variables if v.role == "observed"]
         over = [v.name for v in g.variables if v.role != "observed" and not v.sampled]
@@ -89,7 +88,7 @@ def register_cli(subparsers) -> None:
     p.add_argument("--batch", type=count(), default=2, help="random observations drawn without --data")
     p.add_argument("--size", action="append", metavar="NAME=INT", help="set a size, e.g. T=16")
     p.add_argument("--module", action="append", metavar="NAME=PKG.MOD:ATTR", help=MODULE_HELP)
-    p.add_argument("--weights", metavar="FILE", help="trained weights (.safetensors, e.g. RUN/model.safetensors)")
+    p.add_argument("--params", "--weights", dest="params", metavar="FILE", help=PARAMS_HELP)
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="a method setting, e.g. simulations=2000, steps=200, width=64, samples=512, iters=50")
     p.add_argument("--no-check-finite", dest="check_finite", action="store_false",

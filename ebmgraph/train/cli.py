@@ -221,7 +221,9 @@ def register_cli(subparsers) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue the run in OUT exactly where it stopped, with the settings it was started with")
     p.add_argument("--ckpt-every", type=count(0), help="also checkpoint every N steps (default: end of each epoch)")
-    p.add_argument("--opt", action="append", metavar="KEY=VALUE", help="loss option, e.g. margin=2.0 sampler=uniform")
+    p.add_argument("--set", "--opt", dest="opt", action="append", metavar="KEY=VALUE",
+                   help="a loss setting, e.g. margin=2.0 sampler=uniform var_weight=16 (as every verb's --set; "
+                        "--opt: the former name)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--module", action="append", metavar="NAME=PKG.MOD:ATTR", help=MODULE_HELP)
     p.set_defaults(fn=cmd_train)

@@ -16,6 +16,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as Fn
 
+from .. import ir
 from .losses_contrastive import EnergyLoss, LossOut
 from .values import latents, training_free_energy, values
 
@@ -46,6 +47,26 @@ def vicreg_terms(a: torch.Tensor, b: torch.Tensor, *, gamma: float = 1.0) -> dic
     return {"var": variance_term(a, gamma=gamma) + variance_term(b, gamma=gamma),
             "cov": covariance_term(a) + covariance_term(b),
             "inv": ((a - b) ** 2).mean()}
+
+
+def sigreg_term(z: torch.Tensor, *, directions: int = 64, knots: int = 17, t_max: float = 4.0,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """SIGReg (LeJEPA, Balestriero & LeCun 2025; LeWM's regularizer): how far ``z`` ``[B, D]`` is from an
+    isotropic standard Gaussian, sketched along ``directions`` random unit vectors ``u``. For each projection
+    ``x = z u`` the Epps–Pulley statistic ``∫ |φ̂(t) − e^{−t²/2}|² e^{−t²/2} dt`` compares its empirical
+    characteristic function ``φ̂(t) = mean_b e^{i t x_b}`` with the Gaussian's, integrated by the trapezoid
+    rule on ``[−t_max, t_max]`` (``knots`` points on one side; the integrand is even), then averaged over the
+    directions (not multiplied by B, so its scale does not grow with the batch). A collapsed batch (every row
+    0) scores ``√(2π) − 2√π + √(2π/3)`` ≈ 0.41 as ``t_max`` grows; the directions are drawn from
+    ``generator`` (the training step's), fresh at every step."""
+    z = z.reshape(z.shape[0], -1)
+    u = torch.randn(z.shape[1], directions, generator=generator, dtype=z.dtype).to(z.device)
+    x = z @ (u / u.norm(dim=0, keepdim=True))  # [B, M]
+    t = torch.linspace(0.0, t_max, knots, dtype=z.dtype, device=z.device)  # [J]
+    tx = x[..., None] * t  # [B, M, J]
+    gauss = torch.exp(-0.5 * t * t)
+    err = (torch.cos(tx).mean(0) - gauss) ** 2 + torch.sin(tx).mean(0) ** 2  # [M, J]
+    return 2.0 * torch.trapezoid(err * gauss, t, dim=-1).mean()
 
 
 def cross_correlation(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
@@ -91,19 +112,23 @@ class Regularized(EnergyLoss):
     def __init__(self, ebm, *, energy_weight: float = 1.0, var_weight: float = 25.0, cov_weight: float = 1.0,
                  inv_weight: float = 0.0, gamma: float = 1.0, barlow_weight: float = 1.0,
                  barlow_lambda: float = 5e-3, use_regularizers: bool = True, latent_noise: float = 0.0,
-                 kl_weight: float = 1.0, y: str = "y", **kw):
+                 kl_weight: float = 1.0, sigreg_weight: float = 1.0, y: str = "y", **kw):
         super().__init__(ebm, y=y, **kw)
         self.energy_weight, self.var_weight, self.cov_weight, self.inv_weight = energy_weight, var_weight, cov_weight, inv_weight
         self.gamma, self.barlow_weight, self.barlow_lambda = gamma, barlow_weight, barlow_lambda
         self.use_regularizers, self.latent_noise, self.kl_weight = use_regularizers, latent_noise, kl_weight
-        self.regs = [(r.name, r.value.fn, [a.name for a in r.value.args]) for r in ebm.graph.regularizers]
+        # each argument's label for evaluate(outputs=): a variable "s_x", one element "s[0]", or a whole array "s",
+        # whose [B, L, D] values are then L·B rows of the batch statistics (over the batch and over time)
+        self.regs = [(r.name, r.value.fn, [ir.expr_str(a) for a in r.value.args]) for r in ebm.graph.regularizers]
+        self.sigreg_weight = sigreg_weight
 
     @property
     def reg_names(self) -> list[str]:
         """The variables the spec's regularizers read (``vicreg(v_x, v_y)``: v_x, v_y)."""
         return sorted({n for _, _, args in self.regs for n in args})
 
-    def reg_terms(self, batch: dict, vals: dict | None = None) -> dict[str, torch.Tensor]:
+    def reg_terms(self, batch: dict, vals: dict | None = None, gen: torch.Generator | None = None
+                  ) -> dict[str, torch.Tensor]:
         """Each spec regularizer's terms ``{"VR.var": scalar, ...}`` (unweighted), from ``vals`` (the values
         the forward that computed the energy returned), or evaluated from ``batch`` when not given."""
         if not self.regs:
@@ -120,7 +145,7 @@ class Regularized(EnergyLoss):
             vals = {k: torch.cat(all_gather(v), 0) for k, v in vals.items()}
         out = {}
         for name, fn, args in self.regs:
-            zs = [vals[a] for a in args]
+            zs = [vals[a].flatten(0, 1) if vals[a].dim() == 3 else vals[a] for a in args]  # an array: every step a row
             if fn == "vicreg":
                 a, b = (zs + zs)[:2]
                 t = vicreg_terms(a, b, gamma=self.gamma)
@@ -132,6 +157,8 @@ class Regularized(EnergyLoss):
                 t = {"var": sum(variance_term(z, gamma=self.gamma) for z in zs)}
             elif fn == "covariance":
                 t = {"cov": sum(covariance_term(z) for z in zs)}
+            elif fn == "sigreg":
+                t = {"sig": sum(sigreg_term(z, generator=gen) for z in zs)}
             else:
                 raise ValueError(f"regularizer {name}: unknown batch regularizer {fn}")
             out.update({f"{name}.{k}": v for k, v in t.items()})
@@ -139,7 +166,7 @@ class Regularized(EnergyLoss):
 
     def _weight(self, key: str) -> float:
         k = key.rsplit(".", 1)[1]
-        return {"var": self.var_weight, "cov": self.cov_weight, "inv": self.inv_weight,
+        return {"var": self.var_weight, "cov": self.cov_weight, "inv": self.inv_weight, "sig": self.sigreg_weight,
                 "on": self.barlow_weight, "off": self.barlow_weight}[k]
 
     def data_energy(self, batch: dict, gen: torch.Generator, outputs=None):
@@ -184,7 +211,7 @@ class Regularized(EnergyLoss):
         loss = self.energy_weight * e.mean()
         stats = dict(st)
         if regs:
-            for k, v in self.reg_terms(batch, vals).items():
+            for k, v in self.reg_terms(batch, vals, gen).items():
                 loss = loss + self._weight(k) * v
                 stats[k] = float(v.detach())
         return LossOut(loss, stats, e.detach(), None)

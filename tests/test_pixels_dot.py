@@ -209,3 +209,40 @@ def test_one_step_training_is_the_window_of_one_step(tmp_path):
     assert b["obs"].shape == (18, 2, 16, 16, 1) and b["action"].shape == (18, 1, 2)
     np.testing.assert_array_equal(b["obs"][7, 1].numpy(), render(pos[1][2]))  # episode 1, step 1 -> frame 2
     assert set(ebm.energy(obs=b["obs"], action=b["action"]).terms) == {"D", "I"}
+
+
+def test_windows_read_ahead_by_workers_train_exactly_as_windows_read_in_the_step(tmp_path):
+    """``train --workers 1`` (a DataLoader process reads the next batches from the store) and ``--workers 0``
+    (read in the step): the same batches in the same order, so the same trained parameters, bit for bit."""
+    from safetensors.torch import load_file
+
+    collect(tmp_path / "d.h5", episodes=6, steps=12, seed=1)
+    for w in (0, 1):
+        assert main(["train", str(EX / "dot_jepa.yaml"), "--data", str(tmp_path / "d.h5"), "--loss", "vicreg",
+                     "--epochs", "2", "--batch", "16", "--workers", str(w), "--quiet", "--out", str(tmp_path / f"w{w}")]) == 0
+    a, b = (load_file(tmp_path / f"w{w}" / "model.safetensors") for w in (0, 1))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    c = load_file(next((tmp_path / "w0").glob("model.safetensors")))  # a different seed would differ: the check can fail
+    assert main(["train", str(EX / "dot_jepa.yaml"), "--data", str(tmp_path / "d.h5"), "--loss", "vicreg", "--seed", "1",
+                 "--epochs", "2", "--batch", "16", "--workers", "1", "--quiet", "--out", str(tmp_path / "s1")]) == 0
+    d = load_file(tmp_path / "s1" / "model.safetensors")
+    assert not all(torch.equal(c[k], d[k]) for k in c)
+
+
+def test_train_sets_a_spec_weight_and_a_size_from_the_command_line(tmp_path):
+    """``--set w=0`` on a weight of the spec switches that term off (its energy is 0 in the log); ``--size K=1``
+    trains one-step windows; both are kept in run.json."""
+    import csv
+    import json
+
+    collect(tmp_path / "d.h5", episodes=4, steps=10, seed=3)
+    spec = tmp_path / "w.yaml"
+    spec.write_text((EX / "dot_jepa.yaml").read_text().replace("  I[t]: sq_dist(", "  I[t]: w_i*sq_dist(")
+                    .replace("sizes: {K: 4}", "sizes: {K: 4}\nweights: {w_i: 1.0}"))
+    assert main(["train", str(spec), "--data", str(tmp_path / "d.h5"), "--loss", "vicreg", "--epochs", "1",
+                 "--batch", "8", "--set", "w_i=0", "--size", "K=1", "--quiet", "--out", str(tmp_path / "r")]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "r" / "metrics.csv")))
+    assert rows and all(float(r["E.I"]) == 0.0 for r in rows) and any(float(r["E.D"]) > 0 for r in rows)
+    run = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert run["size"] == {"K": 1} and run["opt"] == {"w_i": 0}
+    assert len(rows) == 4 * 10 // 8  # K = 1: every step of the 4 episodes is a window

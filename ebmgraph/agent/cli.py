@@ -138,7 +138,12 @@ def _plan(args) -> int:
 
     try:
         _check_outputs(args)
+        if args.eval_data and not args.env.startswith("swm/"):
+            raise ValueError(f"--eval-data runs stable-worldmodel's evaluation loop, for swm/ envs (swm/TwoRoom-v1, "
+                             f"swm/PushT-v1), not {args.env}")
         planner, upper_settings = _load_actor(args)
+        if args.eval_data:
+            return _swm_evaluate(args, planner)
         res = _episodes(args, planner)
     except SpecError as exc:
         print_errors(exc)
@@ -158,6 +163,38 @@ def _plan(args) -> int:
         print(json.dumps(summary))
         return 0
     _print_plan(args, res, summary, out, files)
+    return 0
+
+
+def _swm_evaluate(args, planner) -> int:
+    """``plan --eval-data STORE``: stable-worldmodel's dataset-driven ``World.evaluate`` (the peers' protocol) over
+    ``--episodes`` (start, goal) pairs of the store, planned as one batch per step; results.json and one line."""
+    from ..util import atomic_write_text
+    from . import swm
+
+    if getattr(planner, "binding", None) is None or args.mode1:
+        raise ValueError("--eval-data evaluates a planner (not --mode1)")
+    goal = next(iter(planner.binding.from_info), None)
+    if goal is None:
+        raise ValueError("--eval-data: name the spec's goal frame with --from-info VAR=goal (e.g. goal=goal)")
+    r = swm.evaluate(planner, args.eval_data, env_id=args.env, goal_var=goal, goal_offset=args.goal_offset,
+                     budget=args.budget, episodes=args.episodes, seed=args.seed)
+    out = Path(args.out or f"runs/plan-{planner.ebm.graph.name}-{args.env.replace('/', '_')}")
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {"env": args.env, "spec": args.spec, "params": args.params, "protocol": "stable-worldmodel "
+               "World.evaluate (dataset-driven)", "data": args.eval_data, "episodes": args.episodes,
+               "goal_offset": args.goal_offset, "budget": args.budget, "seed": args.seed, "method": planner.method,
+               "settings": {k: v for k, v in planner.settings.items() if k != "init"},
+               "success_rate": r["success_rate"], "successes": r["successes"].astype(int).tolist(),
+               "starts": [[int(e), int(t)] for e, t in zip(r["episodes"], r["starts"])],
+               "ms_per_decision_median": r["ms_per_decision"], "wall_s": r["wall_s"]}
+    atomic_write_text(out / "results.json", json.dumps(summary, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"{args.env}: success {r['success_rate']:.1f}% of {args.episodes} episodes (World.evaluate, goal "
+              f"{args.goal_offset} steps ahead, budget {args.budget}, seed {args.seed}); {r['ms_per_decision']:.1f} ms "
+              f"per decision (median, batched), {r['wall_s']:.0f} s; wrote {out / 'results.json'}")
     return 0
 
 
@@ -210,6 +247,12 @@ def _episodes(args, actor):
         res = run(args.env, None, **common, policy=actor)
         res.method = f"mode1 {args.mode1}"
         return res
+    if args.parallel > 1:
+        from .mpc import run_parallel
+
+        args.no_frames = True  # episodes stepped together: no first episode to film
+        return run_parallel(args.env, actor, episodes=args.episodes, seed=args.seed, parallel=args.parallel,
+                            max_steps=args.max_steps, progress=not args.quiet, options=_reset_options(args.reset))
     return run(args.env, actor, **common, options=_reset_options(args.reset))
 
 
@@ -285,8 +328,14 @@ def _encode(encoder: str, params: str | None, obs: np.ndarray, batch: int = 1024
         raise SpecError(f"--encoder takes SPEC:FUNCTION (e.g. world_model.yaml:s_x), got {encoder!r}")
     ebm = load_params(compile_spec(spec), params)
     ebm.eval()
+    import networkx as nx
+
     leaves = [v.name for v in ebm.graph.variables if v.role == "observed"]
-    name = "obs" if "obs" in leaves else leaves[0]
+    try:  # the one observed variable the function reads (g: Enc(image(goal)) reads goal)
+        feeds = sorted({n for n, _ in nx.ancestors(ebm.checked.elements, (fn, 0))} & set(leaves))
+    except nx.NetworkXError:
+        feeds = []
+    name = feeds[0] if len(feeds) == 1 else "obs" if "obs" in leaves else leaves[0]
     out = []
     with torch.no_grad():
         for i in range(0, len(obs), batch):
@@ -421,6 +470,15 @@ def _plan_parser(subparsers) -> None:
     p.add_argument("--subgoal", help="the variable receiving the sub-goal (default: the goal's variable)")
     p.add_argument("--upper-state", default="s", help="the level-1 state the upper level encodes (default s[0])")
     p.add_argument("--max-steps", type=count(), help="stop each episode after this many steps")
+    p.add_argument("--parallel", type=count(), default=1,
+                   help="step N environments together and plan the live ones in one batched minimize per step "
+                        "(continuous actions, one level; no frames recorded)")
+    p.add_argument("--eval-data", metavar="FILE.h5", help="swm/ envs: run stable-worldmodel's World.evaluate over "
+                   "(start, goal) pairs of this episode store's episodes (the peers' protocol; --episodes pairs, "
+                   "drawn with --seed as the peers draw them)")
+    p.add_argument("--goal-offset", type=count(), default=25, help="with --eval-data: steps from start to goal "
+                                                                   "(default 25; the far-goal protocol: 100)")
+    p.add_argument("--budget", type=count(), default=50, help="with --eval-data: steps allowed (default 50)")
     p.add_argument("--frame-every", type=count(), default=2, help="record every N-th frame of the first episode")
     p.add_argument("--no-frames", action="store_true", help="do not render the first episode")
     p.add_argument("--out", help="directory for results.json and pictures (default runs/plan-SPEC-ENV)")

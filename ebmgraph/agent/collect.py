@@ -41,13 +41,14 @@ def _random_action(space, rng: np.random.Generator):
     return rng.uniform(space.low, space.high).astype(np.float32)
 
 
+SWM_EPISODE = 100  # stable-worldmodel's envs have no time limit; the peers collect 100-step episodes
 COLUMNS = ("obs", "action", "reward", "terminated", "truncated", "next_obs", "episode", "t")
 
 
 def collect(env_id: str, steps: int, *, planner=None, seed: int = 0, repeat: int = 1, epsilon: float = 0.0,
             out=None, progress: bool = True, oracle: bool = False, noise: float = 0.2) -> dict:
     """Step ``env_id`` for ``steps`` transitions and (if ``out``) write them to ``out``: ``.npz`` transitions,
-    or ``.h5`` episodes that ``train`` cuts into windows of K steps (:func:`write_episodes`).
+    or ``.h5`` episodes, written as each ends, that ``train`` cuts into windows of K steps (:class:`_EpisodeStream`).
 
     The environment is stepped by :func:`ebmgraph.agent.loop.rollout` (the loop ``plan`` uses too).
 
@@ -58,59 +59,115 @@ def collect(env_id: str, steps: int, *, planner=None, seed: int = 0, repeat: int
         repeat: hold each random action this many steps (explores further in MountainCar).
         epsilon: with a planner, take a random action with this probability (exploration).
         oracle: act with OGBench's noisy oracle navigator (point mazes; :mod:`ebmgraph.agent.maze`):
-            each episode starts at a random open cell and heads for random goal cells in turn.
+            each episode starts at a random open cell and heads for random goal cells in turn; or with a
+            stable-worldmodel env's own data policy (``swm/``: :class:`ebmgraph.agent.swm.Expert`).
         noise: the oracle's action noise (standard deviation).
 
     Returns:
-        the arrays (as numpy) and ``_meta`` (a dict).
+        the arrays (as numpy) and ``_meta`` (a dict); with an ``.h5`` out, all but the frames (on disk only).
     """
     _check_arguments(steps, repeat, epsilon, out)
     rng = np.random.default_rng(seed)
     env, nav = _make(env_id, planner, oracle, noise, rng)
     env.action_space.seed(seed)
     policy = _Policy(env.action_space, planner, nav, rng, repeat, epsilon)
+    stream = out is not None and str(out).endswith(".h5")
     cols = {k: [] for k in (*COLUMNS, "xy")}
-    pixels = nav is not None and len(env.observation_space.shape) == 3
+    facts = _FACT_COLUMNS.get(_kind(env_id), ()) if stream or nav is not None else ()
+    writer = _EpisodeStream(out, facts) if stream else None
     bar = progress_bar(total=steps, disable=not progress, desc=f"collect {env_id}", unit="step")
 
     def record(tr) -> None:
-        if pixels:
+        if writer is not None:
+            writer.step(tr)  # frames go to disk episode by episode; only the small columns stay in memory
+        elif facts:
             cols["xy"].append(np.asarray(tr.facts["xy"], np.float32))
         for k, v in zip(COLUMNS, (tr.obs, tr.action, tr.reward, tr.terminated, tr.truncated, tr.next_obs,
                                   tr.episode, tr.t)):
-            cols[k].append(v)
+            if writer is None or k not in ("obs", "next_obs"):
+                cols[k].append(v)
         bar.update(1)
 
     try:
         rollout(env, policy, seed=seed, steps=steps, reset=nav.reset if nav is not None else None,
                 on_reset=policy.begin, on_step=record)
+        arrays = _arrays(cols, env.observation_space)
+        meta = _meta(env_id, seed, steps, planner, nav, noise, repeat, epsilon, int(arrays["episode"][-1]) + 1)
+        if writer is not None:
+            writer.close(meta)
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
     finally:
         bar.close()
         env.close()
-    arrays = _arrays(cols, env.observation_space)
-    meta = _meta(env_id, seed, steps, planner, nav, noise, repeat, epsilon, int(arrays["episode"][-1]) + 1)
-    if out is not None and str(out).endswith(".h5"):
-        write_episodes(out, arrays, meta)
-    elif out is not None:
+    if out is not None and not stream:
         buf = io.BytesIO()
         np.savez_compressed(buf, **arrays, _meta=np.array(json.dumps(meta)))
         atomic_write_bytes(out, buf.getvalue())
     return {**arrays, "_meta": meta}
 
 
-def write_episodes(out, arrays: dict, meta: dict) -> None:
-    """Collected transitions as an episode store (``.h5``, :mod:`ebmgraph.train.episodes`): per episode the
-    frames ``obs`` ``[T + 1, ...]`` (each step's observation, then the last one's next observation) and the
-    steps ``action``, ``reward``, ``terminated``, ``truncated`` (and ``xy``) ``[T, ...]``; written atomically."""
-    from ..train.episodes import EpisodeWriter
+# per-frame facts an episode store keeps besides the frames, by kind of environment (the probe's positions, the
+# state stable-worldmodel's evaluation sets its envs to)
+_FACT_COLUMNS = {"maze": ("xy",), "swm": ("xy", "state")}
 
-    ep = arrays["episode"]
-    bounds = np.concatenate([[0], np.flatnonzero(np.diff(ep)) + 1, [len(ep)]])
-    per_step = [k for k in ("action", "reward", "terminated", "truncated", "xy") if k in arrays]
-    with EpisodeWriter(out, meta=meta) as w:
-        for a, b in zip(bounds[:-1], bounds[1:]):
-            w.add(frames={"obs": np.concatenate([arrays["obs"][a:b], arrays["next_obs"][b - 1:b]])},
-                  steps={k: arrays[k][a:b] for k in per_step})
+
+def _kind(env_id: str) -> str:
+    from .maze import is_maze
+    from .swm import is_swm
+
+    return "maze" if is_maze(env_id) else "swm" if is_swm(env_id) else ""
+
+
+class _EpisodeStream:
+    """Episodes written to an ``.h5`` store as they end (:class:`ebmgraph.train.episodes.EpisodeWriter`): the
+    frames ``obs`` ``[T + 1, ...]`` and the facts (``xy``, ``state``) per frame, the steps ``action``,
+    ``reward``, ``terminated``, ``truncated`` ``[T, ...]``. Published under its name at :meth:`close`; a
+    collect that fails or is stopped leaves no file."""
+
+    def __init__(self, out, facts):
+        from ..train.episodes import EpisodeWriter
+
+        self.w = EpisodeWriter(out)
+        self.facts, self.cur = tuple(facts), None
+
+    def step(self, tr) -> None:
+        if self.cur is None:
+            self.cur = {"obs": [tr.obs], **{f: [tr.facts[f]] for f in self.facts}, "action": [], "reward": [],
+                        "terminated": [], "truncated": []}
+        c = self.cur
+        c["obs"].append(tr.next_obs)
+        for f in self.facts:
+            c[f].append(tr.next_facts[f])
+        for k, v in (("action", tr.action), ("reward", tr.reward), ("terminated", tr.terminated),
+                     ("truncated", tr.truncated)):
+            c[k].append(v)
+        if tr.last:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.cur is None:
+            return
+        c, self.cur = self.cur, None
+        odt = np.uint8 if np.asarray(c["obs"][0]).dtype == np.uint8 else np.float32
+        frames = {"obs": np.asarray(c["obs"], odt), **{f: np.asarray(c[f], np.float32) for f in self.facts}}
+        acts = c["action"]
+        steps = {"action": np.asarray(acts, np.int64) if isinstance(acts[0], int) else np.asarray(acts, np.float32),
+                 "reward": np.asarray(c["reward"], np.float32), "terminated": np.asarray(c["terminated"], bool),
+                 "truncated": np.asarray(c["truncated"], bool)}
+        self.w.add(frames=frames, steps=steps)
+
+    def close(self, meta: dict) -> None:
+        import json as _json
+
+        self.flush()
+        self.w.f.attrs["meta"] = _json.dumps(meta)
+        self.w.close()
+
+    def abort(self) -> None:
+        self.w.abort()
 
 
 def _check_arguments(steps: int, repeat: int, epsilon: float, out) -> None:
@@ -126,12 +183,20 @@ def _check_arguments(steps: int, repeat: int, epsilon: float, out) -> None:
 
 def _make(env_id: str, planner, oracle: bool, noise: float, rng: np.random.Generator):
     """``(env, navigator)``: the environment, and the oracle navigator acting in it (None without ``oracle``)."""
+    from .swm import is_swm
+
     if not oracle:
-        return make_env(env_id), None
+        return make_env(env_id, **({"max_episode_steps": SWM_EPISODE} if is_swm(env_id) else {})), None
     from .maze import OracleNavigator, is_maze
 
-    if planner is not None or not is_maze(env_id):
-        raise ValueError(f"the oracle navigator acts in OGBench's point mazes without a planner, not in {env_id}")
+    from .swm import Expert, is_swm
+
+    if planner is not None or not (is_maze(env_id) or is_swm(env_id)):
+        raise ValueError(f"the oracle (OGBench's navigator, stable-worldmodel's data policies) acts in point mazes "
+                         f"and swm/ envs without a planner, not in {env_id}")
+    if is_swm(env_id):
+        env = make_env(env_id, max_episode_steps=SWM_EPISODE)
+        return env, Expert(env, noise, rng)
     env = make_env(env_id, terminate_at_goal=False)
     return env, OracleNavigator(env, noise, rng)
 
@@ -171,8 +236,8 @@ def _arrays(cols: dict, space) -> dict:
     """The recorded columns as arrays: images stay integers (uint8: a quarter of float32's size), everything
     else is float32; actions int64 for a Discrete space."""
     odt = space.dtype if np.issubdtype(space.dtype, np.integer) else np.float32
-    arrays = {"obs": np.asarray(cols["obs"], odt), "next_obs": np.asarray(cols["next_obs"], odt),
-              "reward": np.asarray(cols["reward"], np.float32), "terminated": np.asarray(cols["terminated"], bool),
+    arrays = {k: np.asarray(cols[k], odt) for k in ("obs", "next_obs") if cols[k]}
+    arrays |= {"reward": np.asarray(cols["reward"], np.float32), "terminated": np.asarray(cols["terminated"], bool),
               "truncated": np.asarray(cols["truncated"], bool), "episode": np.asarray(cols["episode"], np.int32),
               "t": np.asarray(cols["t"], np.int32)}
     acts = cols["action"]
@@ -186,7 +251,7 @@ def _meta(env_id, seed, steps, planner, nav, noise, repeat, epsilon, episodes) -
     import gymnasium
 
     return {"env_id": env_id, "seed": seed, "steps": steps, "episodes": episodes,
-            "policy": (f"oracle navigator (noise {noise})" if nav is not None else "random" if planner is None
+            "policy": (getattr(nav, "label", f"oracle navigator (noise {noise})") if nav is not None else "random" if planner is None
                        else f"plan {planner.ebm.graph.name} ({planner.method})"),
             "repeat": repeat, "epsilon": epsilon, "gymnasium": gymnasium.__version__,
             "python": platform.python_version(), "date": datetime.date.today().isoformat()}

@@ -71,7 +71,7 @@ def make_env(env_id: str, *, render: bool = False, **kwargs):
     _sdl_environment(render)
     if render:
         kwargs["render_mode"] = "rgb_array"
-    from . import maze, tasks
+    from . import maze, swm, tasks
 
     if maze.FACTS not in INFO_HOOKS:
         register_facts(*maze.FACTS)
@@ -81,12 +81,22 @@ def make_env(env_id: str, *, render: bool = False, **kwargs):
         except ImportError as exc:
             raise EnvMismatch(f"{env_id} needs ogbench ({exc}): pip install 'ebmgraph[maze]' (ogbench==1.2.2, "
                               f"mujoco==3.17.0)") from None
+    if swm.is_swm(env_id):
+        if swm.FACTS not in INFO_HOOKS:
+            register_facts(*swm.FACTS)
+        try:
+            return swm.make_swm(env_id, render=render, **kwargs)
+        except ImportError as exc:
+            raise EnvMismatch(f"{env_id}: {exc}") from None
+        except gym.error.Error as exc:
+            raise EnvMismatch(f"unknown environment id {env_id!r} ({type(exc).__name__}: {exc}); stable-worldmodel's "
+                              f"tested here: {', '.join(swm.ENVS)}") from None
     if env_id.startswith("ebmgraph/"):
         tasks.register()
     try:
         return gym.make(env_id, **kwargs)
     except gym.error.Error as exc:  # NameNotFound, VersionNotFound, NamespaceNotFound, DependencyNotInstalled...
-        known = ", ".join(CLASSIC + tasks.IDS + maze.MAZES)
+        known = ", ".join(CLASSIC + tasks.IDS + maze.MAZES + swm.ENVS)
         raise EnvMismatch(f"unknown environment id {env_id!r} ({type(exc).__name__}: {exc}); installed and "
                           f"tested here: {known}") from None
 

@@ -16,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..cliargs import MODULE_HELP, count, load_modules, positive, print_errors
+from ..cliargs import MODULE_HELP, count, load_modules, parse_sizes, positive, print_errors
 from .checkpoint import read_state
 from .losses_contrastive import ROWS
 
@@ -26,7 +26,7 @@ LOSSES = tuple(ROWS) + REGULARIZED
 # an explicit flag can be told from an absent one when resuming
 DEFAULTS = {"data": None, "loss": None, "y": "y", "epochs": 10, "batch": 128, "lr": 1e-3, "schedule": "constant",
             "seed": 0, "n": 0, "stride": 1,
-            "opt": {}}
+            "opt": {}, "size": {}}
 RUN_FILE = "run.json"
 _GENERATED = ("moons", "spirals", "rings", "pendulum", "pendulum_sequences", "latent_modes")
 
@@ -91,6 +91,7 @@ def resolve_settings(args, saved: dict | None) -> dict:
     """
     given = {k: getattr(args, k) for k in DEFAULTS}
     given["opt"] = _kv(args.opt) if args.opt else None
+    given["size"] = parse_sizes(args.size) if args.size else None
     if saved is None:
         cfg = {k: (v if v is not None else DEFAULTS[k]) for k, v in given.items()}
     else:
@@ -101,7 +102,9 @@ def resolve_settings(args, saved: dict | None) -> dict:
                 continue
             if k == "epochs" and v > saved[k] and saved.get("schedule", "constant") == "constant":
                 continue  # extending a run: its first epochs are the saved run's (a cosine decay would change)
-            if k == "opt":
+            if k == "size":
+                clash.append(f"--size {v} (the run was started with sizes {saved[k]})")
+            elif k == "opt":
                 was = " ".join(f"--opt {a}={json.dumps(b)}" for a, b in saved[k].items()) or "no --opt"
                 clash.append(f"{' '.join('--opt ' + o for o in args.opt)} (the run was started with {was})")
             else:
@@ -152,7 +155,7 @@ def cmd_train(args) -> int:
     if args.resume and saved is None:
         print(f"{out}: no run to resume; starting a new one", file=sys.stderr)
     try:
-        ebm = ebmgraph.compile(args.spec, seed=cfg["seed"], modules=load_modules(args.module))
+        ebm = ebmgraph.compile(args.spec, seed=cfg["seed"], modules=load_modules(args.module), sizes=cfg["size"] or None)
     except ebmgraph.SpecError as exc:
         print_errors(exc)
         return 1
@@ -166,10 +169,15 @@ def cmd_train(args) -> int:
             data = spec_windows(ebm, cfg["data"], stride=cfg["stride"])
         else:
             data = get_dataset(cfg["data"], seed=cfg["seed"], **data_kw)
-        loss = build_loss(ebm, cfg["loss"], y=cfg["y"], options=cfg["opt"])
+        # a --set key that names a weight of the spec sets that weight (as plan's --set does); the rest are the loss's
+        wset = {k: v for k, v in cfg["opt"].items() if k in ebm.weights()}
+        if wset:
+            ebm.set_weights(**wset)
+        loss = build_loss(ebm, cfg["loss"], y=cfg["y"], options={k: v for k, v in cfg["opt"].items() if k not in wset})
         t = Trainer(loss, data, epochs=cfg["epochs"], batch=cfg["batch"], lr=cfg["lr"], schedule=cfg["schedule"],
                     seed=cfg["seed"], out=out,
-                    ckpt_every=ckpt_every, progress=not args.quiet, config=record)
+                    ckpt_every=ckpt_every, progress=not args.quiet, config=record,
+                    workers=_workers(args.workers, cfg["data"], data))
         if t.rank == 0 and rank0:
             Path(out).mkdir(parents=True, exist_ok=True)
             atomic_write_text(Path(out) / RUN_FILE, json.dumps(record, indent=1) + "\n")
@@ -196,6 +204,15 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _workers(asked: int | None, source: str, data) -> int:
+    """``--workers``: as asked (>= 0), else 1 for windows read from a ``.h5`` store, 0 otherwise."""
+    if asked is not None:
+        if asked < 0:
+            raise ValueError(f"--workers must be >= 0, got {asked}")
+        return asked
+    return int(getattr(data, "streamed", False) and str(source).endswith(".h5"))
+
+
 def register_cli(subparsers) -> None:
     p = subparsers.add_parser(
         "train", help="train a spec: contrastive (Table 1) or regularized (VICReg, §4.5) losses",
@@ -216,13 +233,20 @@ def register_cli(subparsers) -> None:
                    help="learning rate over the run: constant (default) or a cosine decay to 0")
     p.add_argument("--seed", type=int, help=f"default {DEFAULTS['seed']}")
     p.add_argument("--n", type=count(), help="samples of a generated data set (default: the set's own)")
+    p.add_argument("--size", action="append", metavar="NAME=INT",
+                   help="a size of the spec (K=1: windows of one step), as plan --size")
     p.add_argument("--stride", type=count(), help="episodes: steps between consecutive windows' starts (default 1)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="episodes: processes that read the next batches from the store while the step computes "
+                        "(a torch DataLoader; default 1 for a .h5 store, 0 reads in the step; the batches are the "
+                        "same either way)")
     p.add_argument("--out", help="run directory (default runs/NAME-LOSS-sSEED)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in OUT exactly where it stopped, with the settings it was started with")
     p.add_argument("--ckpt-every", type=count(0), help="also checkpoint every N steps (default: end of each epoch)")
     p.add_argument("--set", "--opt", dest="opt", action="append", metavar="KEY=VALUE",
-                   help="a loss setting, e.g. margin=2.0 sampler=uniform var_weight=16 (as every verb's --set; "
+                   help="a loss setting, e.g. margin=2.0 sampler=uniform var_weight=16, or a weight of the spec "
+                        "(w_idm=0) (as every verb's --set; "
                         "--opt: the former name)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--module", action="append", metavar="NAME=PKG.MOD:ATTR", help=MODULE_HELP)

@@ -267,6 +267,7 @@ class Windows:
                                np.concatenate([np.arange(c) * self.stride for c in counts])], 1)  # [N, 2] (e, t)
         self.transform, self.labels, self.info, self.shapes = None, None, {"K": self.K}, {}
         self.tensors = {}  # nothing held in memory
+        self.streamed = True  # read from disk per batch (the Trainer's workers may read ahead)
 
     def __len__(self) -> int:
         return len(self.index)

@@ -144,6 +144,19 @@ def declared_shapes(ebm) -> dict[str, tuple[int, ...]]:
             if v.role != "latent" and not isinstance(v.domain, ir.Discrete)}
 
 
+class _Rows(torch.utils.data.Dataset):
+    """Batch ``i`` of an epoch: ``data.batch(rows[i])`` (what a DataLoader worker reads)."""
+
+    def __init__(self, data, rows):
+        self.data, self.rows = data, rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.data.batch(self.rows[i])
+
+
 class Trainer:
     """Train a loss module (``loss(batch, gen) -> LossOut``) on a :class:`~ebmgraph.train.data.Dataset`.
 
@@ -176,8 +189,11 @@ class Trainer:
                  out: str | os.PathLike | None = None, ckpt_every: int = 0, monitor_batch: int = 512,
                  callbacks: list[Callable] | None = None, progress: bool = True, weight_decay: float = 0.0,
                  schedule: str = "constant",
-                 log_every: int = 1, config: dict | None = None):
+                 log_every: int = 1, config: dict | None = None, workers: int = 0):
         self.loss, self.data = loss, data
+        self.workers = int(workers)
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0, got {workers}")
         self.epochs, self.batch, self.lr, self.seed = epochs, batch, lr, seed
         if schedule not in ("constant", "cosine"):
             raise ValueError(f"schedule must be 'constant' or 'cosine', got {schedule!r}")
@@ -192,6 +208,7 @@ class Trainer:
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
             loss.to(device)
         self.rank, self.world = _dist_info(device)
+        self._batches = None
         # built-in data come flat (digits [N, 64]); a spec may declare images [1, 8, 8]
         self.data = data = data.with_shapes(declared_shapes(loss.ebm))
         if batch % self.world:
@@ -281,6 +298,7 @@ class Trainer:
         try:
             while self.epoch < self.epochs:
                 perm = epoch_order(len(self.data), self.seed, self.epoch)
+                self._batches = self._loader(perm)
                 while self.step < spe:
                     row = self._step(perm, logs)
                     bar.update(1)
@@ -301,6 +319,19 @@ class Trainer:
             dist.barrier()
         self.history["seconds"] = [time.time() - t0]
         return self.history
+
+    def _loader(self, perm: torch.Tensor):
+        """The rest of this epoch's batches read ahead by ``workers`` processes (a torch DataLoader), for data
+        read from disk (``data.streamed``: an episode store's windows); None: read in the step. The batches
+        are the ones the step would read (same rows, same order: reading draws no random numbers)."""
+        if not self.workers or not getattr(self.data, "streamed", False):
+            return None
+        from torch.utils.data import DataLoader
+
+        rows = [shard(perm[s * self.batch:(s + 1) * self.batch], self.rank, self.world)
+                for s in range(self.step, self.steps_per_epoch)]
+        return iter(DataLoader(_Rows(self.data, rows), batch_size=None, num_workers=self.workers,
+                               prefetch_factor=4, multiprocessing_context="fork" if os.name == "posix" else None))
 
     def _resume(self) -> dict | None:
         """Restore the checkpoint in ``out/ckpt`` (if any) after checking that it was made with these settings."""
@@ -325,7 +356,8 @@ class Trainer:
         spe = self.steps_per_epoch
         idx = shard(perm[self.step * self.batch:(self.step + 1) * self.batch], self.rank, self.world)
         gen = step_generator(self.seed, self.epoch, self.step, self.rank)
-        batch = {k: v.to(self.loss.ebm.device) for k, v in self.data.batch(idx, gen).items()}
+        raw = next(self._batches) if self._batches is not None else self.data.batch(idx, gen)
+        batch = {k: v.to(self.loss.ebm.device) for k, v in raw.items()}
         out = self.loss(batch, gen)
         self.opt.zero_grad(set_to_none=False)
         out.loss.backward()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys
@@ -70,8 +69,10 @@ def main() -> int:
     from ebmgraph.train.episodes import Episodes
 
     ep = Episodes(args.out)
-    windows = int(ep.lengths.sum())
-    stride = max(1, math.ceil(windows / (args.batch * args.steps)))
+    K = 6  # tworoom_jepa.yaml's window
+    stride = 1
+    while (np.maximum(0, (ep.lengths - K) // stride + 1).sum() // args.batch) > args.steps and stride < 10**6:
+        stride *= 2  # every episode gives at least one window, so the step count has a floor (episodes / batch)
     cmd = [str(Path(sys.executable).parent / "ebmgraph"), "train", str(ROOT / "examples/specs/tworoom_jepa.yaml"),
            "--data", args.out, "--loss", "vicreg", "--epochs", "1", "--batch", str(args.batch), "--stride", str(stride),
            "--workers", str(args.workers), "--set", "var_weight=3072", "--set", "cov_weight=50", "--quiet",
@@ -86,9 +87,11 @@ def main() -> int:
     if proc.returncode:
         print(out[-2000:], file=sys.stderr)
         return proc.returncode
+    run = Path(cmd[-1]) / "metrics.csv"
+    steps_run = max(0, len(run.read_text().splitlines()) - 1) if run.exists() else None
     print(json.dumps({**info, "store_frames": int(ep.lengths.sum() + len(ep)), "episodes": len(ep),
                       "store_gb_uncompressed": round((ep.lengths.sum() + len(ep)) * 64 * 64 * 3 / 1e9, 2),
-                      "stride": stride, "steps": args.steps, "batch": args.batch, "workers": args.workers,
+                      "stride": stride, "steps": steps_run, "batch": args.batch, "workers": args.workers,
                       "train_s": round(time.time() - t0, 1), "peak_rss_mb": round(peak / 1024, 1)}))
     return 0
 

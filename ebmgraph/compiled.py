@@ -120,6 +120,14 @@ def build_modules(checked: Checked, seed: int | None = 0, modules: dict | None =
     return nn.ModuleDict(mods)
 
 
+def _is_integer(v) -> bool:
+    """An integer or boolean tensor / numpy array (no NaN or Inf possible)."""
+    if isinstance(v, torch.Tensor):
+        return not (v.is_floating_point() or v.is_complex())
+    kind = getattr(getattr(v, "dtype", None), "kind", None)  # numpy: 'i', 'u', 'b' (without importing numpy here)
+    return kind in ("i", "u", "b")
+
+
 class CompiledEBM(NamedValues, nn.Module):
     """An energy-based model compiled from a spec.
 
@@ -325,16 +333,19 @@ class CompiledEBM(NamedValues, nn.Module):
         if energy:
             raise ValueError("energy=True goes with outputs=[...]; evaluate(inputs) alone returns the energy")
         x = self.prepare(inputs, validate=validate, repeat=repeat)
-        self._check_inputs(x, validate, check_finite)
+        self._check_inputs(x, validate, check_finite, inputs)
         out = self._energy(x, weights, repeat, validate)
         if check_finite:
             self._check_terms(out.terms)
         return out
 
-    def _check_inputs(self, x: dict, validate: bool, check_finite: bool | None) -> None:
+    def _check_inputs(self, x: dict, validate: bool, check_finite: bool | None, raw: dict | None = None) -> None:
+        """NaN/Inf inputs refused by name; inputs given as integers (uint8 frames) cannot hold either and are not
+        scanned (a frame batch converted to floats is the largest tensor of a pixel model's step)."""
         if check_finite is False or (check_finite is None and not validate):
             return
-        bad = [k for k, v in x.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        ints = {k for k, v in (raw or {}).items() if _is_integer(v)}
+        bad = [k for k, v in x.items() if k not in ints and v.is_floating_point() and not bool(torch.isfinite(v).all())]
         if bad:
             raise SpecError(f"non-finite (NaN or Inf) values in input(s) {', '.join(bad)}", Loc(self.graph.file),
                             tuple(bad))

@@ -56,7 +56,7 @@ class NamedValues:
 
         fn, outs, leaves = self._program(("values", labels, bool(energy)), build)
         x = self.prepare(inputs, validate=validate, repeat=repeat, only=leaves)
-        self._check_inputs(x, validate, check_finite)
+        self._check_inputs(x, validate, check_finite, inputs)
         E, S, vals = fn(self, **{pyname(k): v for k, v in x.items()}, W=W, _R=repeat)
         B = self._rows(x, repeat)
         values = {o.label: self._as_batch(v, B) for o, v in zip(outs, vals)}

@@ -19,7 +19,8 @@ except ImportError as exc:  # the extra is installed by make test; a user withou
 import ebmgraph  # noqa: E402
 from ebmgraph.agent.collect import SWM_EPISODE, collect  # noqa: E402
 from ebmgraph.agent.envs import EnvMismatch, make_env  # noqa: E402
-from ebmgraph.agent.mpc import PlanState, make_planner, plan_batch, plan_step  # noqa: E402
+from ebmgraph.agent.mpc import PlanState, make_planner, padded_rows, plan_batch, plan_step  # noqa: E402
+from ebmgraph.agent import swm_eval  # noqa: E402
 from ebmgraph.cli import main  # noqa: E402
 from ebmgraph.train.episodes import Episodes  # noqa: E402
 
@@ -95,14 +96,14 @@ def test_world_evaluate_over_the_store_sets_each_start_and_goal_from_it(store):
     import stable_worldmodel as swm
 
     ep = Episodes(store)
-    eps, starts = swm_mod.pick_starts(ep.lengths, np.arange(len(ep)), 10, 8, seed=42)
+    eps, starts = swm_eval.pick_starts(ep.lengths, np.arange(len(ep)), 10, 8, seed=42)
     assert np.all(starts + 10 <= ep.lengths[eps])
     world = swm.World(ENV, num_envs=8, image_shape=(64, 64), max_episode_steps=40)
     pol = _Replay(ep, eps, starts, 10)
     world.set_policy(pol)
     setters = [{"method": "_set_state", "args": {"state": {"value": "state", "in_dataset": True}}},
                {"method": "_set_goal_state", "args": {"goal_state": {"value": "goal_state", "in_dataset": True}}}]
-    res = world.evaluate(dataset=swm_mod.StoreDataset(ep), episodes_idx=eps.tolist(), start_steps=starts.tolist(),
+    res = world.evaluate(dataset=swm_eval.StoreDataset(ep), episodes_idx=eps.tolist(), start_steps=starts.tolist(),
                          goal_offset=10, eval_budget=20, callables=setters)
     assert pol.frames_ok
     assert res["success_rate"] == 100.0
@@ -110,12 +111,12 @@ def test_world_evaluate_over_the_store_sets_each_start_and_goal_from_it(store):
 
 def test_pick_starts_is_the_peers_draw_and_refuses_too_few():
     L = np.array([30, 5, 40])
-    e, s = swm_mod.pick_starts(L, np.arange(3), 25, 6, seed=42)
+    e, s = swm_eval.pick_starts(L, np.arange(3), 25, 6, seed=42)
     assert np.all(s + 25 <= L[e]) and set(e) <= {0, 2}
-    again = swm_mod.pick_starts(L, np.arange(3), 25, 6, seed=42)
+    again = swm_eval.pick_starts(L, np.arange(3), 25, 6, seed=42)
     assert np.array_equal(e, again[0]) and np.array_equal(s, again[1])
     with pytest.raises(ValueError, match="only 22 start steps"):
-        swm_mod.pick_starts(L, np.arange(3), 25, 23, seed=0)
+        swm_eval.pick_starts(L, np.arange(3), 25, 23, seed=0)
 
 
 def test_a_batch_of_episodes_plans_as_each_one_alone():
@@ -182,6 +183,30 @@ def test_the_live_envs_are_planned_in_a_few_batch_shapes():
             live = rng.random(n) < rng.random()
             if not live.any():
                 continue
-            rows = swm_mod._padded(live)
+            rows = padded_rows(live)
             k = int(rows.sum())
             assert (rows | ~live).all() and (k == n or k & (k - 1) == 0) and k < 2 * live.sum() + 1
+
+
+def test_two_levels_in_a_batch_set_each_episodes_subgoal_as_alone():
+    """plan_batch with an upper level (top-down): every row's sub-goal and plan are those plan_step's two-level
+    planning gives that episode alone (gradient descent: deterministic), for rows whose goal is far and near."""
+    from ebmgraph.infer.hierarchical import AbstractGraph
+
+    ebm = ebmgraph.compile(EX / "tworoom_plan_two.yaml", sizes={"T": 3}, seed=0).eval()
+    rng = np.random.default_rng(1)
+    obs = rng.integers(0, 256, (3, 64, 64, 3)).astype(np.uint8)
+    goals = np.concatenate([rng.integers(0, 256, (2, 64, 64, 3)), obs[2:3]]).astype(np.uint8)  # row 2: at its goal
+    with torch.no_grad():
+        enc = ebm.evaluate({"x": torch.as_tensor(np.concatenate([obs, goals]), dtype=ebm.dtype)}, outputs=["s[0]"])["s[0]"]
+    # a chain of abstract states through the encodings: 0 -> 1 -> ... (the data's moves)
+    walk = torch.cat([enc[:1] + (enc[3:4] - enc[:1]) * f for f in np.linspace(0, 1, 12)]).numpy()
+    up = AbstractGraph.fit(walk, np.zeros(len(walk)), clusters=6, pool=1, dims=tuple(range(32)), seed=0)
+    us = {"goal": "g", "subgoal": "sub", "state": "s", "mode": "top_down"}
+    pl = make_planner(ebm, ENV, method="gradient", settings={"steps": 3, "lr": 0.1}, from_info={"goal": "goal"},
+                      upper=up, upper_settings=us)
+    acts, _ = plan_batch(pl, obs, {"goal": goals}, pl.initial_batch_state(3))
+    for i in range(3):
+        g = {"goal": torch.as_tensor(goals[i], dtype=ebm.dtype)[None]}
+        a, _, d = plan_step(pl, obs[i], PlanState(given=g, rng=pl.initial_rng()))
+        np.testing.assert_allclose(acts[i], a, atol=1e-5)

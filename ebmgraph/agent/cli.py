@@ -170,14 +170,14 @@ def _swm_evaluate(args, planner) -> int:
     """``plan --eval-data STORE``: stable-worldmodel's dataset-driven ``World.evaluate`` (the peers' protocol) over
     ``--episodes`` (start, goal) pairs of the store, planned as one batch per step; results.json and one line."""
     from ..util import atomic_write_text
-    from . import swm
+    from . import swm_eval
 
     if getattr(planner, "binding", None) is None or args.mode1:
         raise ValueError("--eval-data evaluates a planner (not --mode1)")
     goal = next(iter(planner.binding.from_info), None)
     if goal is None:
         raise ValueError("--eval-data: name the spec's goal frame with --from-info VAR=goal (e.g. goal=goal)")
-    r = swm.evaluate(planner, args.eval_data, env_id=args.env, goal_var=goal, goal_offset=args.goal_offset,
+    r = swm_eval.evaluate(planner, args.eval_data, env_id=args.env, goal_var=goal, goal_offset=args.goal_offset,
                      budget=args.budget, episodes=args.episodes, seed=args.seed)
     out = Path(args.out or f"runs/plan-{planner.ebm.graph.name}-{args.env.replace('/', '_')}")
     out.mkdir(parents=True, exist_ok=True)
@@ -353,9 +353,18 @@ def cmd_fit_upper(args) -> int:
 
     try:
         check_writable(args.out)
-        arrays = read_npz(args.data, ["obs", "episode"])
-        obs, ep = arrays["obs"], arrays["episode"]
-        meta = read_meta(args.data)
+        if str(args.data).endswith(".h5"):  # an episode store: its frames in time order, episode by episode
+            from ..train.episodes import Episodes
+
+            store = Episodes(args.data)
+            n = int((store.lengths + 1).sum()) if args.frames is None else min(args.frames, int((store.lengths + 1).sum()))
+            obs = store.read("frames", "obs", 0, n)
+            ep = np.repeat(np.arange(len(store)), store.lengths + 1)[:n]
+            meta = store.meta
+        else:
+            arrays = read_npz(args.data, ["obs", "episode"])
+            obs, ep = arrays["obs"], arrays["episode"]
+            meta = read_meta(args.data)
         if args.encoder:
             obs = _encode(args.encoder, args.params, obs)
         dims = (tuple(range(obs.reshape(len(obs), -1).shape[1])) if args.dims == "all"
@@ -493,7 +502,8 @@ def _plan_parser(subparsers) -> None:
 
 def _fit_upper_parser(subparsers) -> None:
     u = subparsers.add_parser("fit-upper", help="learn a level-2 model (abstract states, moves) from collected data")
-    u.add_argument("data", help="an .npz from ebmgraph collect")
+    u.add_argument("data", help="an .npz or an episode store (.h5) from ebmgraph collect")
+    u.add_argument("--frames", type=count(), help="with a .h5 store: fit on its first N frames (default all)")
     q = u.add_mutually_exclusive_group(required=True)
     q.add_argument("--unit", type=positive, help="the grid's side in level-1 units (a maze's cell: 4)")
     q.add_argument("--clusters", type=count(), help="k-means clusters of the level-1 states instead of a grid (a wider "

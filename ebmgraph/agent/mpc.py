@@ -264,15 +264,17 @@ def plan_batch(planner: Planner, observations, given: dict | None, state: BatchS
         ``(actions [n_live, *A] for the live episodes, in order, next state)``.
     """
     b, ebm = planner.binding, planner.ebm
-    if b.discrete or b.carry or planner.upper is not None or planner.warm_policy is not None:
-        raise PlanError("plan_batch plans continuous actions of one-level specs without carried state or a "
-                        "warm-start policy")
+    if b.discrete or b.carry or planner.warm_policy is not None:
+        raise PlanError("plan_batch plans continuous actions without carried state or a warm-start policy")
+    if planner.upper is not None and planner.upper_settings.get("mode", "top_down") != "top_down":
+        raise PlanError("plan_batch plans two levels top-down only (--upper-mode top_down)")
     obs = np.asarray(observations)
     n = len(obs)
     idx = np.flatnonzero(np.ones(n, bool) if live is None else np.asarray(live, bool))
 
     def tensor(v):
-        x = torch.as_tensor(np.asarray(v), device=ebm.device)
+        v = np.asarray(v)
+        x = torch.as_tensor(v if v.flags.writeable else v.copy(), device=ebm.device)  # a broadcast view is read-only
         return x.to(ebm.dtype) if not x.is_floating_point() or x.dtype != ebm.dtype else x
 
     observed = {b.obs: tensor(obs[idx])}
@@ -280,6 +282,8 @@ def plan_batch(planner: Planner, observations, given: dict | None, state: BatchS
         v = np.asarray(v)
         observed[k] = tensor(v[idx] if v.shape[1:] == tuple(ebm.var_shape(k)) and len(v) == n
                              else np.broadcast_to(v, (len(idx), *ebm.var_shape(k))))
+    if planner.upper is not None:
+        observed.update(_subgoals(planner, observed))
     gen = torch.Generator()
     gen.set_state(state.rng if state.rng is not None else planner.initial_rng())
     settings = dict(planner.settings)
@@ -521,6 +525,36 @@ def run(env_id: str, planner: Planner | None = None, *, episodes: int = 1, seed:
     return Results(env_id, method, dict(planner.settings) if planner else {}, out)
 
 
+def _subgoals(planner: Planner, observed: dict) -> dict:
+    """Level 2 for a batch, top-down (Figure 16): each row's level-1 state and goal become abstract states, the
+    upper level's first move on its cheapest path sets that row's sub-goal (the next abstract state's centroid,
+    or the goal itself once the goal's abstract state is next or reached)."""
+    from ..infer.hierarchical import level1
+
+    us, up = planner.upper_settings, planner.upper
+    goal, state = us.get("goal", "goal"), us.get("state", "s")
+    sub = us.get("subgoal") or goal
+    s1 = level1(planner.ebm, observed, state)
+    g1 = level1(planner.ebm, observed, goal)
+    here = up.encode(s1.detach().cpu().numpy().reshape(len(s1), -1))
+    target = up.encode(g1.detach().cpu().numpy().reshape(len(g1), -1))
+    rows = []
+    for i, (h, t) in enumerate(zip(here, target)):
+        j = up.ranked(int(h), int(t))[0][0]
+        rows.append(g1[i] if j == t or h == t else
+                    torch.as_tensor(up.centroids[j], dtype=g1.dtype, device=g1.device).reshape(g1.shape[1:]))
+    return {sub: torch.stack(rows)}
+
+
+def padded_rows(live: np.ndarray) -> np.ndarray:
+    """``live`` (bool ``[N]``) with finished rows switched on until the count is a power of two (or N)."""
+    n, k = len(live), int(live.sum())
+    want = min(n, 1 << max(0, (k - 1).bit_length()))
+    rows = live.copy()
+    rows[np.flatnonzero(~live)[:want - k]] = True
+    return rows
+
+
 def run_parallel(env_id: str, planner: Planner, *, episodes: int = 1, seed: int = 0, parallel: int = 1,
                  max_steps: int | None = None, progress: bool = True, options: list[dict] | None = None) -> Results:
     """``episodes`` seeded episodes (seeds ``seed, seed+1, ...``) run ``parallel`` at a time: that many environments
@@ -555,10 +589,13 @@ def run_parallel(env_id: str, planner: Planner, *, episodes: int = 1, seed: int 
             state = BatchState(None, rng if rng is not None else planner.initial_rng(), 0)
             while live.any():
                 t0 = time.perf_counter()
-                # all episodes of the group are planned, the finished ones too (their actions are dropped): one batch
-                # shape per group, so a compiled planner is not rebuilt each time an episode ends
-                acts, state = plan_batch(planner, np.stack(obs), {k: np.stack(v) for k, v in given.items()}, state)
-                dt = (time.perf_counter() - t0) / len(group)
+                # the live episodes are planned, padded with finished ones up to a power of two: a compiled planner
+                # sees a few batch shapes, not one per number of episodes still running
+                rows = padded_rows(live)
+                acts, state = plan_batch(planner, np.stack(obs), {k: np.stack(v) for k, v in given.items()}, state,
+                                         rows)
+                dt = (time.perf_counter() - t0) / int(live.sum())
+                acts = dict(zip(np.flatnonzero(rows), acts))
                 for j in np.flatnonzero(live):
                     a = acts[j]
                     ep, env = eps[j], envs[j]
@@ -647,5 +684,5 @@ def with_horizon(ebm, horizon: int, action: str | None = None):
     return out
 
 
-__all__ = ["Mode1", "Planner", "PlanState", "BatchState", "plan_batch", "Decision", "Episode", "Results", "PlanError", "plan_step", "run_episode", "run", "run_parallel",
+__all__ = ["Mode1", "Planner", "PlanState", "BatchState", "plan_batch", "Decision", "Episode", "Results", "PlanError", "plan_step", "run_episode", "run", "run_parallel", "padded_rows",
            "make_planner", "shift_plan", "with_horizon"]

@@ -11,10 +11,10 @@ package never imports it. Three pieces:
   goal image); :func:`facts` gives the agent's position ``xy`` and the full ``state`` at every step.
 - :class:`Expert`: the environment's own data policy (TwoRoom's ``ExpertPolicy`` with Gaussian action noise,
   PushT's ``WeakPolicy``) for ``collect --policy oracle``.
-- :func:`evaluate`: an ebmgraph planner wrapped as a stable-worldmodel policy (:class:`PlannerPolicy`), run by
-  ``World.evaluate`` in its dataset-driven mode over held-out episodes of an ebmgraph episode store
-  (:class:`StoreDataset`): start and goal ``goal_offset`` steps apart, ``eval_budget`` steps, its own success
-  test (the env's ``terminated``).
+- :func:`ebmgraph.agent.swm_eval.evaluate` (its own module): an ebmgraph planner wrapped as a stable-worldmodel
+  policy, run by ``World.evaluate`` in its dataset-driven mode over held-out episodes of an ebmgraph episode
+  store: start and goal ``goal_offset`` steps apart, ``eval_budget`` steps, its own success test (the env's
+  ``terminated``).
 
 torchvision (which stable-worldmodel imports) ships on PyPI as a CUDA build whose C++ operators cannot load
 beside a CPU torch; its import then fails registering fake kernels for ``torchvision::nms`` and ``qnms``
@@ -24,7 +24,6 @@ again; nothing here calls them.
 from __future__ import annotations
 
 import sys
-import time
 import warnings
 
 import gymnasium as gym
@@ -209,132 +208,3 @@ class Expert:
     def act(self, obs) -> np.ndarray:
         a = self.policy.get_action(self.env.last_info)
         return np.asarray(a, np.float32).reshape(self.env.action_space.shape)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The peers' evaluation loop: World.evaluate, dataset-driven
-
-
-class StoreDataset:
-    """What ``World.evaluate(dataset=...)`` reads, over an ebmgraph episode store: columns ``pixels``
-    (``[T, 3, S, S]`` uint8 tensors, as its HDF5 reader gives) and ``state`` (the env's state per frame)."""
-
-    column_names = ["pixels", "state"]
-
-    def __init__(self, episodes, pixels: str = "obs", state: str = "state"):
-        self.ep, self.pixels, self.state = episodes, pixels, state
-
-    def load_chunk(self, episodes_idx, start, end) -> list[dict]:
-        import torch
-
-        out = []
-        for e, s, t in zip(np.asarray(episodes_idx), np.asarray(start), np.asarray(end)):
-            w = self.ep.window(int(e), int(s), int(t - s - 1), fields=[self.pixels, self.state])
-            out.append({"pixels": torch.from_numpy(np.ascontiguousarray(w[self.pixels])).permute(0, 3, 1, 2),
-                        "state": torch.from_numpy(np.asarray(w[self.state], np.float32))})
-        return out
-
-
-def pick_starts(lengths: np.ndarray, episodes: np.ndarray, goal_offset: int, n: int, seed: int):
-    """``(episode, start)`` pairs as the peers pick them (stable-worldmodel's ``eval_wm.py``): over every step
-    of the given episodes that has ``goal_offset`` more steps after it, ``n`` drawn without replacement by
-    ``default_rng(seed)``, sorted. Raises ValueError when fewer than ``n`` steps qualify."""
-    rows = [(int(e), s) for e in episodes for s in range(int(lengths[e]) - goal_offset + 1)]
-    if len(rows) < n:
-        raise ValueError(f"only {len(rows)} start steps have {goal_offset} steps after them in the held-out "
-                         f"episodes; {n} are needed (collect more or longer episodes)")
-    pick = np.sort(np.random.default_rng(seed).choice(len(rows), n, replace=False))
-    return np.asarray([rows[i][0] for i in pick]), np.asarray([rows[i][1] for i in pick])
-
-
-def _padded(live: np.ndarray) -> np.ndarray:
-    """``live`` (bool ``[N]``) with finished rows switched on until the count is a power of two (or N)."""
-    n, k = len(live), int(live.sum())
-    want = min(n, 1 << max(0, (k - 1).bit_length()))
-    rows = live.copy()
-    rows[np.flatnonzero(~live)[:want - k]] = True
-    return rows
-
-
-class PlannerPolicy:
-    """An ebmgraph planner as a stable-worldmodel policy: ``World`` hands over the stacked infos of its N envs
-    each step; all live envs are planned in one batched :func:`ebmgraph.minimize` toward their goal frames
-    (:func:`ebmgraph.agent.mpc.plan_batch`). Decision times are kept in ``seconds`` (one entry per batched
-    call, with the number of envs it planned)."""
-
-    def __init__(self, planner, goal_var: str):
-        from stable_worldmodel.policy import BasePolicy
-
-        self._base = BasePolicy
-        self.planner, self.goal_var = planner, goal_var
-        self.type, self.seconds = "ebmgraph", []
-        self.env = None
-        self.state = None
-
-    def set_env(self, env):
-        self.env = env
-        self.state = None
-
-    def get_action(self, info: dict, **_) -> np.ndarray:
-        from .mpc import plan_batch
-
-        obs = np.asarray(info["pixels"])[:, -1]
-        goal = np.asarray(info["goal"])[:, -1]
-        n = len(obs)
-        live = ~np.asarray(info.get("terminated", np.zeros((n, 1), bool))).reshape(n).astype(bool)
-        if self.state is None:
-            self.state = self.planner.initial_batch_state(n)
-        out = np.zeros((n, *self.planner.binding.low.shape), np.float32)
-        if live.any():
-            # the live envs are planned, padded with finished ones up to a power of two: a compiled planner is built
-            # for a few batch shapes, not once per number of envs still running, and finished envs cost little
-            rows = _padded(live)
-            t0 = time.perf_counter()
-            acts, self.state = plan_batch(self.planner, obs, {self.goal_var: goal}, self.state, rows)
-            self.seconds.append((time.perf_counter() - t0, int(live.sum())))
-            out[live] = acts[live[rows]]
-        return out
-
-
-def evaluate(planner, store, *, env_id: str = "swm/TwoRoom-v1", goal_var: str = "goal", held_out=None,
-             goal_offset: int = 25, budget: int = 50, episodes: int = 50, seed: int = 42, size: int = SIZE) -> dict:
-    """Success rate of ``planner`` under stable-worldmodel's dataset-driven ``World.evaluate`` (``planner`` None:
-    its ``RandomPolicy``, seeded with ``seed``, the baseline to state beside a result).
-
-    ``episodes`` envs start at ``(episode, start)`` pairs drawn from ``held_out`` episodes of ``store`` (all of
-    them by default) as the peers draw them (:func:`pick_starts`, seed ``seed``); each env is set to the
-    stored state at ``start`` (``_set_state``) with the target at the stored state ``goal_offset`` steps later
-    (``_set_goal_state``), and its goal frame is the stored frame there. Success is the env's ``terminated``
-    at any step within ``budget`` steps.
-
-    Returns:
-        ``success_rate`` (percent), ``successes`` (bool per env), ``episodes``/``starts``, ``seconds`` per
-        batched decision and ``ms_per_decision`` (batched time divided by the envs it planned, median), and the
-        wall time.
-    """
-    from ..train.episodes import Episodes
-
-    swm = import_swm()
-    ep = store if hasattr(store, "window") else Episodes(store)
-    held = np.arange(len(ep)) if held_out is None else np.asarray(held_out)
-    eps, starts = pick_starts(ep.lengths, held, goal_offset, episodes, seed)
-    world = swm.World(env_id, num_envs=episodes, image_shape=(size, size), max_episode_steps=2 * budget)
-    if planner is None:  # the baseline beside every figure: stable-worldmodel's own uniform random policy
-        policy = swm.policy.RandomPolicy(seed=seed)
-        policy.seconds = []
-    else:
-        policy = PlannerPolicy(planner, goal_var)
-    world.set_policy(policy)
-    setters = [{"method": "_set_state", "args": {"state": {"value": "state", "in_dataset": True}}},
-               {"method": "_set_goal_state", "args": {"goal_state": {"value": "goal_state", "in_dataset": True}}}]
-    t0 = time.perf_counter()
-    with warnings.catch_warnings():  # World's own gym.make keeps gymnasium's checker: its per-step warnings
-        warnings.filterwarnings("ignore", message=".*WARN:")
-        res = world.evaluate(dataset=StoreDataset(ep), episodes_idx=eps.tolist(), start_steps=starts.tolist(),
-                             goal_offset=goal_offset, eval_budget=budget, callables=setters)
-    wall = time.perf_counter() - t0
-    per = [s / max(k, 1) for s, k in policy.seconds]
-    return {"success_rate": float(res["success_rate"]), "successes": np.asarray(res["episode_successes"], bool),
-            "episodes": eps, "starts": starts, "seconds": policy.seconds,
-            "ms_per_decision": 1000 * float(np.median(per)) if per else float("nan"), "wall_s": wall,
-            "goal_offset": goal_offset, "budget": budget, "seed": seed}

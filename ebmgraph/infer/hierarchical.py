@@ -240,7 +240,7 @@ class AbstractGraph:
                 "clusters": self.clusters, "pool": self.pool, "dims": list(self.dims)}
 
 
-def _level1(ebm, observed: dict, state: str) -> torch.Tensor:
+def level1(ebm, observed: dict, state: str) -> torch.Tensor:
     """``state`` (or ``state[0]``) in level-1 space: an observed variable, or a function of the observed
     ones such as ``s[0]: Enc1(x)`` or ``g: Enc1(goal)``."""
     if state in observed:
@@ -287,10 +287,10 @@ def minimize_two_level(upper: AbstractGraph, ebm, observed: dict, over, *, goal:
     subgoal = subgoal or goal
     if ebm.graph.var(subgoal) is None:
         raise SpecError(f"{ebm.graph.name} has no variable {subgoal} to receive the sub-goal")
-    s1 = _level1(ebm, observed, state)
+    s1 = level1(ebm, observed, state)
     if s1.shape[0] != 1:
         raise SpecError(f"two-level planning plans one problem at a time; got a batch of {s1.shape[0]}")
-    g1 = _level1(ebm, observed, goal)  # an observed goal, or a function of one (g: Enc(goal_image))
+    g1 = level1(ebm, observed, goal)  # an observed goal, or a function of one (g: Enc(goal_image))
     here = int(upper.encode(s1.detach().cpu().numpy())[0])
     target = int(upper.encode(g1.detach().cpu().numpy())[0])
     opts = upper.ranked(here, target)

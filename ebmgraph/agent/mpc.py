@@ -20,7 +20,7 @@ from ..elements import ancestors_of
 from ..errors import SpecError
 from ..infer import minimize
 from ..util import as_generator
-from .envs import Binding, bind, default_method, make_env
+from .envs import Binding, bind, default_method, env_facts, make_env
 from .loop import rollout
 
 # methods that take a warm start (init=), and per-method settings for acting on a per-decision budget
@@ -580,6 +580,10 @@ def run_parallel(env_id: str, planner: Planner, *, episodes: int = 1, seed: int 
             obs, given = [], {k: [] for k in b.from_info}
             for env, i, ep in zip(envs, group, eps):
                 o, info = env.reset(seed=seed + i, options=options[i % len(options)] if options else None)
+                facts = env_facts(env, at_reset=True)  # a maze's goal_xy, the point's xy (the paths' picture)
+                ep.reset_info.update({k: v for k, v in facts.items() if k != "xy"})
+                if "xy" in facts:
+                    ep.positions.append(facts["xy"])
                 obs.append(np.asarray(o))
                 for var, key in b.from_info.items():
                     if key not in info:
@@ -604,6 +608,9 @@ def run_parallel(env_id: str, planner: Planner, *, episodes: int = 1, seed: int 
                     ep.length += 1
                     ep.seconds.append(dt)
                     ep.actions.append(np.asarray(a))
+                    nf = env_facts(env)
+                    if "xy" in nf:
+                        ep.positions.append(nf["xy"])
                     ep.terminated = bool(term)
                     if "success" in info:
                         ep.success = bool(info["success"])

@@ -117,7 +117,10 @@ def maze_paths(env_id: str, results, path, *, upper=None, episodes: int = 5, tit
         ax.scatter(c[:, 0], c[:, 1], s=4, color="#8fa8c8", zorder=2)
     for k, e in enumerate((results.episodes if results is not None else [])[:episodes]):
         col = f"C{k}"
-        xy = np.asarray(e.positions if e.positions else [np.asarray(o)[:2] for o in e.observations])[:, :2]
+        xy = np.asarray(e.positions if e.positions else [np.asarray(o)[:2] for o in e.observations])
+        if xy.ndim != 2 or len(xy) == 0:  # an episode with no positions recorded: nothing to draw
+            continue
+        xy = xy[:, :2]
         ok = "success" if e.success else ("fail" if e.success is not None else "")
         ax.plot(xy[:, 0], xy[:, 1], color=col, lw=1.4, zorder=4, label=f"seed {e.seed}: {len(xy)} steps {ok}")
         ax.plot(*xy[0], "o", color=col, ms=6, zorder=5)

@@ -4,6 +4,7 @@ and progress bars that stay quiet in logs. Each test fails on the code before th
 the lead's note)."""
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -24,7 +25,8 @@ EX = ROOT / "examples" / "specs"
 
 
 def _env():
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    # PYTHONFAULTHANDLER: a child that does not stop is sent SIGABRT, and its threads' stacks reach the failure message
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", PYTHONFAULTHANDLER="1")
     for k in ("SDL_NO_SIGNAL_HANDLERS", "WORLD_SIZE", "RANK", "LOCAL_RANK"):
         env.pop(k, None)  # the child must get SDL's setting from make_env, not from us
     return env
@@ -104,7 +106,11 @@ def _stop(p: subprocess.Popen, sig: int, started: threading.Event, err: list[str
         try:
             rc = p.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"still running 30 s after signal {sig}: {''.join(err)[-500:]}")
+            p.send_signal(signal.SIGABRT)  # faulthandler prints where each thread is
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(timeout=10)
+            time.sleep(0.5)
+            pytest.fail(f"still running 30 s after signal {sig}; its stacks at SIGABRT: {''.join(err)[-6000:]}")
         return rc, time.monotonic() - t0
     finally:
         if p.poll() is None:

@@ -147,6 +147,61 @@ def test_plan_evaluates_with_the_peers_loop_from_the_cli(store, tmp_path, capsys
     r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert r["episodes"] == 4 and len(r["successes"]) == 4 and 0 <= r["success_rate"] <= 100
     assert r["protocol"].startswith("stable-worldmodel")
+    assert Path(r["files"]["episodes"]).is_file() and Path(r["files"]["gif"]).is_file()
+
+
+def test_recorded_episodes_start_on_the_stored_frame_and_end_on_the_last_one(store, tmp_path):
+    """evaluate(record=k) keeps the first k envs' frames: each starts on the stored start frame, its goal is the
+    stored frame goal_offset steps later, it holds at most budget + 1 frames; the picture has one row per env."""
+    from PIL import Image
+
+    from ebmgraph.agent import report
+
+    ebm = ebmgraph.compile(EX / "tworoom_plan.yaml", sizes={"T": 4}, seed=0).eval()
+    pl = make_planner(ebm, ENV, method="mppi", settings={"samples": 16}, from_info={"goal": "goal"})
+    ep = Episodes(store)
+    r = swm_eval.evaluate(pl, ep, env_id=ENV, goal_offset=10, budget=12, episodes=4, seed=3, record=3)
+    assert len(r["frames"]) == len(r["goals"]) == 3
+    for i in range(3):
+        e, t = int(r["episodes"][i]), int(r["starts"][i])
+        w = ep.window(e, t, 10, fields=["obs"])["obs"]
+        np.testing.assert_array_equal(r["frames"][i][0], w[0])
+        np.testing.assert_array_equal(r["goals"][i], w[-1])
+        assert 2 <= len(r["frames"][i]) <= 13
+    png = report.start_goal_final(r["frames"], r["goals"], r["successes"], tmp_path / "e.png", width=64)
+    with Image.open(png) as im:
+        assert im.size[0] == 3 * 64 + 4 * 4 and im.size[1] > 3 * 64
+    gif = report.gif(report.beside(r["frames"][0], r["goals"][0]), tmp_path / "e.gif", every=1, width=130)
+    with Image.open(gif) as im:
+        assert im.n_frames == len(r["frames"][0]) and im.size == (64 * 2 + 2, 64)
+    assert "frames" not in swm_eval.evaluate(pl, ep, env_id=ENV, goal_offset=10, budget=4, episodes=2, seed=3)
+
+
+def test_every_from_info_value_reaches_the_planner_and_a_wrong_key_is_named(store, monkeypatch):
+    """Besides the goal frame, each --from-info VAR=KEY is read from World's infos per step: at the first decision
+    `state` is the stored state at each pair's start; a key World does not give is a clear error listing those it
+    gives."""
+    from types import SimpleNamespace
+
+    seen = []
+
+    def fake_plan_batch(planner, obs, given, state, rows):
+        seen.append({k: np.array(v) for k, v in given.items()})
+        return np.zeros((len(rows), 2), np.float32), state
+
+    monkeypatch.setattr(swm_eval, "plan_batch", fake_plan_batch)
+    stub = SimpleNamespace(binding=SimpleNamespace(from_info={"goal": "goal", "st": "state"}, low=np.zeros(2)),
+                           initial_batch_state=lambda n: None)
+    ep = Episodes(store)
+    r = swm_eval.evaluate(stub, ep, env_id=ENV, goal_offset=10, budget=3, episodes=4, seed=5)
+    first = seen[0]
+    for i, (e, t) in enumerate(zip(r["episodes"], r["starts"])):
+        w = ep.window(int(e), int(t), 10, fields=["obs", "state"])
+        np.testing.assert_allclose(first["st"][i], w["state"][0])
+        np.testing.assert_array_equal(first["goal"][i], w["obs"][-1])
+    stub.binding.from_info = {"goal": "goal", "st": "nope"}
+    with pytest.raises(ValueError, match=r"no 'nope' \(they have .*state"):
+        swm_eval.evaluate(stub, ep, env_id=ENV, goal_offset=10, budget=3, episodes=4, seed=5)
 
 
 def test_eval_data_refuses_an_env_that_is_not_stable_worldmodels(store, capsys):

@@ -174,11 +174,12 @@ def _swm_evaluate(args, planner) -> int:
 
     if getattr(planner, "binding", None) is None or args.mode1:
         raise ValueError("--eval-data evaluates a planner (not --mode1)")
-    goal = next(iter(planner.binding.from_info), None)
+    goal = next((v for v, k in planner.binding.from_info.items() if k == "goal"), None)
     if goal is None:
         raise ValueError("--eval-data: name the spec's goal frame with --from-info VAR=goal (e.g. goal=goal)")
     r = swm_eval.evaluate(planner, args.eval_data, env_id=args.env, goal_var=goal, goal_offset=args.goal_offset,
-                     budget=args.budget, episodes=args.episodes, seed=args.seed)
+                          budget=args.budget, episodes=args.episodes, seed=args.seed,
+                          record=0 if args.no_frames else min(8, args.episodes))
     out = Path(args.out or f"runs/plan-{planner.ebm.graph.name}-{args.env.replace('/', '_')}")
     out.mkdir(parents=True, exist_ok=True)
     summary = {"env": args.env, "spec": args.spec, "params": args.params, "protocol": "stable-worldmodel "
@@ -188,6 +189,15 @@ def _swm_evaluate(args, planner) -> int:
                "success_rate": r["success_rate"], "successes": r["successes"].astype(int).tolist(),
                "starts": [[int(e), int(t)] for e, t in zip(r["episodes"], r["starts"])],
                "ms_per_decision_median": r["ms_per_decision"], "wall_s": r["wall_s"]}
+    if r.get("frames"):
+        from . import report
+
+        what = f"{args.env}, goal {args.goal_offset} steps ahead, budget {args.budget}"
+        summary["files"] = {
+            "episodes": str(report.start_goal_final(r["frames"], r["goals"], r["successes"], out / "episodes.png",
+                                                    title=what)),
+            "gif": str(report.gif(report.beside(r["frames"][0], r["goals"][0]), out / "episode0.gif", fps=10,
+                                  width=260, every=1))}
     atomic_write_text(out / "results.json", json.dumps(summary, indent=2) + "\n")
     if args.json:
         print(json.dumps(summary))

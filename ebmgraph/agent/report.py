@@ -63,6 +63,46 @@ def gif(frames: list, path, *, fps: int = 20, width: int = 240, every: int = 2) 
     return Path(path)
 
 
+def start_goal_final(frames: list, goals: list, successes, path, *, width: int = 128, title: str = "") -> Path:
+    """One row per episode: its first frame, its goal frame and its last frame side by side, each row labelled
+    with the episode's index and whether it succeeded (a PNG)."""
+    from PIL import Image, ImageDraw
+
+    if not frames:
+        raise ValueError("no episodes to draw")
+    gap, label_h = 4, 16
+    rows = []
+    for i, (f, g) in enumerate(zip(frames, goals)):
+        if not len(f):
+            raise ValueError(f"episode {i} has no frames")
+        tiles = [_thumb(f[0], width), _thumb(g, width), _thumb(f[-1], width)]
+        rows.append((i, bool(successes[i]), tiles))
+    h = rows[0][2][0].height
+    top = label_h + (label_h if title else 0)
+    img = Image.new("RGB", (3 * width + 4 * gap, top + len(rows) * (h + label_h + gap)), "white")
+    d = ImageDraw.Draw(img)
+    if title:
+        d.text((gap, 2), title, fill="black")
+    for j, name in enumerate(("start", "goal", "final")):
+        d.text((gap + j * (width + gap) + width // 2 - 12, top - label_h + 2), name, fill="black")
+    for r, (i, ok, tiles) in enumerate(rows):
+        y = top + r * (h + label_h + gap)
+        d.text((gap, y + 2), f"episode {i}: {'success' if ok else 'failure'}", fill="#2a7a2a" if ok else "#b22222")
+        for j, t in enumerate(tiles):
+            img.paste(t, (gap + j * (width + gap), y + label_h))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
+    return Path(path)
+
+
+def beside(frames: list, other) -> list:
+    """Each frame with ``other`` (e.g. the goal frame) to its right, 2 white pixels between: for a GIF."""
+    o = np.asarray(other, dtype=np.uint8)
+    pad = np.full((o.shape[0], 2, 3), 255, np.uint8)
+    return [np.concatenate([np.asarray(f, np.uint8), pad, o], axis=1) for f in frames]
+
+
 def _thumb(frame, width: int):
     from PIL import Image
 

@@ -19,7 +19,8 @@ except ImportError as exc:  # the extra is installed by make test; a user withou
 import ebmgraph  # noqa: E402
 from ebmgraph.agent.collect import SWM_EPISODE, collect  # noqa: E402
 from ebmgraph.agent.envs import EnvMismatch, make_env  # noqa: E402
-from ebmgraph.agent.mpc import PlanState, make_planner, padded_rows, plan_batch, plan_step  # noqa: E402
+from ebmgraph.agent.batch import BatchState, padded_rows, plan_batch  # noqa: E402
+from ebmgraph.agent.mpc import PlanState, make_planner, plan_step  # noqa: E402
 from ebmgraph.agent import swm_eval  # noqa: E402
 from ebmgraph.cli import main  # noqa: E402
 from ebmgraph.train.episodes import Episodes  # noqa: E402
@@ -127,7 +128,7 @@ def test_a_batch_of_episodes_plans_as_each_one_alone():
     rng = np.random.default_rng(0)
     obs = rng.integers(0, 256, (3, 64, 64, 3)).astype(np.uint8)
     goals = rng.integers(0, 256, (3, 64, 64, 3)).astype(np.uint8)
-    acts, st = plan_batch(pl, obs, {"goal": goals}, pl.initial_batch_state(3))
+    acts, st = plan_batch(pl, obs, {"goal": goals}, BatchState())
     for i in range(3):
         g = {"goal": torch.as_tensor(goals[i], dtype=ebm.dtype)[None]}
         a, _, _ = plan_step(pl, obs[i], PlanState(given=g, rng=pl.initial_rng()))
@@ -190,8 +191,7 @@ def test_every_from_info_value_reaches_the_planner_and_a_wrong_key_is_named(stor
         return np.zeros((len(rows), 2), np.float32), state
 
     monkeypatch.setattr(swm_eval, "plan_batch", fake_plan_batch)
-    stub = SimpleNamespace(binding=SimpleNamespace(from_info={"goal": "goal", "st": "state"}, low=np.zeros(2)),
-                           initial_batch_state=lambda n: None)
+    stub = SimpleNamespace(binding=SimpleNamespace(from_info={"goal": "goal", "st": "state"}, low=np.zeros(2)))
     ep = Episodes(store)
     r = swm_eval.evaluate(stub, ep, env_id=ENV, goal_offset=10, budget=3, episodes=4, seed=5)
     first = seen[0]
@@ -260,7 +260,7 @@ def test_two_levels_in_a_batch_set_each_episodes_subgoal_as_alone():
     us = {"goal": "g", "subgoal": "sub", "state": "s", "mode": "top_down"}
     pl = make_planner(ebm, ENV, method="gradient", settings={"steps": 3, "lr": 0.1}, from_info={"goal": "goal"},
                       upper=up, upper_settings=us)
-    acts, _ = plan_batch(pl, obs, {"goal": goals}, pl.initial_batch_state(3))
+    acts, _ = plan_batch(pl, obs, {"goal": goals}, BatchState())
     for i in range(3):
         g = {"goal": torch.as_tensor(goals[i], dtype=ebm.dtype)[None]}
         a, _, d = plan_step(pl, obs[i], PlanState(given=g, rng=pl.initial_rng()))

@@ -258,7 +258,7 @@ def _episodes(args, actor):
         res.method = f"mode1 {args.mode1}"
         return res
     if args.parallel > 1:
-        from .mpc import run_parallel
+        from .batch import run_parallel
 
         args.no_frames = True  # episodes stepped together: no first episode to film
         return run_parallel(args.env, actor, episodes=args.episodes, seed=args.seed, parallel=args.parallel,

@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 
-from .mpc import padded_rows, plan_batch
+from .batch import BatchState, padded_rows, plan_batch
 from .swm import SIZE, import_swm
 
 
@@ -50,7 +50,7 @@ def pick_starts(lengths: np.ndarray, episodes: np.ndarray, goal_offset: int, n: 
 class PlannerPolicy:
     """An ebmgraph planner as a stable-worldmodel policy: ``World`` hands over the stacked infos of its N envs
     each step; all live envs are planned in one batched :func:`ebmgraph.minimize` toward their goal frames
-    (:func:`ebmgraph.agent.mpc.plan_batch`). Decision times are kept in ``seconds`` (one entry per batched
+    (:func:`ebmgraph.agent.batch.plan_batch`). Decision times are kept in ``seconds`` (one entry per batched
     call, with the number of envs it planned)."""
 
     def __init__(self, planner, goal_var: str, record: int = 0):
@@ -84,7 +84,7 @@ class PlannerPolicy:
         n = len(obs)
         live = ~np.asarray(info.get("terminated", np.zeros((n, 1), bool))).reshape(n).astype(bool)
         if self.state is None:
-            self.state = self.planner.initial_batch_state(n)
+            self.state = BatchState()
         if self.record:
             _keep_frames(self.frames, self.goals, obs, goal, live, self.record)
         out = np.zeros((n, *self.planner.binding.low.shape), np.float32)
